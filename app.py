@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""CDK entry point: ``npx cdk synth [-c environment=dev|staging|prod]``.
+
+Reads the environment from context, validates its settings, builds the pipeline stack and tags
+every taggable resource once, at the app, for cost allocation.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import aws_cdk as cdk
+
+from serverless_stack.config import ConfigError, load_config
+from serverless_stack.stack import PipelineStack
+
+
+def build_app(app: cdk.App | None = None) -> cdk.App:
+    """Build the app for the ``environment`` in the context; raises ``ConfigError``."""
+    app = app or cdk.App()
+    config = load_config(app.node.try_get_context("environment"), app.node.try_get_context("pipeline"))
+    PipelineStack(
+        app,
+        f"DataPipeline-{config.environment}",
+        config=config,
+        description=f"Cost-optimized serverless data pipeline ({config.environment})",
+    )
+    tags = {
+        "Environment": config.environment,
+        "Project": "DataProcessing",
+        "ManagedBy": "CDK",
+        "CostCenter": config.cost_center,
+    }
+    for key, value in tags.items():
+        cdk.Tags.of(app).add(key, value)
+    return app
+
+
+if __name__ == "__main__":
+    try:
+        application = build_app()
+    except ConfigError as error:
+        sys.exit(f"Configuration error in cdk.json: {error}")
+    application.synth()

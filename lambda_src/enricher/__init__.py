@@ -1,0 +1,1 @@
+"""The enricher stage: adds the received time and the record type's category."""

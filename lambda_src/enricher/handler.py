@@ -1,0 +1,47 @@
+"""Enricher Lambda: adds ``received_at`` and ``category`` (looked up in the table)."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from enricher.enrichment import UNCATEGORIZED, category_from_item, category_key, enrich
+from pipeline_common.invocation import unwrap
+
+TABLE_NAME = os.environ["TABLE_NAME"]
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+dynamodb = boto3.client("dynamodb")
+
+
+@tracer.capture_method
+def lookup_category(record_type: str) -> str:
+    """The category of ``record_type``; a throttling error propagates so that Lambda retries."""
+    response = dynamodb.get_item(
+        TableName=TABLE_NAME,
+        Key=category_key(record_type),
+        ProjectionExpression="category",
+    )
+    return category_from_item(response.get("Item"))
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    record = unwrap(event)
+    logger.set_correlation_id(record.get("id"))
+    category = lookup_category(record["type"])
+    if category == UNCATEGORIZED:
+        metrics.add_metric(name="RecordsUncategorized", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="RecordsEnriched", unit=MetricUnit.Count, value=1)
+    logger.info("record enriched", extra={"category": category})
+    return enrich(record, category, datetime.now(timezone.utc))

@@ -1,0 +1,1 @@
+"""Code shared by every pipeline stage; packaged into each function's asset."""

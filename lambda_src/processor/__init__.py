@@ -1,0 +1,1 @@
+"""The processor stage: stores each record exactly once and counts it once."""

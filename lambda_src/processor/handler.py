@@ -1,0 +1,38 @@
+"""Processor Lambda: the critical stage. Stores the record and its counter exactly once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pipeline_common.invocation import unwrap
+from processor.storage import store
+
+TABLE_NAME = os.environ["TABLE_NAME"]
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+dynamodb = boto3.client("dynamodb")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    record = unwrap(event)
+    logger.set_correlation_id(record.get("id"))
+    result = store(dynamodb, TABLE_NAME, record, datetime.now(timezone.utc))
+    if result.status == "stored":
+        metrics.add_metric(name="RecordsStored", unit=MetricUnit.Count, value=1)
+    else:
+        metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=1)
+    logger.info("record processed", extra={"status": result.status})
+    return asdict(result)

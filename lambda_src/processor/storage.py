@@ -1,0 +1,100 @@
+"""Exactly-once storage as one DynamoDB transaction.
+
+The record item is put only if absent, and the per-type daily counter is incremented in the
+same transaction. DynamoDB applies both or neither, so:
+
+* a duplicate delivery fails the condition, the transaction is cancelled, the counter is
+  untouched, and the record is reported as a duplicate;
+* a retry after any failure either finds nothing written (and writes both) or finds the
+  record (and changes nothing).
+
+The counter's day is the record's own UTC date, so a retry on another day counts the same day.
+The payload is stored as its JSON text: lossless for every JSON number, and never near
+DynamoDB's nesting limits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+RECORD_SK = "RECORD"
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    record_id: str
+    status: Literal["stored", "duplicate"]
+
+
+def record_key(record_id: str) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": f"RECORD#{record_id}"}, "sk": {"S": RECORD_SK}}
+
+
+def counter_key(record: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """``STATS#<type>`` / ``<yyyy-mm-dd>`` of the record's UTC timestamp."""
+    return {"pk": {"S": f"STATS#{record['type']}"}, "sk": {"S": record["timestamp"][:10]}}
+
+
+def record_item(record: dict[str, Any], stored_at: datetime) -> dict[str, dict[str, str]]:
+    item = {
+        **record_key(record["id"]),
+        "id": {"S": record["id"]},
+        "type": {"S": record["type"]},
+        "source": {"S": record["source"]},
+        "timestamp": {"S": record["timestamp"]},
+        "payload": {"S": json.dumps(record["payload"], separators=(",", ":"), sort_keys=True)},
+        "stored_at": {"S": stored_at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")},
+    }
+    for optional in ("received_at", "category"):
+        if isinstance(record.get(optional), str):
+            item[optional] = {"S": record[optional]}
+    return item
+
+
+def store(client: Any, table_name: str, record: dict[str, Any], now: datetime) -> StoreResult:
+    """Store ``record`` and count it, exactly once.
+
+    :raises ClientError: for anything but a duplicate (throttling, conflicts), so that
+        Lambda retries the invocation.
+    """
+    try:
+        client.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": table_name,
+                        "Item": record_item(record, now),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": table_name,
+                        "Key": counter_key(record),
+                        "UpdateExpression": "ADD #count :one",
+                        "ExpressionAttributeNames": {"#count": "count"},
+                        "ExpressionAttributeValues": {":one": {"N": "1"}},
+                    }
+                },
+            ]
+        )
+    except ClientError as error:
+        if _is_duplicate(error):
+            return StoreResult(record["id"], "duplicate")
+        raise
+    return StoreResult(record["id"], "stored")
+
+
+def _is_duplicate(error: ClientError) -> bool:
+    """True when the transaction was cancelled only because the record already exists."""
+    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    reasons = error.response.get("CancellationReasons") or []
+    return bool(reasons) and reasons[0].get("Code") == "ConditionalCheckFailed" and all(
+        r.get("Code") in (None, "None") for r in reasons[1:]
+    )

@@ -1,0 +1,1 @@
+"""The validator stage: checks a record against the contract and normalises it."""

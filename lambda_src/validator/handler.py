@@ -1,0 +1,40 @@
+"""Validator Lambda: the pipeline's gate. Invalid records fail here, deterministically.
+
+The ``live`` alias has ``MaximumRetryAttempts: 0``: a record that fails validation would fail
+every retry too, so it goes straight to the dead-letter queue, with the defects as the
+``ErrorMessage`` attribute. A valid record is returned, normalised, and Lambda's on-success
+destination hands it to the enricher.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pipeline_common.invocation import unwrap
+from validator.validation import InvalidRecord, validate
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    raw = unwrap(event)
+    if isinstance(raw.get("id"), str):
+        logger.set_correlation_id(raw["id"][:128])
+    try:
+        record = validate(raw)
+    except InvalidRecord as error:
+        metrics.add_metric(name="RecordsRejected", unit=MetricUnit.Count, value=1)
+        logger.warning("record rejected", extra={"problems": error.problems})
+        raise
+    metrics.add_metric(name="RecordsValidated", unit=MetricUnit.Count, value=1)
+    logger.info("record validated", extra={"record_type": record["type"]})
+    return record

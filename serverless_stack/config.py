@@ -1,0 +1,282 @@
+"""Per-environment settings: read from ``cdk.json`` context, validated, frozen.
+
+``cdk.json`` holds one block per environment under the ``pipeline`` context key::
+
+    "pipeline": {
+      "dev":  {"cost_center": "...", "functions": {"processor": {"memory_mb": 512}}, ...},
+      "prod": {...}
+    }
+
+The environment is chosen with ``-c environment=NAME`` (default ``dev``). Each block is merged
+over the built-in defaults below (so a block only needs what differs), then every value is
+checked. A bad value raises :class:`ConfigError`, whose message names the key, the value and
+what is allowed; unknown keys are errors too, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from constructs_lib.retention import RETENTION_DAYS
+
+DEFAULT_ENVIRONMENT = "dev"
+#: Context key that holds the per-environment blocks.
+CONTEXT_KEY = "pipeline"
+#: Environments held to production rules (warm critical stage, retained and protected data).
+PRODUCTION_ENVIRONMENTS = frozenset({"prod"})
+PRODUCTION_MIN_PROCESSOR_CONCURRENCY = 2
+FUNCTION_NAMES = ("validator", "enricher", "processor")
+REMOVAL_POLICIES = ("destroy", "retain", "snapshot")
+
+#: Built-in defaults. Memory was sized from observed usage: the naive stack ran every function
+#: at 3008 MB while REPORT lines showed about 400 MB Max Memory Used (the enricher about
+#: 600 MB, as it holds reference data); p99 of Max Memory Used plus 20 % headroom, rounded
+#: up, gives 512 MB and 768 MB. Re-derive them from your own logs with the right-sizing tool.
+DEFAULTS: dict[str, Any] = {
+    "cost_center": "data-platform",
+    "alarm_email": None,
+    "log_retention_days": 7,
+    "powertools_layer_version": 36,
+    "table": {"removal_policy": "destroy", "deletion_protection": False},
+    "functions": {
+        "validator": {"memory_mb": 512},
+        "enricher": {"memory_mb": 768},
+        "processor": {"memory_mb": 512},
+    },
+}
+FUNCTION_DEFAULTS: dict[str, Any] = {
+    "timeout_seconds": 30,
+    "provisioned_concurrency": 0,
+    "reserved_concurrency": None,
+    "auto_scaling": None,
+}
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+# AWS tag values: letters, digits, spaces and + - = . _ : / @, at most 256 characters.
+_TAG_VALUE = re.compile(r"^[\w\s+\-=.:/@]{1,256}$")
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+
+
+class ConfigError(ValueError):
+    """A setting in ``cdk.json`` is missing, unknown or out of range."""
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        super().__init__(f"invalid setting {key} = {value!r}: {allowed}")
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+
+
+@dataclass(frozen=True)
+class AutoScalingSettings:
+    """Auto scaling of a function's provisioned concurrency (on its ``live`` alias)."""
+
+    min_capacity: int
+    max_capacity: int
+    utilization_target: float
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    """One pipeline function's sizing and concurrency."""
+
+    memory_mb: int
+    timeout_seconds: int
+    provisioned_concurrency: int
+    reserved_concurrency: int | None
+    auto_scaling: AutoScalingSettings | None
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    """What happens to the data table when the stack is deleted."""
+
+    removal_policy: str
+    deletion_protection: bool
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The validated settings of one environment."""
+
+    environment: str
+    cost_center: str
+    alarm_email: str | None
+    log_retention_days: int
+    powertools_layer_version: int
+    table: TableSettings
+    validator: FunctionSettings
+    enricher: FunctionSettings
+    processor: FunctionSettings
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment in PRODUCTION_ENVIRONMENTS
+
+
+def load_config(environment: object, context: object) -> PipelineConfig:
+    """Validate and return the settings of ``environment`` from the ``pipeline`` context.
+
+    :param environment: the ``environment`` context value (``None`` means ``dev``).
+    :param context: the value of the ``pipeline`` context key (a mapping of environments).
+    :raises ConfigError: on any missing, unknown or out-of-range value.
+    """
+    name = DEFAULT_ENVIRONMENT if environment is None else environment
+    if not isinstance(context, Mapping) or not context:
+        raise ConfigError(
+            CONTEXT_KEY, context, "cdk.json context must map environment names to settings"
+        )
+    if not isinstance(name, str) or name not in context:
+        raise ConfigError("environment", name, f"must be one of {', '.join(sorted(context))}")
+    if not _ENV_NAME.match(name):
+        raise ConfigError(
+            "environment", name, "must be lowercase letters, digits and '-', at most 20"
+        )
+    block = _mapping(f"{CONTEXT_KEY}.{name}", context[name])
+    return _parse(name, _merge(DEFAULTS, block), f"{CONTEXT_KEY}.{name}")
+
+
+def _parse(name: str, raw: Mapping[str, Any], key: str) -> PipelineConfig:
+    _no_unknown_keys(key, raw, DEFAULTS)
+    functions = _mapping(f"{key}.functions", raw["functions"])
+    _no_unknown_keys(f"{key}.functions", functions, DEFAULTS["functions"])
+    parsed = {
+        fn: _function(f"{key}.functions.{fn}", _merge(FUNCTION_DEFAULTS, functions[fn]))
+        for fn in FUNCTION_NAMES
+    }
+    table = _mapping(f"{key}.table", raw["table"])
+    _no_unknown_keys(f"{key}.table", table, DEFAULTS["table"])
+    config = PipelineConfig(
+        environment=name,
+        cost_center=_matching(f"{key}.cost_center", raw["cost_center"], _TAG_VALUE,
+                              "a tag value: 1-256 letters, digits, spaces or + - = . _ : / @"),
+        alarm_email=_optional(f"{key}.alarm_email", raw["alarm_email"],
+                              lambda k, v: _matching(k, v, _EMAIL, "an e-mail address or null")),
+        log_retention_days=_one_of(f"{key}.log_retention_days", raw["log_retention_days"],
+                                   RETENTION_DAYS),
+        powertools_layer_version=_integer(f"{key}.powertools_layer_version",
+                                          raw["powertools_layer_version"], 1, 1000),
+        table=TableSettings(
+            removal_policy=_one_of(f"{key}.table.removal_policy", table["removal_policy"],
+                                   REMOVAL_POLICIES),
+            deletion_protection=_boolean(f"{key}.table.deletion_protection",
+                                         table["deletion_protection"]),
+        ),
+        **parsed,
+    )
+    if config.is_production:
+        _production_rules(config, key)
+    return config
+
+
+def _function(key: str, raw: Mapping[str, Any]) -> FunctionSettings:
+    _no_unknown_keys(key, raw, {**FUNCTION_DEFAULTS, "memory_mb": None})
+    if "memory_mb" not in raw:
+        raise ConfigError(f"{key}.memory_mb", None, "required: an integer from 128 to 10240 (MB)")
+    provisioned = _integer(f"{key}.provisioned_concurrency", raw["provisioned_concurrency"], 0, 1000)
+    reserved = _optional(f"{key}.reserved_concurrency", raw["reserved_concurrency"],
+                         lambda k, v: _integer(k, v, provisioned or 1, 1000))
+    scaling = _optional(f"{key}.auto_scaling", raw["auto_scaling"],
+                        lambda k, v: _auto_scaling(k, v, provisioned))
+    return FunctionSettings(
+        memory_mb=_integer(f"{key}.memory_mb", raw["memory_mb"], 128, 10240),
+        timeout_seconds=_integer(f"{key}.timeout_seconds", raw["timeout_seconds"], 1, 900),
+        provisioned_concurrency=provisioned,
+        reserved_concurrency=reserved,
+        auto_scaling=scaling,
+    )
+
+
+def _auto_scaling(key: str, value: object, provisioned: int) -> AutoScalingSettings:
+    raw = _mapping(key, value)
+    allowed = {"min_capacity": 0, "max_capacity": 0, "utilization_target": 0.7}
+    _no_unknown_keys(key, raw, allowed)
+    if provisioned == 0:
+        raise ConfigError(key, dict(raw), "needs provisioned_concurrency > 0 on the same function")
+    for required in ("min_capacity", "max_capacity"):
+        if required not in raw:
+            raise ConfigError(f"{key}.{required}", None, "required: an integer of 1 or more")
+    low = _integer(f"{key}.min_capacity", raw["min_capacity"], 1, 1000)
+    return AutoScalingSettings(
+        min_capacity=low,
+        max_capacity=_integer(f"{key}.max_capacity", raw["max_capacity"], max(low, provisioned), 1000),
+        utilization_target=_number(f"{key}.utilization_target",
+                                   raw.get("utilization_target", 0.7), 0.1, 0.9),
+    )
+
+
+def _production_rules(config: PipelineConfig, key: str) -> None:
+    minimum = PRODUCTION_MIN_PROCESSOR_CONCURRENCY
+    if config.processor.provisioned_concurrency < minimum:
+        raise ConfigError(
+            f"{key}.functions.processor.provisioned_concurrency",
+            config.processor.provisioned_concurrency,
+            f"production keeps the critical stage warm: at least {minimum}",
+        )
+    if config.table.removal_policy != "retain":
+        raise ConfigError(f"{key}.table.removal_policy", config.table.removal_policy,
+                          "production data must be kept: 'retain'")
+    if not config.table.deletion_protection:
+        raise ConfigError(f"{key}.table.deletion_protection", False,
+                          "production tables must be deletion-protected: true")
+
+
+# --- small typed checkers; each names the key, the value and what is allowed -----------------
+
+T = TypeVar("T")
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in override.items():
+        merged[k] = _merge(base[k], v) if isinstance(base.get(k), Mapping) and isinstance(v, Mapping) else v
+    return merged
+
+
+def _no_unknown_keys(key: str, raw: Mapping[str, Any], known: Mapping[str, Any]) -> None:
+    for k in raw:
+        if k not in known:
+            raise ConfigError(f"{key}.{k}", raw[k], f"unknown key; allowed keys: {', '.join(known)}")
+
+
+def _mapping(key: str, value: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, value, "must be an object")
+    return value
+
+
+def _integer(key: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(key, value, f"must be an integer from {low} to {high}")
+    return value
+
+
+def _number(key: str, value: object, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ConfigError(key, value, f"must be a number from {low} to {high}")
+    return float(value)
+
+
+def _boolean(key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, value, "must be true or false")
+    return value
+
+
+def _one_of(key: str, value: T, allowed: tuple[T, ...]) -> T:
+    if isinstance(value, bool) or value not in allowed:
+        raise ConfigError(key, value, f"must be one of {', '.join(map(str, allowed))}")
+    return value
+
+
+def _matching(key: str, value: object, pattern: re.Pattern[str], allowed: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ConfigError(key, value, f"must be {allowed}")
+    return value
+
+
+def _optional(key: str, value: object, parse: Callable[[str, Any], T]) -> T | None:
+    return None if value is None else parse(key, value)

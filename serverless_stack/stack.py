@@ -1,0 +1,149 @@
+"""The pipeline stack: wiring only. Every resource's shape lives in ``constructs_lib``.
+
+``producer --async--> validator:live --success--> enricher:live --success--> processor:live``;
+every stage's failures, after its retries, go to one shared dead-letter queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from constructs_lib.data_table import DataTable
+from constructs_lib.dead_letter_queue import dead_letter_queue
+from constructs_lib.optimized_function import OptimizedFunction, ProvisionedConcurrencyScaling
+from constructs_lib.powertools_layer import powertools_layer
+from constructs_lib.retention import retention_days
+from serverless_stack.config import FunctionSettings, PipelineConfig
+from serverless_stack.lambda_code import stage_code, stage_handler
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+METRICS_NAMESPACE = "DataPipeline"
+
+#: The DynamoDB actions each stage's code calls, and nothing more. The processor's
+#: TransactWriteItems is authorised per item: a Put and an Update.
+TABLE_ACTIONS: dict[str, tuple[str, ...]] = {
+    "validator": (),
+    "enricher": ("dynamodb:GetItem",),
+    "processor": ("dynamodb:PutItem", "dynamodb:UpdateItem"),
+}
+
+
+class PipelineStack(Stack):
+    """Validator, enricher and processor on one table, with one DLQ and one alarm topic."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: PipelineConfig, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+
+        data = DataTable(
+            self,
+            "Data",
+            removal_policy=RemovalPolicy[config.table.removal_policy.upper()],
+            deletion_protection=config.table.deletion_protection,
+        )
+        self.table = data.table
+        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue")
+        self.alarm_topic = sns.Topic(self, "AlarmTopic", enforce_ssl=True)
+        if config.alarm_email:
+            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        self.layer = powertools_layer(
+            self,
+            "PowertoolsLayer",
+            version=config.powertools_layer_version,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+        )
+
+        # Built back to front: each stage's alias is the next one's on-success destination.
+        self.processor = self._stage("processor", config.processor, retries=2)
+        self.enricher = self._stage(
+            "enricher", config.enricher, retries=2, next_stage=self.processor
+        )
+        # Validation is deterministic: a retry would fail the same way, so none is made.
+        self.validator = self._stage(
+            "validator", config.validator, retries=0, next_stage=self.enricher
+        )
+        self.stages = {"validator": self.validator, "enricher": self.enricher,
+                       "processor": self.processor}  # fmt: skip
+
+        for name, stage in self.stages.items():
+            if TABLE_ACTIONS[name]:
+                self.table.grant(stage.role, *TABLE_ACTIONS[name])
+
+        dlq_alarm = cloudwatch.Alarm(
+            self,
+            "DeadLetterQueueNotEmpty",
+            alarm_description="Records failed after their retries and wait in the DLQ.",
+            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(1), statistic="Maximum"
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        dlq_alarm.add_alarm_action(cw_actions.SnsAction(self.alarm_topic))
+
+        CfnOutput(self, "TableName", value=self.table.table_name)
+        CfnOutput(self, "IngestFunctionArn", value=self.validator.alias.function_arn,
+                  description="Send records here: async invoke of validator:live")  # fmt: skip
+        CfnOutput(self, "ProcessorFunctionArn", value=self.processor.alias.function_arn)
+        CfnOutput(self, "DlqUrl", value=self.dead_letter_queue.queue_url)
+        CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn)
+
+    def _stage(
+        self,
+        name: str,
+        settings: FunctionSettings,
+        *,
+        retries: int,
+        next_stage: OptimizedFunction | None = None,
+    ) -> OptimizedFunction:
+        environment = {
+            "POWERTOOLS_SERVICE_NAME": name,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "LOG_LEVEL": "INFO",
+        }
+        if TABLE_ACTIONS[name]:
+            environment["TABLE_NAME"] = self.table.table_name
+        scaling = settings.auto_scaling
+        return OptimizedFunction(
+            self,
+            name.capitalize(),
+            code=stage_code(name),
+            handler=stage_handler(name),
+            memory_size=settings.memory_mb,
+            timeout=Duration.seconds(settings.timeout_seconds),
+            environment=environment,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            layers=[self.layer],
+            provisioned_concurrency=settings.provisioned_concurrency,
+            auto_scaling=ProvisionedConcurrencyScaling(
+                min_capacity=scaling.min_capacity,
+                max_capacity=scaling.max_capacity,
+                utilization_target=scaling.utilization_target,
+            )
+            if scaling
+            else None,
+            reserved_concurrency=settings.reserved_concurrency,
+            dead_letter_queue=self.dead_letter_queue,
+            max_retry_attempts=retries,
+            on_success=destinations.LambdaDestination(next_stage.alias, response_only=False)
+            if next_stage
+            else None,
+            log_retention=retention_days(self.config.log_retention_days),
+            description=f"Pipeline stage: {name}",
+        )
