@@ -18,7 +18,9 @@ from serverless_stack.stack import PipelineStack
 def build_app(app: cdk.App | None = None) -> cdk.App:
     """Build the app for the ``environment`` in the context; raises ``ConfigError``."""
     app = app or cdk.App()
-    config = load_config(app.node.try_get_context("environment"), app.node.try_get_context("pipeline"))
+    config = load_config(
+        app.node.try_get_context("environment"), app.node.try_get_context("pipeline")
+    )
     PipelineStack(
         app,
         f"DataPipeline-{config.environment}",

@@ -250,9 +250,7 @@ def _validate_auto_scaling(scaling: ProvisionedConcurrencyScaling, provisioned: 
             f"provisioned concurrency), got provisioned_concurrency={provisioned}"
         )
     _require_range("auto_scaling.min_capacity", scaling.min_capacity, 1, 10000)
-    _require_range(
-        "auto_scaling.max_capacity", scaling.max_capacity, scaling.min_capacity, 10000
-    )
+    _require_range("auto_scaling.max_capacity", scaling.max_capacity, scaling.min_capacity, 10000)
     _require_range("auto_scaling.utilization_target", scaling.utilization_target, 0.1, 0.9)
     for action in scaling.schedule:
         label = f"auto_scaling.schedule[{action.name!r}]"
@@ -263,4 +261,3 @@ def _validate_auto_scaling(scaling: ProvisionedConcurrencyScaling, provisioned: 
             )
         _require_range(f"{label}.min_capacity", action.min_capacity, 0, 10000)
         _require_range(f"{label}.max_capacity", action.max_capacity, action.min_capacity, 10000)
-

@@ -151,19 +151,30 @@ def _parse(name: str, raw: Mapping[str, Any], key: str) -> PipelineConfig:
     _no_unknown_keys(f"{key}.table", table, DEFAULTS["table"])
     config = PipelineConfig(
         environment=name,
-        cost_center=_matching(f"{key}.cost_center", raw["cost_center"], _TAG_VALUE,
-                              "a tag value: 1-256 letters, digits, spaces or + - = . _ : / @"),
-        alarm_email=_optional(f"{key}.alarm_email", raw["alarm_email"],
-                              lambda k, v: _matching(k, v, _EMAIL, "an e-mail address or null")),
-        log_retention_days=_one_of(f"{key}.log_retention_days", raw["log_retention_days"],
-                                   RETENTION_DAYS),
-        powertools_layer_version=_integer(f"{key}.powertools_layer_version",
-                                          raw["powertools_layer_version"], 1, 1000),
+        cost_center=_matching(
+            f"{key}.cost_center",
+            raw["cost_center"],
+            _TAG_VALUE,
+            "a tag value: 1-256 letters, digits, spaces or + - = . _ : / @",
+        ),
+        alarm_email=_optional(
+            f"{key}.alarm_email",
+            raw["alarm_email"],
+            lambda k, v: _matching(k, v, _EMAIL, "an e-mail address or null"),
+        ),
+        log_retention_days=_one_of(
+            f"{key}.log_retention_days", raw["log_retention_days"], RETENTION_DAYS
+        ),
+        powertools_layer_version=_integer(
+            f"{key}.powertools_layer_version", raw["powertools_layer_version"], 1, 1000
+        ),
         table=TableSettings(
-            removal_policy=_one_of(f"{key}.table.removal_policy", table["removal_policy"],
-                                   REMOVAL_POLICIES),
-            deletion_protection=_boolean(f"{key}.table.deletion_protection",
-                                         table["deletion_protection"]),
+            removal_policy=_one_of(
+                f"{key}.table.removal_policy", table["removal_policy"], REMOVAL_POLICIES
+            ),
+            deletion_protection=_boolean(
+                f"{key}.table.deletion_protection", table["deletion_protection"]
+            ),
         ),
         **parsed,
     )
@@ -176,11 +187,17 @@ def _function(key: str, raw: Mapping[str, Any]) -> FunctionSettings:
     _no_unknown_keys(key, raw, {**FUNCTION_DEFAULTS, "memory_mb": None})
     if "memory_mb" not in raw:
         raise ConfigError(f"{key}.memory_mb", None, "required: an integer from 128 to 10240 (MB)")
-    provisioned = _integer(f"{key}.provisioned_concurrency", raw["provisioned_concurrency"], 0, 1000)
-    reserved = _optional(f"{key}.reserved_concurrency", raw["reserved_concurrency"],
-                         lambda k, v: _integer(k, v, provisioned or 1, 1000))
-    scaling = _optional(f"{key}.auto_scaling", raw["auto_scaling"],
-                        lambda k, v: _auto_scaling(k, v, provisioned))
+    provisioned = _integer(
+        f"{key}.provisioned_concurrency", raw["provisioned_concurrency"], 0, 1000
+    )
+    reserved = _optional(
+        f"{key}.reserved_concurrency",
+        raw["reserved_concurrency"],
+        lambda k, v: _integer(k, v, provisioned or 1, 1000),
+    )
+    scaling = _optional(
+        f"{key}.auto_scaling", raw["auto_scaling"], lambda k, v: _auto_scaling(k, v, provisioned)
+    )
     return FunctionSettings(
         memory_mb=_integer(f"{key}.memory_mb", raw["memory_mb"], 128, 10240),
         timeout_seconds=_integer(f"{key}.timeout_seconds", raw["timeout_seconds"], 1, 900),
@@ -202,9 +219,12 @@ def _auto_scaling(key: str, value: object, provisioned: int) -> AutoScalingSetti
     low = _integer(f"{key}.min_capacity", raw["min_capacity"], 1, 1000)
     return AutoScalingSettings(
         min_capacity=low,
-        max_capacity=_integer(f"{key}.max_capacity", raw["max_capacity"], max(low, provisioned), 1000),
-        utilization_target=_number(f"{key}.utilization_target",
-                                   raw.get("utilization_target", 0.7), 0.1, 0.9),
+        max_capacity=_integer(
+            f"{key}.max_capacity", raw["max_capacity"], max(low, provisioned), 1000
+        ),
+        utilization_target=_number(
+            f"{key}.utilization_target", raw.get("utilization_target", 0.7), 0.1, 0.9
+        ),
     )
 
 
@@ -217,11 +237,17 @@ def _production_rules(config: PipelineConfig, key: str) -> None:
             f"production keeps the critical stage warm: at least {minimum}",
         )
     if config.table.removal_policy != "retain":
-        raise ConfigError(f"{key}.table.removal_policy", config.table.removal_policy,
-                          "production data must be kept: 'retain'")
+        raise ConfigError(
+            f"{key}.table.removal_policy",
+            config.table.removal_policy,
+            "production data must be kept: 'retain'",
+        )
     if not config.table.deletion_protection:
-        raise ConfigError(f"{key}.table.deletion_protection", False,
-                          "production tables must be deletion-protected: true")
+        raise ConfigError(
+            f"{key}.table.deletion_protection",
+            False,
+            "production tables must be deletion-protected: true",
+        )
 
 
 # --- small typed checkers; each names the key, the value and what is allowed -----------------
@@ -232,14 +258,18 @@ T = TypeVar("T")
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for k, v in override.items():
-        merged[k] = _merge(base[k], v) if isinstance(base.get(k), Mapping) and isinstance(v, Mapping) else v
+        merged[k] = (
+            _merge(base[k], v) if isinstance(base.get(k), Mapping) and isinstance(v, Mapping) else v
+        )
     return merged
 
 
 def _no_unknown_keys(key: str, raw: Mapping[str, Any], known: Mapping[str, Any]) -> None:
     for k in raw:
         if k not in known:
-            raise ConfigError(f"{key}.{k}", raw[k], f"unknown key; allowed keys: {', '.join(known)}")
+            raise ConfigError(
+                f"{key}.{k}", raw[k], f"unknown key; allowed keys: {', '.join(known)}"
+            )
 
 
 def _mapping(key: str, value: object) -> Mapping[str, Any]:

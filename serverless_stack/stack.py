@@ -75,8 +75,11 @@ class PipelineStack(Stack):
         self.validator = self._stage(
             "validator", config.validator, retries=0, next_stage=self.enricher
         )
-        self.stages = {"validator": self.validator, "enricher": self.enricher,
-                       "processor": self.processor}  # fmt: skip
+        self.stages = {
+            "validator": self.validator,
+            "enricher": self.enricher,
+            "processor": self.processor,
+        }
 
         for name, stage in self.stages.items():
             if TABLE_ACTIONS[name]:
@@ -97,8 +100,12 @@ class PipelineStack(Stack):
         dlq_alarm.add_alarm_action(cw_actions.SnsAction(self.alarm_topic))
 
         CfnOutput(self, "TableName", value=self.table.table_name)
-        CfnOutput(self, "IngestFunctionArn", value=self.validator.alias.function_arn,
-                  description="Send records here: async invoke of validator:live")  # fmt: skip
+        CfnOutput(
+            self,
+            "IngestFunctionArn",
+            value=self.validator.alias.function_arn,
+            description="Send records here: async invoke of validator:live",
+        )
         CfnOutput(self, "ProcessorFunctionArn", value=self.processor.alias.function_arn)
         CfnOutput(self, "DlqUrl", value=self.dead_letter_queue.queue_url)
         CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn)

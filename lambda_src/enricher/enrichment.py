@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 UNCATEGORIZED = "uncategorized"
@@ -21,5 +21,5 @@ def category_from_item(item: dict[str, Any] | None) -> str:
 
 def enrich(record: dict[str, Any], category: str, received_at: datetime) -> dict[str, Any]:
     """Return ``record`` with ``received_at`` (UTC, ISO-8601) and ``category`` added."""
-    stamp = received_at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    stamp = received_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return {**record, "received_at": stamp, "category": category}

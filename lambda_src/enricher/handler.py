@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -44,4 +44,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         metrics.add_metric(name="RecordsUncategorized", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="RecordsEnriched", unit=MetricUnit.Count, value=1)
     logger.info("record enriched", extra={"category": category})
-    return enrich(record, category, datetime.now(timezone.utc))
+    return enrich(record, category, datetime.now(UTC))

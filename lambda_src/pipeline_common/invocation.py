@@ -25,7 +25,7 @@ def unwrap(event: object) -> dict[str, Any]:
     :raises MalformedEvent: when the record is not a JSON object.
     """
     payload = event
-    if isinstance(event, dict) and INVOCATION_RECORD_KEYS <= event.keys():
+    if isinstance(event, dict) and event.keys() >= INVOCATION_RECORD_KEYS:
         payload = event["responsePayload"]
     if not isinstance(payload, dict):
         raise MalformedEvent(
@@ -37,4 +37,4 @@ def unwrap(event: object) -> dict[str, Any]:
 
 def is_invocation_record(event: object) -> bool:
     """True when ``event`` is a Lambda destination invocation record."""
-    return isinstance(event, dict) and INVOCATION_RECORD_KEYS <= event.keys()
+    return isinstance(event, dict) and event.keys() >= INVOCATION_RECORD_KEYS

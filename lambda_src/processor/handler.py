@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -29,7 +29,7 @@ dynamodb = boto3.client("dynamodb")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = unwrap(event)
     logger.set_correlation_id(record.get("id"))
-    result = store(dynamodb, TABLE_NAME, record, datetime.now(timezone.utc))
+    result = store(dynamodb, TABLE_NAME, record, datetime.now(UTC))
     if result.status == "stored":
         metrics.add_metric(name="RecordsStored", unit=MetricUnit.Count, value=1)
     else:

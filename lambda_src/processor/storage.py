@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
@@ -48,7 +48,7 @@ def record_item(record: dict[str, Any], stored_at: datetime) -> dict[str, dict[s
         "source": {"S": record["source"]},
         "timestamp": {"S": record["timestamp"]},
         "payload": {"S": json.dumps(record["payload"], separators=(",", ":"), sort_keys=True)},
-        "stored_at": {"S": stored_at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")},
+        "stored_at": {"S": stored_at.astimezone(UTC).isoformat().replace("+00:00", "Z")},
     }
     for optional in ("received_at", "category"):
         if isinstance(record.get(optional), str):
@@ -95,6 +95,8 @@ def _is_duplicate(error: ClientError) -> bool:
     if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
         return False
     reasons = error.response.get("CancellationReasons") or []
-    return bool(reasons) and reasons[0].get("Code") == "ConditionalCheckFailed" and all(
-        r.get("Code") in (None, "None") for r in reasons[1:]
+    return (
+        bool(reasons)
+        and reasons[0].get("Code") == "ConditionalCheckFailed"
+        and all(r.get("Code") in (None, "None") for r in reasons[1:])
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 FIELDS = ("id", "type", "source", "timestamp", "payload")
@@ -38,14 +38,22 @@ def validate(raw: object) -> dict[str, Any]:
     """Return the normalised record, or raise :class:`InvalidRecord` naming every defect."""
     if not isinstance(raw, dict):
         raise InvalidRecord([f"record: must be a JSON object, got {type(raw).__name__}"])
-    problems = [f"{name}: unknown field (allowed: {', '.join(FIELDS)})" for name in raw if name not in FIELDS]
+    problems = [
+        f"{name}: unknown field (allowed: {', '.join(FIELDS)})"
+        for name in raw
+        if name not in FIELDS
+    ]
     problems += [f"{name}: required field is missing" for name in FIELDS if name not in raw]
 
     if "id" in raw and not (isinstance(raw["id"], str) and _ID.match(raw["id"])):
-        problems.append(f"id: must be 1-128 characters of A-Z a-z 0-9 . _ : -, got {_show(raw['id'])}")
+        problems.append(
+            f"id: must be 1-128 characters of A-Z a-z 0-9 . _ : -, got {_show(raw['id'])}"
+        )
     for name, limit in (("type", 64), ("source", 128)):
         if name in raw and not (isinstance(raw[name], str) and 1 <= len(raw[name]) <= limit):
-            problems.append(f"{name}: must be a string of 1-{limit} characters, got {_show(raw[name])}")
+            problems.append(
+                f"{name}: must be a string of 1-{limit} characters, got {_show(raw[name])}"
+            )
 
     timestamp = None
     if "timestamp" in raw:
@@ -60,7 +68,9 @@ def validate(raw: object) -> dict[str, Any]:
         else:
             size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
             if size > MAX_PAYLOAD_BYTES:
-                problems.append(f"payload: must be at most {MAX_PAYLOAD_BYTES} bytes as JSON, got {size}")
+                problems.append(
+                    f"payload: must be at most {MAX_PAYLOAD_BYTES} bytes as JSON, got {size}"
+                )
 
     if problems:
         raise InvalidRecord(problems)
@@ -76,7 +86,7 @@ def _parse_timestamp(value: object) -> tuple[str | None, str | None]:
         return None, f"timestamp: not an ISO-8601 date-time: {_show(value)}"
     if parsed.tzinfo is None:
         return None, f"timestamp: must include a time zone (e.g. Z or +02:00): {_show(value)}"
-    utc = parsed.astimezone(timezone.utc)
+    utc = parsed.astimezone(UTC)
     return utc.isoformat().replace("+00:00", "Z"), None
 
 

@@ -1,0 +1,40 @@
+# The project's commands. `make synth` and `make test` do all the set-up they need.
+SHELL := /bin/bash
+ENV ?= dev
+VENV := .venv
+PYTHON ?= python3
+# The pinned CDK CLI and a supported Node (node_modules/.bin/node, Node 22) come first,
+# so `cdk` and the jsii runtime behind aws-cdk-lib both run on it.
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install synth test lint typecheck clean
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+## synth: CloudFormation for ENV (default dev) in cdk.out, and a short summary of it
+synth: install
+	cdk synth --quiet -c environment=$(ENV)
+	python -m pipeline_tools.summary cdk.out/DataPipeline-$(ENV).template.json
+
+## test: lint, type-check and the whole test suite
+test: install lint typecheck
+	python -m pytest
+
+lint:
+	ruff check .
+	ruff format --check .
+
+typecheck:
+	mypy app.py constructs_lib serverless_stack pipeline_tools lambda_src
+
+clean:
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Command-line tools that read the synthesized stack: summary, cost report, right-sizing."""

@@ -1,0 +1,72 @@
+"""Print a short summary of a synthesized pipeline template.
+
+Usage: ``python -m pipeline_tools.summary cdk.out/DataPipeline-dev.template.json``
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from typing import Any
+
+from pipeline_tools.template import load_template, ref_id, resources
+
+
+def summarize(template: dict[str, Any]) -> list[str]:
+    """One line per function, then the table, queues, alarms and resource counts."""
+    aliases = {
+        ref_id(a["Properties"]["FunctionName"]): a["Properties"]
+        for a in resources(template, "AWS::Lambda::Alias").values()
+    }
+    lines = ["Functions:"]
+    for logical_id, fn in resources(template, "AWS::Lambda::Function").items():
+        p = fn["Properties"]
+        alias = aliases.get(logical_id, {})
+        pc = alias.get("ProvisionedConcurrencyConfig", {}).get("ProvisionedConcurrentExecutions", 0)
+        lines.append(
+            f"  {p['Handler'].split('.')[0]:<10} {p['MemorySize']:>5} MB  {p['Runtime']} "
+            f"{'/'.join(p.get('Architectures', ['x86_64']))}  timeout {p['Timeout']} s  "
+            f"alias {alias.get('Name', '-')}  provisioned concurrency {pc}"
+        )
+    for table in resources(template, "AWS::DynamoDB::Table").values():
+        p = table["Properties"]
+        pitr = p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled")
+        lines.append(
+            f"Table: {p.get('BillingMode', 'PROVISIONED')}, PITR {'on' if pitr else 'off'}, "
+            f"deletion protection {'on' if p.get('DeletionProtectionEnabled') else 'off'}, "
+            f"removal {table.get('DeletionPolicy', 'Delete')}"
+        )
+    retention = sorted(
+        {
+            g["Properties"].get("RetentionInDays", "never expires")
+            for g in resources(template, "AWS::Logs::LogGroup").values()
+        },
+        key=str,
+    )
+    lines.append(f"Log groups: retention {', '.join(map(str, retention))} days")
+    counts = Counter(r["Type"] for r in template.get("Resources", {}).values())
+    lines.append(
+        f"Alarms: {counts['AWS::CloudWatch::Alarm']}, "
+        f"queues: {counts['AWS::SQS::Queue']}, resources: {sum(counts.values())}"
+    )
+    lines.append("Outputs: " + ", ".join(sorted(template.get("Outputs", {}))))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m pipeline_tools.summary <template.json>", file=sys.stderr)
+        return 2
+    try:
+        template = load_template(args[0])
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"{args[0]}:")
+    print("\n".join(summarize(template)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

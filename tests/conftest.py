@@ -1,0 +1,67 @@
+"""Shared fixtures: every environment is synthesized once per test session.
+
+A synth costs seconds (most of it jsii start-up), so templates are built once here and every
+test asserts on the same ``Template`` objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# jsii runs Node: use the project's pinned, supported Node (node_modules/.bin/node) when present.
+os.environ["PATH"] = f"{ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+# Handlers run in-process: no X-Ray daemon, and never real credentials.
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DataPipelineTest")
+for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(variable, None)
+os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+
+import aws_cdk as cdk  # noqa: E402  (after PATH is set, so jsii starts the right Node)
+import pytest  # noqa: E402
+from aws_cdk.assertions import Template  # noqa: E402
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+
+
+def cdk_context() -> dict[str, Any]:
+    """The context of ``cdk.json`` (feature flags and the per-environment settings)."""
+    return json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+def synth_app(environment: str, overrides: Mapping[str, Any] | None = None) -> cdk.Stack:
+    """Build the real app for ``environment`` and return its pipeline stack."""
+    from app import build_app
+
+    context = {**cdk_context(), "environment": environment, **(overrides or {})}
+    app = build_app(cdk.App(context=context))
+    (stack,) = [c for c in app.node.children if isinstance(c, cdk.Stack)]
+    return stack
+
+
+@pytest.fixture(scope="session")
+def stacks() -> dict[str, cdk.Stack]:
+    return {name: synth_app(name) for name in ENVIRONMENTS}
+
+
+@pytest.fixture(scope="session")
+def templates(stacks: dict[str, cdk.Stack]) -> dict[str, Template]:
+    return {name: Template.from_stack(stack) for name, stack in stacks.items()}
+
+
+@pytest.fixture(scope="session")
+def template_json(templates: dict[str, Template]) -> dict[str, dict[str, Any]]:
+    return {name: template.to_json() for name, template in templates.items()}
+
+
+@pytest.fixture(params=["dev", "prod"])
+def env_name(request: pytest.FixtureRequest) -> str:
+    """Run a test on the dev and the prod template."""
+    return str(request.param)

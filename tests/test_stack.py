@@ -1,0 +1,310 @@
+"""The pipeline stack's templates (dev and prod) fix each failure of the naive stack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from serverless_stack.stack import TABLE_ACTIONS
+from tests.helpers import (
+    STAGES,
+    alias_ids,
+    as_list,
+    function_ids,
+    of_type,
+    props,
+    ref_id,
+    role_id,
+    role_statements,
+    single,
+)
+
+EXPECTED_MEMORY = {"validator": 512, "enricher": 768, "processor": 512}
+EXPECTED_RETRIES = {"validator": 0, "enricher": 2, "processor": 2}
+NEXT_STAGE = {"validator": "enricher", "enricher": "processor", "processor": None}
+COST_TAGS = ("Environment", "Project", "ManagedBy", "CostCenter")
+#: CloudFormation types that take no tags; every other resource must carry the cost tags.
+UNTAGGABLE = {
+    "AWS::CDK::Metadata",
+    "AWS::IAM::Policy",
+    "AWS::Lambda::Alias",
+    "AWS::Lambda::EventInvokeConfig",
+    "AWS::Lambda::Version",
+    "AWS::Lambda::Permission",
+    "AWS::SQS::QueuePolicy",
+    "AWS::SNS::TopicPolicy",
+    "AWS::SNS::Subscription",
+    "AWS::ApplicationAutoScaling::ScalableTarget",
+    "AWS::ApplicationAutoScaling::ScalingPolicy",
+    "AWS::CloudWatch::Dashboard",
+}
+
+
+@pytest.fixture
+def template(env_name: str, template_json: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return template_json[env_name]
+
+
+def test_each_stage_has_its_right_sized_memory_and_none_exceeds_1024_mb(template):
+    functions = function_ids(template)
+    assert sorted(functions) == sorted(STAGES)
+    for stage, logical_id in functions.items():
+        memory = props(template["Resources"][logical_id])["MemorySize"]
+        assert memory == EXPECTED_MEMORY[stage]
+        assert memory <= 1024
+
+
+def test_functions_run_latest_python_on_arm64_with_active_tracing(template):
+    for fn in of_type(template, "AWS::Lambda::Function").values():
+        assert props(fn)["Runtime"] == "python3.14"
+        assert props(fn)["Architectures"] == ["arm64"]
+        assert props(fn)["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_every_function_has_a_live_alias_on_a_published_version_of_itself(template):
+    versions = of_type(template, "AWS::Lambda::Version")
+    aliases = alias_ids(template)
+    assert sorted(aliases) == sorted(STAGES)
+    for stage, fn_id in function_ids(template).items():
+        alias = props(template["Resources"][aliases[stage]])
+        assert alias["Name"] == "live"
+        assert ref_id(alias["FunctionName"]) == fn_id
+        version_id = ref_id(alias["FunctionVersion"])
+        assert version_id in versions, "the alias must point at a published AWS::Lambda::Version"
+        assert ref_id(props(versions[version_id])["FunctionName"]) == fn_id
+
+
+def test_provisioned_concurrency_only_on_the_processor_alias_in_prod(template_json):
+    prod, dev = template_json["prod"], template_json["dev"]
+    for stage, alias_id in alias_ids(prod).items():
+        config = props(prod["Resources"][alias_id]).get("ProvisionedConcurrencyConfig")
+        if stage == "processor":
+            assert config["ProvisionedConcurrentExecutions"] >= 2
+        else:
+            assert config is None
+    for alias in of_type(dev, "AWS::Lambda::Alias").values():
+        assert "ProvisionedConcurrencyConfig" not in props(alias)
+    for fn in of_type(dev, "AWS::Lambda::Function").values():
+        assert "ProvisionedConcurrencyConfig" not in props(fn)
+
+
+def test_prod_processor_provisioned_concurrency_auto_scales_on_its_alias(template_json):
+    prod = template_json["prod"]
+    _, target = single(of_type(prod, "AWS::ApplicationAutoScaling::ScalableTarget"))
+    target = props(target)
+    assert target["ScalableDimension"] == "lambda:function:ProvisionedConcurrency"
+    assert target["MinCapacity"] >= 2
+    assert target["MaxCapacity"] >= target["MinCapacity"]
+    resource_id = str(target["ResourceId"])
+    assert alias_ids(prod)["processor"] in resource_id, "the scalable target must be the alias"
+    _, policy = single(of_type(prod, "AWS::ApplicationAutoScaling::ScalingPolicy"))
+    tracking = props(policy)["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
+        "LambdaProvisionedConcurrencyUtilization"
+    )
+    assert 0 < tracking["TargetValue"] <= 0.9
+    assert not of_type(template_json["dev"], "AWS::ApplicationAutoScaling::ScalableTarget")
+
+
+def test_every_function_sends_failed_async_events_to_the_shared_dlq(template):
+    queue_id, queue = single(of_type(template, "AWS::SQS::Queue"))
+    assert props(queue)["MessageRetentionPeriod"] == 14 * 24 * 3600
+    for fn in of_type(template, "AWS::Lambda::Function").values():
+        assert ref_id(props(fn)["DeadLetterConfig"]["TargetArn"]) == queue_id
+
+
+def test_each_alias_async_config_has_retries_event_age_and_next_alias_as_destination(template):
+    aliases = alias_ids(template)
+    configs = of_type(template, "AWS::Lambda::EventInvokeConfig")
+    assert len(configs) == len(STAGES)
+    functions = {v: k for k, v in function_ids(template).items()}
+    for config in configs.values():
+        config = props(config)
+        stage = functions[ref_id(config["FunctionName"])]
+        # The qualifier is the live alias (derived from its ARN), never $LATEST.
+        assert aliases[stage] in str(config["Qualifier"])
+        assert config["MaximumRetryAttempts"] == EXPECTED_RETRIES[stage]
+        assert config["MaximumEventAgeInSeconds"] == 3600
+        nxt = NEXT_STAGE[stage]
+        if nxt is None:
+            assert "DestinationConfig" not in config
+        else:
+            destination = config["DestinationConfig"]["OnSuccess"]["Destination"]
+            assert destination == {"Ref": aliases[nxt]}, "destinations must be the next alias"
+
+
+def test_invoke_permissions_between_stages_name_the_next_alias_only(template):
+    aliases = alias_ids(template)
+    for stage, nxt in NEXT_STAGE.items():
+        invokes = [
+            s
+            for s in role_statements(template, role_id(template, stage))
+            if "lambda:InvokeFunction" in as_list(s["Action"])
+        ]
+        if nxt is None:
+            assert invokes == []
+        else:
+            assert [as_list(s["Resource"]) for s in invokes] == [[{"Ref": aliases[nxt]}]]
+
+
+def test_each_function_logs_to_its_own_log_group_kept_seven_days(template):
+    groups = of_type(template, "AWS::Logs::LogGroup")
+    seen = set()
+    for stage, fn_id in function_ids(template).items():
+        group_id = ref_id(props(template["Resources"][fn_id])["LoggingConfig"]["LogGroup"])
+        assert props(groups[group_id])["RetentionInDays"] == 7
+        seen.add(group_id)
+        log_statements = [
+            s
+            for s in role_statements(template, role_id(template, stage))
+            if any(str(a).startswith("logs:") for a in as_list(s["Action"]))
+        ]
+        assert log_statements, f"{stage} must be allowed to write its logs"
+        for statement in log_statements:
+            assert [ref_id(r) for r in as_list(statement["Resource"])] == [group_id]
+    assert len(seen) == len(STAGES)
+
+
+def test_table_is_on_demand_with_pitr_encryption_and_ttl(template):
+    _, table = single(of_type(template, "AWS::DynamoDB::Table"))
+    p = props(table)
+    assert p["BillingMode"] == "PAY_PER_REQUEST"
+    assert "ProvisionedThroughput" not in p
+    assert p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert p["SSESpecification"]["SSEEnabled"] is True
+    assert p["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert {k["AttributeName"]: k["KeyType"] for k in p["KeySchema"]} == {
+        "pk": "HASH",
+        "sk": "RANGE",
+    }
+
+
+def test_prod_table_is_retained_and_deletion_protected_dev_is_disposable(template_json):
+    _, prod = single(of_type(template_json["prod"], "AWS::DynamoDB::Table"))
+    assert prod["DeletionPolicy"] == "Retain" and prod["UpdateReplacePolicy"] == "Retain"
+    assert props(prod)["DeletionProtectionEnabled"] is True
+    _, dev = single(of_type(template_json["dev"], "AWS::DynamoDB::Table"))
+    assert dev["DeletionPolicy"] == "Delete"
+    assert props(dev).get("DeletionProtectionEnabled", False) is False
+
+
+def test_no_wildcard_actions_and_star_resources_only_for_xray(template):
+    for policy in of_type(template, "AWS::IAM::Policy").values():
+        for statement in props(policy)["PolicyDocument"]["Statement"]:
+            actions = as_list(statement["Action"])
+            assert all("*" not in a for a in actions), f"wildcard action in {actions}"
+            if "*" in as_list(statement["Resource"]):
+                assert all(a.startswith("xray:") for a in actions), (
+                    f"Resource '*' is allowed only for X-Ray, found on {actions}"
+                )
+
+
+def test_roles_have_no_aws_managed_policies(template):
+    for role in of_type(template, "AWS::IAM::Role").values():
+        assert "ManagedPolicyArns" not in props(role)
+
+
+def test_dynamodb_actions_of_each_role_are_exactly_what_its_code_calls(template):
+    table_id, _ = single(of_type(template, "AWS::DynamoDB::Table"))
+    for stage in STAGES:
+        granted = []
+        for statement in role_statements(template, role_id(template, stage)):
+            actions = [a for a in as_list(statement["Action"]) if a.startswith("dynamodb:")]
+            if actions:
+                assert [ref_id(r) for r in as_list(statement["Resource"])] == [table_id]
+                granted += actions
+        assert sorted(granted) == sorted(TABLE_ACTIONS[stage]), stage
+    assert TABLE_ACTIONS["processor"] == ("dynamodb:PutItem", "dynamodb:UpdateItem")
+    assert TABLE_ACTIONS["enricher"] == ("dynamodb:GetItem",)
+
+
+def test_cost_tags_reach_every_taggable_resource(template, env_name):
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] in UNTAGGABLE:
+            continue
+        tags = props(resource).get("Tags")
+        assert tags is not None, f"{logical_id} ({resource['Type']}) has no tags"
+        as_dict = tags if isinstance(tags, dict) else {t["Key"]: t["Value"] for t in tags}
+        assert {k: as_dict.get(k) for k in COST_TAGS} == {
+            "Environment": env_name,
+            "Project": "DataProcessing",
+            "ManagedBy": "CDK",
+            "CostCenter": "data-platform",
+        }, logical_id
+
+
+def test_dlq_alarm_fires_on_any_visible_message_and_notifies_the_topic(templates, env_name):
+    template = templates[env_name]
+    topic_id, _ = single(of_type(template.to_json(), "AWS::SNS::Topic"))
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Namespace": "AWS/SQS",
+            "Threshold": 0,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "AlarmActions": [{"Ref": topic_id}],
+        },
+    )
+
+
+def test_outputs_name_the_table_queue_topic_and_the_live_aliases(template):
+    outputs = template["Outputs"]
+    aliases = alias_ids(template)
+    table_id, _ = single(of_type(template, "AWS::DynamoDB::Table"))
+    queue_id, _ = single(of_type(template, "AWS::SQS::Queue"))
+    topic_id, _ = single(of_type(template, "AWS::SNS::Topic"))
+    assert outputs["IngestFunctionArn"]["Value"] == {"Ref": aliases["validator"]}
+    assert outputs["ProcessorFunctionArn"]["Value"] == {"Ref": aliases["processor"]}
+    assert outputs["TableName"]["Value"] == {"Ref": table_id}
+    assert outputs["DlqUrl"]["Value"] == {"Ref": queue_id}
+    assert outputs["AlarmTopicArn"]["Value"] == {"Ref": topic_id}
+
+
+def test_stack_name_carries_the_environment(stacks):
+    assert {name: stack.stack_name for name, stack in stacks.items()} == {
+        "dev": "DataPipeline-dev",
+        "staging": "DataPipeline-staging",
+        "prod": "DataPipeline-prod",
+    }
+
+
+def test_each_function_asset_holds_only_its_stage_and_the_shared_package(stacks):
+    import json
+    from pathlib import Path
+
+    import aws_cdk as cdk
+
+    stack = stacks["dev"]
+    out = Path(cdk.Stage.of(stack).synth().directory)
+    template = json.loads((out / stack.template_file).read_text())
+    files = json.loads((out / f"{stack.artifact_id}.assets.json").read_text())["files"]
+    for stage, fn_id in function_ids(template).items():
+        asset_hash = props(template["Resources"][fn_id])["Code"]["S3Key"].removesuffix(".zip")
+        asset_dir = out / files[asset_hash]["source"]["path"]
+        assert sorted(p.name for p in asset_dir.iterdir()) == sorted([stage, "pipeline_common"])
+        assert not list(asset_dir.rglob("__pycache__"))
+
+
+def test_powertools_comes_from_the_pinned_public_layer_for_arm64(templates, env_name):
+    templates[env_name].all_resources_properties(
+        "AWS::Lambda::Function",
+        {
+            "Layers": [
+                {
+                    "Fn::Join": [
+                        "",
+                        Match.array_with(
+                            [
+                                Match.string_like_regexp(
+                                    r":017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:\d+$"
+                                )
+                            ]
+                        ),
+                    ]
+                }
+            ]
+        },
+    )
