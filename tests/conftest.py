@@ -65,3 +65,37 @@ def template_json(templates: dict[str, Template]) -> dict[str, dict[str, Any]]:
 def env_name(request: pytest.FixtureRequest) -> str:
     """Run a test on the dev and the prod template."""
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def dev_assembly(stacks: dict[str, cdk.Stack]) -> tuple[Path, str, dict[str, Any]]:
+    """The dev stack's cloud assembly directory, stack name and template (one synth)."""
+    stack = stacks["dev"]
+    directory = Path(cdk.Stage.of(stack).synth().directory)
+    template = json.loads((directory / stack.template_file).read_text())
+    return directory, stack.artifact_id, template
+
+
+@pytest.fixture
+def pipeline(dev_assembly):
+    """The dev stack's real handler code, on moto, wired as the template wires it."""
+    import boto3
+    from moto import mock_aws
+
+    from pipeline_runner import AsyncPipeline, specs_from_assembly
+    from pipeline_runner.provision import provision
+
+    directory, stack_name, template = dev_assembly
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        physical = provision(template, session)
+        specs = specs_from_assembly(directory, stack_name, physical)
+        runner = AsyncPipeline(specs, session.client("sqs"))
+        runner.session = session  # type: ignore[attr-defined]
+        runner.physical = physical  # type: ignore[attr-defined]
+        yield runner
+
+
+def load_event(name: str) -> Any:
+    """A sample event from ``tests/events/<name>.json``."""
+    return json.loads((ROOT / "tests" / "events" / f"{name}.json").read_text())

@@ -1,0 +1,40 @@
+"""Create a template's data resources (tables, queues) in whatever AWS boto3 points at.
+
+The fault-run tests call this inside moto's ``mock_aws``: the table gets the template's own key
+schema and billing mode, so handlers meet the real schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline_runner.spec import Physical
+
+
+def provision(template: Mapping[str, Any], session: Any, prefix: str = "pipeline") -> Physical:
+    """Create every ``AWS::DynamoDB::Table`` and ``AWS::SQS::Queue``; return physical values."""
+    dynamodb = session.client("dynamodb")
+    sqs = session.client("sqs")
+    physical: dict[str, dict[str, str]] = {}
+    for logical_id, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        name = f"{prefix}-{logical_id}"
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            description = dynamodb.create_table(
+                TableName=name,
+                KeySchema=props["KeySchema"],
+                AttributeDefinitions=props["AttributeDefinitions"],
+                BillingMode=props.get("BillingMode", "PROVISIONED"),
+                **(
+                    {}
+                    if props.get("BillingMode") == "PAY_PER_REQUEST"
+                    else {"ProvisionedThroughput": props["ProvisionedThroughput"]}
+                ),
+            )["TableDescription"]
+            physical[logical_id] = {"Ref": name, "Arn": description["TableArn"]}
+        elif resource["Type"] == "AWS::SQS::Queue":
+            url = sqs.create_queue(QueueName=name)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+            physical[logical_id] = {"Ref": url, "Arn": arn["Attributes"]["QueueArn"]}
+    return physical

@@ -1,0 +1,179 @@
+"""Lambda's asynchronous invocation, emulated in-process for a chain of functions.
+
+For each event it follows what Lambda does with an async invoke of an alias:
+
+1. call the handler; on an error, retry up to the alias's ``MaximumRetryAttempts`` (retries go
+   to the back of the queue, as Lambda's delayed retries interleave with other events);
+2. on success, send the *invocation record* (``requestContext``, ``requestPayload``,
+   ``responseContext``, ``responsePayload``) to the on-success destination, if any;
+3. after the last failed attempt, send the event to the function's dead-letter queue with the
+   ``RequestID``, ``ErrorCode`` and ``ErrorMessage`` attributes Lambda sets.
+
+What it does not emulate: the delays between retries, the maximum event age (events are
+processed at once), throttling of the function itself, and concurrency.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any, Literal
+
+from pipeline_runner.runtime import LoadedFunction
+from pipeline_runner.spec import FunctionSpec
+
+#: Lambda puts the first 1 KB of the error message in the DLQ message's ErrorMessage.
+ERROR_MESSAGE_LIMIT = 1024
+#: The ErrorCode of a function error: the Invoke call itself succeeded.
+FUNCTION_ERROR_CODE = "200"
+
+
+@dataclass
+class Outcome:
+    """What became of one event sent into the pipeline."""
+
+    request_id: str
+    event: Any
+    status: Literal["completed", "dead_lettered", "lost"] = "completed"
+    stage: str = ""
+    attempts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    result: Any = None
+
+
+@dataclass
+class _Pending:
+    stage: str
+    event: Any
+    request_id: str
+    origin: str
+    attempt: int = 0
+
+
+class AsyncPipeline:
+    """Runs events through functions wired by async invoke configs and destinations."""
+
+    def __init__(self, specs: Mapping[str, FunctionSpec], sqs_client: Any) -> None:
+        self.specs = dict(specs)
+        self.sqs = sqs_client
+        self.functions = {name: LoadedFunction(spec) for name, spec in self.specs.items()}
+        destinations = {s.on_success for s in self.specs.values() if s.on_success}
+        entries = [name for name in self.specs if name not in destinations]
+        if len(entries) != 1:
+            raise ValueError(f"expected one entry function (no one's destination), got {entries}")
+        self.entry = entries[0]
+        self._queue: deque[_Pending] = deque()
+        self.outcomes: dict[str, Outcome] = {}
+        self.invocations: dict[str, int] = {name: 0 for name in self.specs}
+
+    def module(self, stage: str) -> ModuleType:
+        """The handler module of ``stage`` (to reach its clients, e.g. to inject faults)."""
+        return self.functions[stage].module
+
+    def invoke_async(self, event: Any, stage: str | None = None) -> str:
+        """Queue an asynchronous invocation (``InvocationType=Event``); return its request ID."""
+        request_id = str(uuid.uuid4())
+        self.outcomes[request_id] = Outcome(request_id=request_id, event=event)
+        self._queue.append(_Pending(stage or self.entry, event, request_id, request_id))
+        return request_id
+
+    def run(self, events: Iterable[Any]) -> list[Outcome]:
+        """Send every event into the entry function, process everything, return the outcomes."""
+        ids = [self.invoke_async(event) for event in events]
+        self.drain()
+        return [self.outcomes[i] for i in ids]
+
+    def drain(self) -> None:
+        """Process queued invocations (and everything they lead to) until none is left."""
+        while self._queue:
+            self._step(self._queue.popleft())
+
+    def _step(self, item: _Pending) -> None:
+        spec = self.specs[item.stage]
+        outcome = self.outcomes[item.origin]
+        outcome.stage = item.stage
+        outcome.attempts[item.stage] = item.attempt + 1
+        self.invocations[item.stage] += 1
+        try:
+            result = self.functions[item.stage].invoke(item.event, item.request_id)
+        except Exception as error:  # a function error, as Lambda sees it
+            if item.attempt < spec.retry_attempts:
+                item.attempt += 1
+                self._queue.append(item)
+                return
+            self._dead_letter(spec, item, outcome, error)
+            return
+        if spec.on_success is None:
+            outcome.status, outcome.result = "completed", result
+            return
+        next_id = str(uuid.uuid4())
+        self._queue.append(
+            _Pending(
+                spec.on_success, self._invocation_record(spec, item, result), next_id, item.origin
+            )
+        )
+
+    def _invocation_record(self, spec: FunctionSpec, item: _Pending, result: Any) -> dict[str, Any]:
+        return {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "requestContext": {
+                "requestId": item.request_id,
+                "functionArn": spec.arn,
+                "condition": "Success",
+                "approximateInvokeCount": item.attempt + 1,
+            },
+            "requestPayload": item.event,
+            "responseContext": {"statusCode": 200, "executedVersion": "1"},
+            "responsePayload": result,
+        }
+
+    def _dead_letter(
+        self, spec: FunctionSpec, item: _Pending, outcome: Outcome, error: Exception
+    ) -> None:
+        message = str(error) or type(error).__name__
+        outcome.error = f"{type(error).__name__}: {message}"
+        if spec.dead_letter_queue_url is None:
+            outcome.status = "lost"
+            return
+        self.sqs.send_message(
+            QueueUrl=spec.dead_letter_queue_url,
+            MessageBody=json.dumps(item.event),
+            MessageAttributes={
+                "RequestID": {"DataType": "String", "StringValue": item.request_id},
+                "ErrorCode": {"DataType": "Number", "StringValue": FUNCTION_ERROR_CODE},
+                "ErrorMessage": {
+                    "DataType": "String",
+                    "StringValue": message.encode()[:ERROR_MESSAGE_LIMIT].decode(errors="ignore"),
+                },
+            },
+        )
+        outcome.status = "dead_lettered"
+
+
+def read_dead_letters(sqs_client: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Every message in a DLQ as ``{"event", "error_message", "error_code", "request_id"}``."""
+    letters = []
+    while True:
+        response = sqs_client.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            return letters
+        for message in messages:
+            attributes = message.get("MessageAttributes", {})
+            letters.append(
+                {
+                    "event": json.loads(message["Body"]),
+                    "error_message": attributes.get("ErrorMessage", {}).get("StringValue"),
+                    "error_code": attributes.get("ErrorCode", {}).get("StringValue"),
+                    "request_id": attributes.get("RequestID", {}).get("StringValue"),
+                }
+            )
+            sqs_client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
