@@ -1,0 +1,191 @@
+"""Check that each function's role grants exactly the AWS API actions its code calls.
+
+Usage: ``python -m pipeline_tools.iam_check cdk.out/DataPipeline-dev.template.json lambda_src``
+
+*Code side*: every ``.py`` file of a stage's package and of ``pipeline_common`` is parsed; the
+services come from ``boto3.client("...")`` calls, and each method call whose name is an
+operation of one of those services (per botocore's own service model) is one action.
+``transact_write_items`` is authorised per item, so its ``Put``/``Update``/``Delete``/
+``ConditionCheck`` entries become ``PutItem``/``UpdateItem``/``DeleteItem``/
+``ConditionCheckItem``; they must be written literally for the check to see them.
+
+*Template side*: every action on the function's role, except the grants Lambda itself uses on
+the function's behalf, each on the function's own resources: writing its own log group,
+X-Ray segments, sending to its own dead-letter queue, and invoking its on-success destination.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+from botocore import xform_name
+
+from pipeline_tools.template import load_template, ref_id, resources
+
+SHARED_PACKAGE = "pipeline_common"
+TRANSACT_ITEM_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
+
+
+class UnreadableCall(ValueError):
+    """A call whose actions cannot be told from the source (say where and why)."""
+
+
+@dataclass(frozen=True)
+class StageCheck:
+    stage: str
+    code: frozenset[str]
+    granted: frozenset[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.code == self.granted
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"{self.stage}: OK {sorted(self.code) or '(no AWS API calls)'}"
+        return (
+            f"{self.stage}: MISMATCH granted but not called {sorted(self.granted - self.code)}; "
+            f"called but not granted {sorted(self.code - self.granted)}"
+        )
+
+
+def code_actions(package_dirs: list[Path]) -> frozenset[str]:
+    """The IAM actions the code in ``package_dirs`` calls."""
+    trees = [
+        (f, ast.parse(f.read_text(), str(f))) for d in package_dirs for f in sorted(d.rglob("*.py"))
+    ]
+    services = {s for _, tree in trees for s in _boto3_services(tree)}
+    loader = botocore.session.get_session()
+    operations: dict[str, tuple[str, str]] = {}
+    for service in services:
+        model = loader.get_service_model(service)
+        prefix = model.signing_name or model.endpoint_prefix
+        for operation in model.operation_names:
+            operations[xform_name(operation)] = (prefix, operation)
+    actions: set[str] = set()
+    for file, tree in trees:
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr not in operations:
+                continue
+            prefix, operation = operations[node.func.attr]
+            if operation == "TransactWriteItems":
+                actions |= {f"{prefix}:{a}" for a in _transact_actions(node, file)}
+            else:
+                actions.add(f"{prefix}:{operation}")
+    return frozenset(actions)
+
+
+def granted_actions(template: dict[str, Any], function_id: str) -> frozenset[str]:
+    """Actions on the role of ``function_id``, less Lambda's own grants on its own resources."""
+    fn = template["Resources"][function_id]["Properties"]
+    role = ref_id(fn["Role"])
+    own = {
+        ref_id(fn.get("LoggingConfig", {}).get("LogGroup")),
+        ref_id(fn.get("DeadLetterConfig", {}).get("TargetArn")),
+    }
+    for config in resources(template, "AWS::Lambda::EventInvokeConfig").values():
+        p = config["Properties"]
+        if ref_id(p["FunctionName"]) == function_id:
+            for outcome in p.get("DestinationConfig", {}).values():
+                own.add(ref_id(outcome.get("Destination")))
+    own.discard(None)
+    actions: set[str] = set()
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        p = policy["Properties"]
+        if role not in {ref_id(r) for r in p["Roles"]}:
+            continue
+        for statement in p["PolicyDocument"]["Statement"]:
+            listed = (
+                statement["Action"]
+                if isinstance(statement["Action"], list)
+                else [statement["Action"]]
+            )
+            targets = (
+                statement["Resource"]
+                if isinstance(statement["Resource"], list)
+                else [statement["Resource"]]
+            )
+            platform = all(a.startswith("xray:") for a in listed) and targets == ["*"]
+            if platform or {ref_id(t) for t in targets} <= own:
+                continue
+            actions |= set(listed)
+    return frozenset(actions)
+
+
+def check(template: dict[str, Any], lambda_src: Path) -> list[StageCheck]:
+    """Compare code and grants for every function of ``template``."""
+    results = []
+    for function_id, fn in resources(template, "AWS::Lambda::Function").items():
+        stage = fn["Properties"]["Handler"].split(".")[0]
+        dirs = [lambda_src / stage, lambda_src / SHARED_PACKAGE]
+        results.append(
+            StageCheck(
+                stage,
+                code_actions([d for d in dirs if d.is_dir()]),
+                granted_actions(template, function_id),
+            )
+        )
+    return sorted(results, key=lambda r: r.stage)
+
+
+def _boto3_services(tree: ast.AST) -> set[str]:
+    services = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("client", "resource")
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "boto3"
+        ):
+            if not (node.args and isinstance(node.args[0], ast.Constant)):
+                raise UnreadableCall(
+                    f"line {node.lineno}: boto3.{node.func.attr}() needs a literal service name"
+                )
+            services.add(str(node.args[0].value))
+    return services
+
+
+def _transact_actions(call: ast.Call, file: Path) -> set[str]:
+    items = next((k.value for k in call.keywords if k.arg == "TransactItems"), None)
+    if not isinstance(items, ast.List):
+        raise UnreadableCall(f"{file}:{call.lineno}: TransactItems must be a literal list")
+    found = set()
+    for element in items.elts:
+        if not isinstance(element, ast.Dict):
+            raise UnreadableCall(f"{file}:{call.lineno}: each transact item must be a literal dict")
+        for key in element.keys:
+            if isinstance(key, ast.Constant) and key.value in TRANSACT_ITEM_ACTIONS:
+                found.add(TRANSACT_ITEM_ACTIONS[key.value])
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print(
+            "usage: python -m pipeline_tools.iam_check <template.json> <lambda_src>",
+            file=sys.stderr,
+        )
+        return 2
+    results = check(load_template(args[0]), Path(args[1]))
+    for result in results:
+        print(result.describe())
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,182 @@
+"""The fault run: 1,000 records through the real pipeline code on moto; nothing is lost.
+
+10 % of the records are malformed (mixed defects), 5 % are duplicate deliveries, and the
+processor's DynamoDB calls are throttled (some twice in a row) or lose their response after
+committing. Lambda's retries, destinations and DLQ come from the synthesized template.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from enricher.enrichment import category_key
+from pipeline_runner.runner import read_dead_letters
+from tests.faults import fail_after, fail_before
+
+TOTAL, MALFORMED, DUPLICATES = 1000, 100, 50
+TYPES = ("order", "refund", "signup", "click", "payment")
+CATEGORIES = {"order": "sales", "refund": "sales", "signup": "growth"}
+
+# Each malformed record: how it is broken, and words its DLQ reason must contain.
+DEFECTS: list[tuple[str, Any, str]] = [
+    ("missing id", lambda r: r.pop("id"), "id: required field is missing"),
+    ("bad id", lambda r: r.update(id="has spaces!"), "id: must be 1-128 characters"),
+    (
+        "naive timestamp",
+        lambda r: r.update(timestamp="2026-11-29T10:00:00"),
+        "timestamp: must include a time zone",
+    ),
+    ("not a timestamp", lambda r: r.update(timestamp="soon"), "timestamp: not an ISO-8601"),
+    ("payload not object", lambda r: r.update(payload=[1, 2, 3]), "payload: must be a JSON object"),
+    (
+        "payload too big",
+        lambda r: r.update(payload={"blob": "x" * 40000}),
+        "payload: must be at most 32768 bytes",
+    ),
+    ("type too long", lambda r: r.update(type="t" * 65), "type: must be a string of 1-64"),
+    ("unknown field", lambda r: r.update(priority="high"), "priority: unknown field"),
+    ("missing source", lambda r: r.pop("source"), "source: required field is missing"),
+    ("source not string", lambda r: r.update(source=42), "source: must be a string"),
+]
+
+
+def make_workload(seed: int = 20261129) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The 1,000 events in a shuffled order, and the reason each malformed one must carry."""
+    rng = random.Random(seed)
+    valid_count = TOTAL - MALFORMED - DUPLICATES
+    valid = []
+    for n in range(valid_count):
+        offset = rng.choice(["Z", "+02:00", "-05:00", "+05:30"])
+        valid.append(
+            {
+                "id": f"rec-{n:05d}",
+                "type": rng.choice(TYPES),
+                "source": rng.choice(["webshop", "app", "partner-api"]),
+                "timestamp": f"2026-11-{rng.randint(27, 29):02d}T{rng.randint(0, 23):02d}:"
+                f"{rng.randint(0, 59):02d}:00{offset}",
+                "payload": {"amount": rng.randint(1, 10_000) / 100, "n": n},
+            }
+        )
+    malformed, reasons = [], {}
+    for n in range(MALFORMED):
+        record = {**valid[n % valid_count], "id": f"bad-{n:05d}"}
+        _, breaks, reason = DEFECTS[n % len(DEFECTS)]
+        breaks(record)
+        malformed.append(record)
+        reasons[_key(record)] = reason
+    duplicates = [dict(r) for r in rng.sample(valid, DUPLICATES)]
+    events = valid + malformed
+    rng.shuffle(events)
+    # A duplicate delivery always comes after its original.
+    for duplicate in duplicates:
+        first = next(i for i, e in enumerate(events) if e.get("id") == duplicate["id"])
+        events.insert(rng.randint(first + 1, len(events)), duplicate)
+    return events, reasons
+
+
+def _key(record: dict[str, Any]) -> str:
+    return repr(sorted((k, repr(v)[:80]) for k, v in record.items()))
+
+
+@pytest.fixture
+def faults(pipeline) -> Counter:
+    """Throttle some processor writes once or twice, and lose the response of a few commits."""
+    injected: Counter = Counter()
+    remaining: dict[str, int] = {}
+
+    def record_id(params: dict[str, Any]) -> str:
+        return params["TransactItems"][0]["Put"]["Item"]["id"]["S"]
+
+    def throttle(params: dict[str, Any]) -> bool:
+        rid = record_id(params)
+        n = int(rid.split("-")[1])
+        remaining.setdefault(rid, 2 if n % 13 == 0 else 1 if n % 7 == 0 else 0)
+        if remaining[rid] > 0:
+            remaining[rid] -= 1
+            injected["throttled"] += 1
+            return True
+        return False
+
+    lost: set[str] = set()
+
+    def lose_response(params: dict[str, Any]) -> bool:
+        rid = record_id(params)
+        n = int(rid.split("-")[1])
+        if n % 17 == 5 and n % 13 != 0 and rid not in lost:
+            lost.add(rid)
+            injected["lost_response"] += 1
+            return True
+        return False
+
+    client = pipeline.module("processor").dynamodb
+    fail_before(client, "TransactWriteItems", throttle)
+    fail_after(client, "TransactWriteItems", lose_response)
+    return injected
+
+
+def test_thousand_records_with_faults_nothing_lost_nothing_twice(pipeline, faults, capsys):
+    events, reasons = make_workload()
+    assert len(events) == TOTAL
+    ddb = pipeline.session.client("dynamodb")
+    table = pipeline.specs["processor"].environment["TABLE_NAME"]
+    for record_type, category in CATEGORIES.items():
+        ddb.put_item(
+            TableName=table, Item={**category_key(record_type), "category": {"S": category}}
+        )
+
+    outcomes = pipeline.run(events)
+
+    items = [
+        i for page in ddb.get_paginator("scan").paginate(TableName=table) for i in page["Items"]
+    ]
+    stored = [i for i in items if i["pk"]["S"].startswith("RECORD#")]
+    counters = {
+        (i["pk"]["S"][6:], i["sk"]["S"]): int(i["count"]["N"])
+        for i in items
+        if i["pk"]["S"].startswith("STATS#")
+    }
+    letters = read_dead_letters(pipeline.sqs, pipeline.specs["validator"].dead_letter_queue_url)
+
+    valid = {e["id"]: e for e in events if _key(e) not in reasons}
+    expected_counters = Counter(
+        (e["type"], pipeline.functions["validator"].module.validate(e)["timestamp"][:10])
+        for e in valid.values()
+    )
+    duplicate_deliveries = TOTAL - MALFORMED - len(valid)
+    status = Counter(o.status for o in outcomes)
+
+    with capsys.disabled():
+        print(
+            f"\nfault run: {TOTAL} in | {len(stored)} stored | {duplicate_deliveries} duplicate "
+            f"deliveries | {len(letters)} in DLQ | {status['lost']} lost | "
+            f"throttled writes {faults['throttled']} | lost responses {faults['lost_response']} | "
+            f"invocations {dict(pipeline.invocations)}"
+        )
+
+    # Every valid record stored exactly once, with its category.
+    assert sorted(i["id"]["S"] for i in stored) == sorted(valid)
+    categories = Counter(i["category"]["S"] for i in stored)
+    assert categories["uncategorized"] == sum(
+        1 for e in valid.values() if e["type"] not in CATEGORIES
+    )
+    # Daily counters equal the distinct valid records per type and UTC day.
+    assert counters == dict(expected_counters)
+    # Every malformed record is in the DLQ with a reason naming its defect.
+    assert len(letters) == MALFORMED
+    for letter in letters:
+        assert reasons[_key(letter["event"])] in letter["error_message"]
+        assert letter["error_code"] == "200" and letter["request_id"]
+    # Nothing lost: in = stored + duplicate deliveries + dead-lettered.
+    assert len(stored) + duplicate_deliveries + len(letters) == TOTAL
+    assert status == Counter({"completed": TOTAL - MALFORMED, "dead_lettered": MALFORMED})
+    # The faults really happened, and the validator never retried.
+    assert faults["throttled"] >= 100 and faults["lost_response"] >= 30
+    assert pipeline.invocations["validator"] == TOTAL
+    assert (
+        pipeline.invocations["processor"]
+        == TOTAL - MALFORMED + faults["throttled"] + faults["lost_response"]
+    )

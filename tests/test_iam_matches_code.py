@@ -1,0 +1,114 @@
+"""IAM-vs-code: each role grants exactly the AWS API actions its handler's code calls."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+
+import pytest
+
+from pipeline_tools.iam_check import UnreadableCall, check, code_actions
+from tests.conftest import ROOT
+from tests.helpers import function_ids, of_type, props, ref_id, role_id
+
+LAMBDA_SRC = ROOT / "lambda_src"
+
+
+@pytest.fixture
+def src_copy(tmp_path):
+    """A throw-away copy of lambda_src to mutate."""
+    target = tmp_path / "lambda_src"
+    shutil.copytree(LAMBDA_SRC, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def by_stage(results):
+    return {r.stage: r for r in results}
+
+
+def test_code_and_grants_match_for_every_stage(template_json, env_name):
+    results = by_stage(check(template_json[env_name], LAMBDA_SRC))
+    assert {s: r.ok for s, r in results.items()} == {
+        "validator": True,
+        "enricher": True,
+        "processor": True,
+    }
+    assert results["enricher"].code == {"dynamodb:GetItem"}
+    assert results["processor"].code == {"dynamodb:PutItem", "dynamodb:UpdateItem"}
+    assert results["validator"].code == frozenset()
+
+
+def test_a_new_api_call_without_a_grant_fails(template_json, src_copy):
+    handler = src_copy / "processor" / "handler.py"
+    handler.write_text(
+        handler.read_text()
+        + (
+            "\n\ndef purge(record_id: str) -> None:\n"
+            "    dynamodb.delete_item(TableName=TABLE_NAME, Key={})\n"
+        )
+    )
+    result = by_stage(check(template_json["dev"], src_copy))["processor"]
+    assert not result.ok
+    assert result.code - result.granted == {"dynamodb:DeleteItem"}
+    assert "called but not granted ['dynamodb:DeleteItem']" in result.describe()
+
+
+def test_a_new_transaction_item_without_a_grant_fails(template_json, src_copy):
+    storage = src_copy / "processor" / "storage.py"
+    new_item = '{"Delete": {"TableName": table_name, "Key": {}}},\n'
+    text = storage.read_text().replace("TransactItems=[", "TransactItems=[" + new_item, 1)
+    assert text != storage.read_text()
+    storage.write_text(text)
+    result = by_stage(check(template_json["dev"], src_copy))["processor"]
+    assert result.code - result.granted == {"dynamodb:DeleteItem"}
+
+
+def test_a_grant_the_code_no_longer_needs_fails(template_json, src_copy):
+    handler = src_copy / "enricher" / "handler.py"
+    handler.write_text(handler.read_text().replace("dynamodb.get_item(", "dict(", 1))
+    result = by_stage(check(template_json["dev"], src_copy))["enricher"]
+    assert not result.ok
+    assert result.granted - result.code == {"dynamodb:GetItem"}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"), [("add", "dynamodb:Scan"), ("remove", "dynamodb:UpdateItem")]
+)
+def test_a_changed_grant_in_the_template_fails(template_json, change, expected):
+    template = copy.deepcopy(template_json["dev"])
+    role = role_id(template, "processor")
+    for policy in of_type(template, "AWS::IAM::Policy").values():
+        if role not in {ref_id(r) for r in props(policy)["Roles"]}:
+            continue
+        for statement in props(policy)["PolicyDocument"]["Statement"]:
+            if (
+                isinstance(statement["Action"], list)
+                and "dynamodb:UpdateItem" in statement["Action"]
+            ):
+                if change == "add":
+                    statement["Action"].append(expected)
+                else:
+                    statement["Action"].remove(expected)
+    result = by_stage(check(template, LAMBDA_SRC))["processor"]
+    assert not result.ok
+    assert (result.granted ^ result.code) == {expected}
+
+
+def test_lambda_platform_grants_are_not_counted_as_code_actions(template_json):
+    """Logs, traces, the DLQ and the destination are Lambda's own duties, on own resources."""
+    template = template_json["dev"]
+    validator = by_stage(check(template, LAMBDA_SRC))["validator"]
+    assert validator.granted == frozenset()
+    fn = props(template["Resources"][function_ids(template)["validator"]])
+    assert ref_id(fn["DeadLetterConfig"]["TargetArn"])
+
+
+def test_a_computed_transaction_is_reported_not_guessed(tmp_path):
+    package = tmp_path / "stage"
+    package.mkdir()
+    (package / "handler.py").write_text(
+        "import boto3\nclient = boto3.client('dynamodb')\n"
+        "def f(items):\n    client.transact_write_items(TransactItems=items)\n"
+    )
+    with pytest.raises(UnreadableCall, match="TransactItems must be a literal list"):
+        code_actions([package])
