@@ -7,7 +7,7 @@ PYTHON ?= python3
 # so `cdk` and the jsii runtime behind aws-cdk-lib both run on it.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install synth test lint typecheck clean
+.PHONY: install synth synth-all test lint typecheck checkov clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -25,16 +25,31 @@ synth: install
 	cdk synth --quiet -c environment=$(ENV)
 	python -m pipeline_tools.summary cdk.out/DataPipeline-$(ENV).template.json
 
-## test: lint, type-check and the whole test suite
+## synth-all: the dev, staging and prod templates in cdk.out (cdk-nag runs on each)
+synth-all: install
+	for env in dev staging prod; do cdk synth --quiet -c environment=$$env || exit 1; done
+
+## test: lint, type-check, the whole test suite, and checkov on every template
 test: install lint typecheck
 	python -m pytest
+	$(MAKE) checkov
+
+.venv-checkov/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+## checkov: checkov on the synthesized dev, staging and prod templates; fails on any failed check
+checkov: synth-all .venv-checkov/.installed
+	.venv-checkov/bin/checkov --directory cdk.out --framework cloudformation --compact \
+	  --quiet --skip-download
 
 lint:
 	ruff check .
 	ruff format --check .
 
 typecheck:
-	mypy app.py constructs_lib serverless_stack pipeline_tools lambda_src
+	mypy app.py constructs_lib serverless_stack pipeline_tools pipeline_runner lambda_src
 
 clean:
-	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache .venv-checkov

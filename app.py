@@ -11,22 +11,36 @@ import sys
 
 import aws_cdk as cdk
 
+from serverless_stack.compliance import (
+    acknowledge_findings,
+    attach_rule_packs,
+    skip_checkov_checks,
+)
 from serverless_stack.config import ConfigError, load_config
 from serverless_stack.stack import PipelineStack
 
 
-def build_app(app: cdk.App | None = None) -> cdk.App:
-    """Build the app for the ``environment`` in the context; raises ``ConfigError``."""
+def build_app(
+    app: cdk.App | None = None, *, skip_acknowledgments: frozenset[str] = frozenset()
+) -> cdk.App:
+    """Build the app for the ``environment`` in the context; raises ``ConfigError``.
+
+    cdk-nag's AwsSolutions and Serverless packs run at synth; ``skip_acknowledgments`` leaves
+    named acknowledgments out (tests use it to show each one is needed).
+    """
     app = app or cdk.App()
     config = load_config(
         app.node.try_get_context("environment"), app.node.try_get_context("pipeline")
     )
-    PipelineStack(
+    stack = PipelineStack(
         app,
         f"DataPipeline-{config.environment}",
         config=config,
         description=f"Cost-optimized serverless data pipeline ({config.environment})",
     )
+    attach_rule_packs(app)
+    acknowledge_findings(stack, skip=skip_acknowledgments)
+    skip_checkov_checks(stack)
     tags = {
         "Environment": config.environment,
         "Project": "DataProcessing",

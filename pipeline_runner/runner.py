@@ -158,7 +158,7 @@ class AsyncPipeline:
 
 def read_dead_letters(sqs_client: Any, queue_url: str) -> list[dict[str, Any]]:
     """Every message in a DLQ as ``{"event", "error_message", "error_code", "request_id"}``."""
-    letters = []
+    letters: list[dict[str, Any]] = []
     while True:
         response = sqs_client.receive_message(
             QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
