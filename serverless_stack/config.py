@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from constructs_lib.monitoring import AlarmThresholds
 from constructs_lib.retention import RETENTION_DAYS
 
 DEFAULT_ENVIRONMENT = "dev"
@@ -41,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "log_retention_days": 7,
     "powertools_layer_version": 36,
     "table": {"removal_policy": "destroy", "deletion_protection": False},
+    "alarms": {},
     "functions": {
         "validator": {"memory_mb": 512},
         "enricher": {"memory_mb": 768},
@@ -108,6 +110,7 @@ class PipelineConfig:
     log_retention_days: int
     powertools_layer_version: int
     table: TableSettings
+    alarms: AlarmThresholds
     validator: FunctionSettings
     enricher: FunctionSettings
     processor: FunctionSettings
@@ -176,6 +179,7 @@ def _parse(name: str, raw: Mapping[str, Any], key: str) -> PipelineConfig:
                 f"{key}.table.deletion_protection", table["deletion_protection"]
             ),
         ),
+        alarms=_alarms(f"{key}.alarms", raw["alarms"]),
         **parsed,
     )
     if config.is_production:
@@ -226,6 +230,29 @@ def _auto_scaling(key: str, value: object, provisioned: int) -> AutoScalingSetti
             f"{key}.utilization_target", raw.get("utilization_target", 0.7), 0.1, 0.9
         ),
     )
+
+
+#: Alarm settings that are shares (0-1] rather than counts or seconds.
+_RATIO_ALARMS = ("duration_p99_timeout_ratio", "provisioned_concurrency_utilization")
+_ALARM_PERIODS = (10, 30, 60, 300, 900, 3600)
+
+
+def _alarms(key: str, value: object) -> AlarmThresholds:
+    raw = _mapping(key, value)
+    defaults = AlarmThresholds()
+    known = {f: getattr(defaults, f) for f in AlarmThresholds.__dataclass_fields__}
+    _no_unknown_keys(key, raw, known)
+    parsed: dict[str, Any] = {}
+    for name, setting in raw.items():
+        if name in _RATIO_ALARMS:
+            parsed[name] = _number(f"{key}.{name}", setting, 0.01, 1.0)
+        elif name == "period_seconds":
+            parsed[name] = _one_of(f"{key}.{name}", setting, _ALARM_PERIODS)
+        elif name == "evaluation_periods":
+            parsed[name] = _integer(f"{key}.{name}", setting, 1, 100)
+        else:
+            parsed[name] = _number(f"{key}.{name}", setting, 0, 1e9)
+    return AlarmThresholds(**parsed)
 
 
 def _production_rules(config: PipelineConfig, key: str) -> None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sns as sns
@@ -19,6 +18,7 @@ from constructs import Construct
 
 from constructs_lib.data_table import DataTable
 from constructs_lib.dead_letter_queue import dead_letter_queue
+from constructs_lib.monitoring import PipelineMonitoring
 from constructs_lib.optimized_function import OptimizedFunction, ProvisionedConcurrencyScaling
 from constructs_lib.powertools_layer import powertools_layer
 from constructs_lib.retention import retention_days
@@ -36,6 +36,9 @@ TABLE_ACTIONS: dict[str, tuple[str, ...]] = {
     "enricher": ("dynamodb:GetItem",),
     "processor": ("dynamodb:PutItem", "dynamodb:UpdateItem"),
 }
+
+#: The DynamoDB API operations the stages call (what the table's alarms watch).
+TABLE_OPERATIONS = (dynamodb.Operation.GET_ITEM, dynamodb.Operation.TRANSACT_WRITE_ITEMS)
 
 
 class PipelineStack(Stack):
@@ -85,19 +88,17 @@ class PipelineStack(Stack):
             if TABLE_ACTIONS[name]:
                 self.table.grant(stage.role, *TABLE_ACTIONS[name])
 
-        dlq_alarm = cloudwatch.Alarm(
-            self,
-            "DeadLetterQueueNotEmpty",
-            alarm_description="Records failed after their retries and wait in the DLQ.",
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic="Maximum"
-            ),
-            threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        self.monitoring = PipelineMonitoring(
+            self, "Monitoring", alarm_topic=self.alarm_topic, thresholds=config.alarms
         )
-        dlq_alarm.add_alarm_action(cw_actions.SnsAction(self.alarm_topic))
+        for name, stage in self.stages.items():
+            # The processor is the critical stage: its provisioned concurrency is watched in
+            # every environment (with none configured, those alarms stay OK on no data).
+            self.monitoring.monitor_function(
+                name.capitalize(), stage, provisioned_concurrency=name == "processor"
+            )
+        self.monitoring.monitor_dead_letter_queue(self.dead_letter_queue)
+        self.monitoring.monitor_table(self.table, operations=TABLE_OPERATIONS)
 
         CfnOutput(self, "TableName", value=self.table.table_name)
         CfnOutput(

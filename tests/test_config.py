@@ -123,6 +123,20 @@ BAD_VALUES = [
     ),
     ("prod", "functions.processor.auto_scaling.max_capacity", 1, ["max_capacity", "1", "from 2"]),
     ("dev", "powertools_layer_version", 0, ["powertools_layer_version", "0", "1 to 1000"]),
+    (
+        "dev",
+        "alarms.duration_p99_timeout_ratio",
+        1.5,
+        ["alarms.duration_p99_timeout_ratio", "1.5", "0.01 to 1.0"],
+    ),
+    ("dev", "alarms.period_seconds", 45, ["alarms.period_seconds", "45", "10, 30, 60, 300"]),
+    ("dev", "alarms.error_threshold", 1, ["alarms.error_threshold", "unknown key", "errors"]),
+    (
+        "dev",
+        "alarms.dlq_oldest_message_seconds",
+        -5,
+        ["dlq_oldest_message_seconds", "-5", "number from 0"],
+    ),
 ]
 
 

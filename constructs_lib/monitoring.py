@@ -1,0 +1,312 @@
+"""`PipelineMonitoring`: the alarms and dashboard an on-call engineer needs.
+
+Every alarm watches what actually runs: function alarms use the ``live`` alias's metrics
+(dimensions ``FunctionName`` and ``Resource=<function>:live``), so they see the invocations that
+provisioned concurrency serves. Every alarm notifies one SNS topic, and missing data counts as
+not breaching (a quiet pipeline is a healthy one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from constructs_lib.optimized_function import OptimizedFunction
+
+GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+
+
+@dataclass(frozen=True)
+class AlarmThresholds:
+    """Alarm thresholds. Each alarm fires when its metric is *above* the threshold.
+
+    :param errors: function errors per period. :default: 0
+    :param throttles: function throttles per period. :default: 0
+    :param duration_p99_timeout_ratio: p99 duration, as a share of the timeout. :default: 0.8
+    :param async_events_dropped: async events dropped (too old, or retries exhausted without
+        a DLQ). :default: 0
+    :param destination_delivery_failures: failed deliveries to a destination. :default: 0
+    :param dead_letter_errors: failed writes to the DLQ. :default: 0
+    :param provisioned_concurrency_spillover: invocations beyond provisioned concurrency.
+        :default: 0
+    :param provisioned_concurrency_utilization: the *Maximum* of utilization; the Average
+        hides saturation between samples. :default: 0.9
+    :param dlq_visible_messages: messages waiting in the DLQ. :default: 0
+    :param dlq_oldest_message_seconds: age of the oldest DLQ message. :default: 3600
+    :param table_throttled_requests: throttled table requests per period. :default: 0
+    :param table_system_errors: DynamoDB system errors per period. :default: 0
+    :param period_seconds: the alarms' period. :default: 60
+    :param evaluation_periods: breaching periods before an alarm fires. :default: 1
+    """
+
+    errors: float = 0
+    throttles: float = 0
+    duration_p99_timeout_ratio: float = 0.8
+    async_events_dropped: float = 0
+    destination_delivery_failures: float = 0
+    dead_letter_errors: float = 0
+    provisioned_concurrency_spillover: float = 0
+    provisioned_concurrency_utilization: float = 0.9
+    dlq_visible_messages: float = 0
+    dlq_oldest_message_seconds: float = 3600
+    table_throttled_requests: float = 0
+    table_system_errors: float = 0
+    period_seconds: int = 60
+    evaluation_periods: int = 1
+
+
+class PipelineMonitoring(Construct):
+    """Alarms per function, queue and table, all to one topic, and a stage-by-stage dashboard.
+
+    Call ``monitor_function`` for each stage in pipeline order, then ``monitor_dead_letter_queue``
+    and ``monitor_table``; each adds its alarms (to ``alarms``, and a function's to its own
+    ``alarms``) and its row of dashboard widgets.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        alarm_topic: sns.ITopic,
+        thresholds: AlarmThresholds | None = None,
+        dashboard_name: str | None = None,
+    ) -> None:
+        """
+        :param alarm_topic: every alarm notifies it.
+        :param thresholds: :default: ``AlarmThresholds()``
+        :param dashboard_name: :default: ``<stack name>-pipeline``
+        """
+        super().__init__(scope, construct_id)
+        self.thresholds = thresholds or AlarmThresholds()
+        self.period = Duration.seconds(self.thresholds.period_seconds)
+        self._action = cw_actions.SnsAction(alarm_topic)
+        self.alarms: list[cloudwatch.Alarm] = []
+        self.dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=dashboard_name or f"{Stack.of(self).stack_name}-pipeline",
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(markdown="# Pipeline, stage by stage", width=24, height=1)
+        )
+
+    def monitor_function(
+        self, label: str, function: OptimizedFunction, *, provisioned_concurrency: bool = False
+    ) -> None:
+        """Errors, throttles, p99 duration, dropped async events, destination and DLQ failures
+        on the ``live`` alias; with ``provisioned_concurrency``, its spillover and utilization."""
+        t = self.thresholds
+        alias = function.alias
+        timeout = function.function.timeout
+        timeout_ms = (timeout.to_milliseconds() if timeout else 3000) * t.duration_p99_timeout_ratio
+        checks = [
+            (
+                "Errors",
+                alias.metric_errors(period=self.period, statistic="Sum"),
+                t.errors,
+                "invocations failed: read the stage's log group for the error",
+            ),
+            (
+                "Throttles",
+                alias.metric_throttles(period=self.period, statistic="Sum"),
+                t.throttles,
+                "invocations were throttled: raise reserved or provisioned concurrency",
+            ),
+            (
+                "DurationP99",
+                alias.metric_duration(period=self.period, statistic="p99"),
+                timeout_ms,
+                f"p99 duration above {t.duration_p99_timeout_ratio:.0%} of the timeout",
+            ),
+            (
+                "AsyncEventsDropped",
+                self._alias_metric(function, "AsyncEventsDropped"),
+                t.async_events_dropped,
+                "async events were dropped without reaching the DLQ",
+            ),
+            (
+                "DestinationDeliveryFailures",
+                self._alias_metric(function, "DestinationDeliveryFailures"),
+                t.destination_delivery_failures,
+                "the next stage could not be invoked",
+            ),
+            (
+                "DeadLetterErrors",
+                self._alias_metric(function, "DeadLetterErrors"),
+                t.dead_letter_errors,
+                "failed events could not be written to the DLQ",
+            ),
+        ]
+        if provisioned_concurrency:
+            checks += [
+                (
+                    "ProvisionedConcurrencySpillover",
+                    self._alias_metric(function, "ProvisionedConcurrencySpilloverInvocations"),
+                    t.provisioned_concurrency_spillover,
+                    "invocations ran beyond provisioned concurrency (cold starts)",
+                ),
+                (
+                    "ProvisionedConcurrencyUtilization",
+                    self._alias_metric(function, "ProvisionedConcurrencyUtilization", "Maximum"),
+                    t.provisioned_concurrency_utilization,
+                    "provisioned concurrency is close to saturation",
+                ),
+            ]
+        for name, metric, threshold, meaning in checks:
+            function.alarms.append(self._alarm(f"{label}{name}", metric, threshold, meaning))
+
+        self.dashboard.add_widgets(
+            self._graph(f"{label}: invocations", [alias.metric_invocations(period=self.period)]),
+            self._graph(
+                f"{label}: errors and throttles",
+                [
+                    alias.metric_errors(period=self.period),
+                    alias.metric_throttles(period=self.period),
+                ],
+            ),
+            self._graph(
+                f"{label}: duration p99 (ms)",
+                [alias.metric_duration(period=self.period, statistic="p99")],
+                annotation=(timeout_ms, "alarm"),
+            ),
+            self._graph(
+                f"{label}: provisioned concurrency utilization (max)",
+                [self._alias_metric(function, "ProvisionedConcurrencyUtilization", "Maximum")],
+            ),
+        )
+
+    def monitor_dead_letter_queue(self, queue: sqs.IQueue) -> None:
+        """Any visible message, and the age of the oldest one."""
+        t = self.thresholds
+        visible = queue.metric_approximate_number_of_messages_visible(
+            period=self.period, statistic="Maximum"
+        )
+        oldest = queue.metric_approximate_age_of_oldest_message(
+            period=self.period, statistic="Maximum"
+        )
+        self._alarm(
+            "DeadLetterQueueNotEmpty",
+            visible,
+            t.dlq_visible_messages,
+            "records failed after their retries and wait in the DLQ",
+        )
+        self._alarm(
+            "DeadLetterQueueOldMessage",
+            oldest,
+            t.dlq_oldest_message_seconds,
+            "a failed record has waited too long for a replay",
+        )
+        self.dashboard.add_widgets(
+            self._graph("DLQ: visible messages", [visible], width=12),
+            self._graph("DLQ: age of oldest message (s)", [oldest], width=12),
+        )
+
+    def monitor_table(
+        self, table: dynamodb.ITable, *, operations: Sequence[dynamodb.Operation]
+    ) -> None:
+        """Throttled requests and system errors of the ``operations`` the code calls."""
+        t = self.thresholds
+        throttled = self._sum_over_operations(table, "ThrottledRequests", operations)
+        errors = self._sum_over_operations(table, "SystemErrors", operations)
+        self._alarm(
+            "TableThrottledRequests",
+            throttled,
+            t.table_throttled_requests,
+            "DynamoDB throttled requests of the pipeline",
+        )
+        self._alarm(
+            "TableSystemErrors",
+            errors,
+            t.table_system_errors,
+            "DynamoDB returned system errors (HTTP 500)",
+        )
+        self.dashboard.add_widgets(
+            self._graph(
+                "Table: consumed capacity units",
+                [
+                    table.metric_consumed_read_capacity_units(period=self.period),
+                    table.metric_consumed_write_capacity_units(period=self.period),
+                ],
+                width=12,
+            ),
+            self._graph("Table: throttled requests", [throttled]),
+            self._graph("Table: system errors", [errors]),
+        )
+
+    def _alarm(
+        self, name: str, metric: cloudwatch.IMetric, threshold: float, meaning: str
+    ) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            name,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=GT,
+            evaluation_periods=self.thresholds.evaluation_periods,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=f"{name}: {meaning}.",
+        )
+        alarm.add_alarm_action(self._action)
+        self.alarms.append(alarm)
+        return alarm
+
+    def _sum_over_operations(
+        self, table: dynamodb.ITable, metric_name: str, operations: Sequence[dynamodb.Operation]
+    ) -> cloudwatch.MathExpression:
+        """``metric_name`` summed over ``operations``; a quiet operation counts as 0, so one
+        operation's silence never hides another's throttles (a plain ``a + b`` would)."""
+        names = [_api_name(operation) for operation in operations]
+        metrics = {
+            name.lower(): table.metric(
+                metric_name,
+                dimensions_map={"TableName": table.table_name, "Operation": name},
+                statistic="Sum",
+                period=self.period,
+            )
+            for name in names
+        }
+        return cloudwatch.MathExpression(
+            expression=" + ".join(f"FILL({name}, 0)" for name in metrics),
+            using_metrics=metrics,
+            label=f"{metric_name} ({', '.join(names)})",
+            period=self.period,
+        )
+
+    def _alias_metric(
+        self, function: OptimizedFunction, metric_name: str, statistic: str = "Sum"
+    ) -> cloudwatch.Metric:
+        return function.alias.metric(metric_name, period=self.period, statistic=statistic)
+
+    def _graph(
+        self,
+        title: str,
+        metrics: list[cloudwatch.IMetric],
+        *,
+        width: int = 6,
+        annotation: tuple[float, str] | None = None,
+    ) -> cloudwatch.GraphWidget:
+        return cloudwatch.GraphWidget(
+            title=title,
+            left=metrics,
+            width=width,
+            height=6,
+            left_annotations=[
+                cloudwatch.HorizontalAnnotation(value=annotation[0], label=annotation[1])
+            ]
+            if annotation
+            else None,
+        )
+
+
+def _api_name(operation: dynamodb.Operation) -> str:
+    """``Operation.TRANSACT_WRITE_ITEMS`` -> ``TransactWriteItems`` (the metric's dimension)."""
+    return "".join(word.capitalize() for word in operation.name.split("_"))

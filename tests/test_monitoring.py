@@ -1,0 +1,178 @@
+"""Monitoring: every alarm watches the right metric of what runs, and notifies the topic."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import cdk_context, synth_app
+from tests.helpers import STAGES, function_ids, of_type, props, single
+
+ALIAS_ALARMS = [
+    # metric, statistic field, statistic, threshold (None: from the timeout)
+    ("Errors", "Statistic", "Sum", 0),
+    ("Throttles", "Statistic", "Sum", 0),
+    ("Duration", "ExtendedStatistic", "p99", None),
+    ("AsyncEventsDropped", "Statistic", "Sum", 0),
+    ("DestinationDeliveryFailures", "Statistic", "Sum", 0),
+    ("DeadLetterErrors", "Statistic", "Sum", 0),
+]
+PROCESSOR_ALARMS = [
+    ("ProvisionedConcurrencySpilloverInvocations", "Statistic", "Sum", 0),
+    ("ProvisionedConcurrencyUtilization", "Statistic", "Maximum", 0.9),
+]
+
+
+def alarms(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return [props(a) for a in of_type(template, "AWS::CloudWatch::Alarm").values()]
+
+
+def alias_alarm(template: dict[str, Any], stage: str, metric: str) -> dict[str, Any]:
+    fn_id = function_ids(template)[stage]
+    expected_dims = [
+        {"Name": "FunctionName", "Value": {"Ref": fn_id}},
+        {"Name": "Resource", "Value": {"Fn::Join": ["", [{"Ref": fn_id}, ":live"]]}},
+    ]
+    found = [
+        a
+        for a in alarms(template)
+        if a.get("MetricName") == metric and a.get("Dimensions") == expected_dims
+    ]
+    assert len(found) == 1, f"{stage}: expected one {metric} alarm on the live alias, found {found}"
+    return found[0]
+
+
+def assert_common(template: dict[str, Any], alarm: dict[str, Any]) -> None:
+    topic_id, _ = single(of_type(template, "AWS::SNS::Topic"))
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmDescription"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize(("metric", "field", "statistic", "threshold"), ALIAS_ALARMS)
+def test_function_alarm_on_the_live_alias(
+    template_json, env_name, stage, metric, field, statistic, threshold
+):
+    template = template_json[env_name]
+    alarm = alias_alarm(template, stage, metric)
+    assert alarm["Namespace"] == "AWS/Lambda"
+    assert alarm[field] == statistic
+    timeout = props(template["Resources"][function_ids(template)[stage]])["Timeout"]
+    assert alarm["Threshold"] == (timeout * 1000 * 0.8 if threshold is None else threshold)
+    assert_common(template, alarm)
+
+
+@pytest.mark.parametrize(("metric", "field", "statistic", "threshold"), PROCESSOR_ALARMS)
+def test_processor_provisioned_concurrency_alarms(
+    template_json, env_name, metric, field, statistic, threshold
+):
+    template = template_json[env_name]
+    alarm = alias_alarm(template, "processor", metric)
+    assert alarm[field] == statistic, (
+        "utilization must alarm on the Maximum, which shows saturation"
+    )
+    assert alarm["Threshold"] == threshold
+    assert_common(template, alarm)
+
+
+@pytest.mark.parametrize(
+    ("metric", "threshold"),
+    [("ApproximateNumberOfMessagesVisible", 0), ("ApproximateAgeOfOldestMessage", 3600)],
+)
+def test_dead_letter_queue_alarms(template_json, env_name, metric, threshold):
+    template = template_json[env_name]
+    queue_id, _ = single(of_type(template, "AWS::SQS::Queue"))
+    (alarm,) = [a for a in alarms(template) if a.get("MetricName") == metric]
+    assert alarm["Namespace"] == "AWS/SQS"
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}
+    ]
+    assert alarm["Statistic"] == "Maximum"
+    assert alarm["Threshold"] == threshold
+    assert_common(template, alarm)
+
+
+@pytest.mark.parametrize("metric", ["ThrottledRequests", "SystemErrors"])
+def test_table_alarms_sum_every_operation_the_code_calls(template_json, env_name, metric):
+    template = template_json[env_name]
+    table_id, _ = single(of_type(template, "AWS::DynamoDB::Table"))
+    matching = [
+        a
+        for a in alarms(template)
+        if any(
+            m.get("MetricStat", {}).get("Metric", {}).get("MetricName") == metric
+            for m in a.get("Metrics", [])
+        )
+    ]
+    (alarm,) = matching
+    stats = [m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m]
+    operations = sorted(
+        next(d["Value"] for d in s["Metric"]["Dimensions"] if d["Name"] == "Operation")
+        for s in stats
+    )
+    assert operations == ["GetItem", "TransactWriteItems"]
+    for stat in stats:
+        assert stat["Stat"] == "Sum" and stat["Metric"]["Namespace"] == "AWS/DynamoDB"
+        assert {"Name": "TableName", "Value": {"Ref": table_id}} in stat["Metric"]["Dimensions"]
+    (expression,) = [m["Expression"] for m in alarm["Metrics"] if "Expression" in m]
+    assert expression == "FILL(getitem, 0) + FILL(transactwriteitems, 0)"
+    assert alarm["Threshold"] == 0
+    assert_common(template, alarm)
+
+
+def test_alarm_count_is_what_the_readme_lists(template_json):
+    for env in ("dev", "prod"):
+        # 6 per stage, 2 for the processor's provisioned concurrency, 2 DLQ, 2 table.
+        assert len(alarms(template_json[env])) == 6 * 3 + 2 + 2 + 2
+
+
+def test_dashboard_shows_every_stage_queue_and_table(template_json, env_name):
+    _, dashboard = single(of_type(template_json[env_name], "AWS::CloudWatch::Dashboard"))
+    body = json.dumps(props(dashboard)["DashboardBody"])
+    for title in (
+        "Validator: invocations",
+        "Enricher: errors and throttles",
+        "Processor: duration p99",
+        "Processor: provisioned concurrency utilization",
+        "DLQ: visible messages",
+        "Table: consumed capacity units",
+        "Table: throttled requests",
+    ):
+        assert title in body, title
+    for stage in ("Validator", "Enricher", "Processor"):
+        assert f"{stage}: invocations" in body
+
+
+def test_thresholds_from_config_change_the_alarms():
+    settings = copy.deepcopy(cdk_context()["pipeline"])
+    settings["dev"]["alarms"] = {
+        "duration_p99_timeout_ratio": 0.5,
+        "dlq_oldest_message_seconds": 600,
+        "provisioned_concurrency_utilization": 0.75,
+        "evaluation_periods": 3,
+    }
+    from aws_cdk.assertions import Template
+
+    template = Template.from_stack(synth_app("dev", {"pipeline": settings})).to_json()
+    assert alias_alarm(template, "validator", "Duration")["Threshold"] == 30 * 1000 * 0.5
+    assert (
+        alias_alarm(template, "processor", "ProvisionedConcurrencyUtilization")["Threshold"] == 0.75
+    )
+    (age,) = [a for a in alarms(template) if a.get("MetricName") == "ApproximateAgeOfOldestMessage"]
+    assert age["Threshold"] == 600
+    assert {a["EvaluationPeriods"] for a in alarms(template)} == {3}
+
+
+def test_every_alarm_is_exposed_on_its_function(stacks):
+    stack = stacks["prod"]
+    assert {name: len(fn.alarms) for name, fn in stack.stages.items()} == {
+        "validator": 6,
+        "enricher": 6,
+        "processor": 8,
+    }
+    assert len(stack.monitoring.alarms) == 24
