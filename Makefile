@@ -7,7 +7,7 @@ PYTHON ?= python3
 # so `cdk` and the jsii runtime behind aws-cdk-lib both run on it.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install synth synth-all test lint typecheck checkov clean
+.PHONY: install synth synth-all test lint typecheck checkov cost rightsize clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -28,6 +28,14 @@ synth: install
 ## synth-all: the dev, staging and prod templates in cdk.out (cdk-nag runs on each)
 synth-all: install
 	for env in dev staging prod; do cdk synth --quiet -c environment=$$env || exit 1; done
+
+## cost: monthly cost of dev, staging and prod against the naive baseline (WORKLOAD=file.json)
+cost: synth-all
+	python -m pipeline_tools.cost $(if $(WORKLOAD),--workload $(WORKLOAD)) $(if $(MARKDOWN),--markdown)
+
+## rightsize: memory recommendations from REPORT log lines (LOGS="file ..."; default: the samples)
+rightsize: install
+	python -m pipeline_tools.rightsize $(or $(LOGS),tests/data/*-report.log)
 
 ## test: lint, type-check, the whole test suite, and checkov on every template
 test: install lint typecheck

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -15,7 +16,7 @@ def load_template(path: str | Path) -> dict[str, Any]:
     return json.loads(file.read_text())
 
 
-def resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+def resources(template: Mapping[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
     """The resources of ``resource_type``, by logical ID."""
     return {k: v for k, v in template.get("Resources", {}).items() if v["Type"] == resource_type}
 

@@ -31,6 +31,7 @@ PRODUCTION_ENVIRONMENTS = frozenset({"prod"})
 PRODUCTION_MIN_PROCESSOR_CONCURRENCY = 2
 FUNCTION_NAMES = ("validator", "enricher", "processor")
 REMOVAL_POLICIES = ("destroy", "retain", "snapshot")
+ARCHITECTURES = ("arm64", "x86_64")
 
 #: Built-in defaults. Memory was sized from observed usage: the naive stack ran every function
 #: at 3008 MB while REPORT lines showed about 400 MB Max Memory Used (the enricher about
@@ -41,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "alarm_email": None,
     "log_retention_days": 7,
     "powertools_layer_version": 36,
+    "architecture": "arm64",
     "table": {"removal_policy": "destroy", "deletion_protection": False},
     "alarms": {},
     "functions": {
@@ -73,12 +75,24 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class ScheduleSettings:
+    """A scheduled change of the provisioned-concurrency range (cron without ``cron()``)."""
+
+    name: str
+    cron: str
+    min_capacity: int
+    max_capacity: int
+    time_zone: str | None
+
+
+@dataclass(frozen=True)
 class AutoScalingSettings:
     """Auto scaling of a function's provisioned concurrency (on its ``live`` alias)."""
 
     min_capacity: int
     max_capacity: int
     utilization_target: float
+    schedule: tuple[ScheduleSettings, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,7 @@ class PipelineConfig:
     alarm_email: str | None
     log_retention_days: int
     powertools_layer_version: int
+    architecture: str
     table: TableSettings
     alarms: AlarmThresholds
     validator: FunctionSettings
@@ -171,6 +186,7 @@ def _parse(name: str, raw: Mapping[str, Any], key: str) -> PipelineConfig:
         powertools_layer_version=_integer(
             f"{key}.powertools_layer_version", raw["powertools_layer_version"], 1, 1000
         ),
+        architecture=_one_of(f"{key}.architecture", raw["architecture"], ARCHITECTURES),
         table=TableSettings(
             removal_policy=_one_of(
                 f"{key}.table.removal_policy", table["removal_policy"], REMOVAL_POLICIES
@@ -213,7 +229,7 @@ def _function(key: str, raw: Mapping[str, Any]) -> FunctionSettings:
 
 def _auto_scaling(key: str, value: object, provisioned: int) -> AutoScalingSettings:
     raw = _mapping(key, value)
-    allowed = {"min_capacity": 0, "max_capacity": 0, "utilization_target": 0.7}
+    allowed = {"min_capacity": 0, "max_capacity": 0, "utilization_target": 0.7, "schedule": []}
     _no_unknown_keys(key, raw, allowed)
     if provisioned == 0:
         raise ConfigError(key, dict(raw), "needs provisioned_concurrency > 0 on the same function")
@@ -229,7 +245,65 @@ def _auto_scaling(key: str, value: object, provisioned: int) -> AutoScalingSetti
         utilization_target=_number(
             f"{key}.utilization_target", raw.get("utilization_target", 0.7), 0.1, 0.9
         ),
+        schedule=_schedule(f"{key}.schedule", raw.get("schedule", [])),
     )
+
+
+_SCHEDULE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*?/,\-#L]+$")
+
+
+def _schedule(key: str, value: object) -> tuple[ScheduleSettings, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, value, "must be a list of scheduled actions")
+    actions = []
+    allowed = {"name": "", "cron": "", "min_capacity": 0, "max_capacity": 0, "time_zone": None}
+    for index, item in enumerate(value):
+        item_key = f"{key}[{index}]"
+        raw = _mapping(item_key, item)
+        _no_unknown_keys(item_key, raw, allowed)
+        for required in ("name", "cron", "min_capacity", "max_capacity"):
+            if required not in raw:
+                raise ConfigError(f"{item_key}.{required}", None, "required")
+        cron = raw["cron"]
+        if not (
+            isinstance(cron, str)
+            and len(cron.split()) == 6
+            and all(_CRON_FIELD.match(f) for f in cron.split())
+        ):
+            raise ConfigError(
+                f"{item_key}.cron",
+                cron,
+                "a six-field cron: minute hour day month weekday year, "
+                "e.g. '0 8 ? * MON-FRI *' (UTC unless time_zone is set)",
+            )
+        low = _integer(f"{item_key}.min_capacity", raw["min_capacity"], 0, 1000)
+        actions.append(
+            ScheduleSettings(
+                name=_matching(
+                    f"{item_key}.name",
+                    raw["name"],
+                    _SCHEDULE_NAME,
+                    "a name of letters, digits and '-'",
+                ),
+                cron=cron,
+                min_capacity=low,
+                max_capacity=_integer(f"{item_key}.max_capacity", raw["max_capacity"], low, 1000),
+                time_zone=_optional(
+                    f"{item_key}.time_zone",
+                    raw.get("time_zone"),
+                    lambda k, v: _matching(
+                        k,
+                        v,
+                        re.compile(r"^[A-Za-z_]+(/[A-Za-z_+-]+)*$"),
+                        "an IANA time zone such as Europe/Berlin",
+                    ),
+                ),
+            )
+        )
+    if len({a.name for a in actions}) != len(actions):
+        raise ConfigError(key, [a.name for a in actions], "scheduled action names must be unique")
+    return tuple(actions)
 
 
 #: Alarm settings that are shares (0-1] rather than counts or seconds.

@@ -19,14 +19,18 @@ from constructs import Construct
 from constructs_lib.data_table import DataTable
 from constructs_lib.dead_letter_queue import dead_letter_queue
 from constructs_lib.monitoring import PipelineMonitoring
-from constructs_lib.optimized_function import OptimizedFunction, ProvisionedConcurrencyScaling
+from constructs_lib.optimized_function import (
+    OptimizedFunction,
+    ProvisionedConcurrencyScaling,
+    ScheduledCapacity,
+)
 from constructs_lib.powertools_layer import powertools_layer
 from constructs_lib.retention import retention_days
 from serverless_stack.config import FunctionSettings, PipelineConfig
 from serverless_stack.lambda_code import stage_code, stage_handler
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
-ARCHITECTURE = lambda_.Architecture.ARM_64
+ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
 METRICS_NAMESPACE = "DataPipeline"
 
 #: The DynamoDB actions each stage's code calls, and nothing more. The processor's
@@ -49,6 +53,7 @@ class PipelineStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
+        self.architecture = ARCHITECTURES[config.architecture]
 
         data = DataTable(
             self,
@@ -66,7 +71,7 @@ class PipelineStack(Stack):
             "PowertoolsLayer",
             version=config.powertools_layer_version,
             runtime=RUNTIME,
-            architecture=ARCHITECTURE,
+            architecture=self.architecture,
         )
 
         # Built back to front: each stage's alias is the next one's on-success destination.
@@ -136,13 +141,17 @@ class PipelineStack(Stack):
             timeout=Duration.seconds(settings.timeout_seconds),
             environment=environment,
             runtime=RUNTIME,
-            architecture=ARCHITECTURE,
+            architecture=self.architecture,
             layers=[self.layer],
             provisioned_concurrency=settings.provisioned_concurrency,
             auto_scaling=ProvisionedConcurrencyScaling(
                 min_capacity=scaling.min_capacity,
                 max_capacity=scaling.max_capacity,
                 utilization_target=scaling.utilization_target,
+                schedule=tuple(
+                    ScheduledCapacity(a.name, a.cron, a.min_capacity, a.max_capacity, a.time_zone)
+                    for a in scaling.schedule
+                ),
             )
             if scaling
             else None,
