@@ -7,7 +7,7 @@ PYTHON ?= python3
 # so `cdk` and the jsii runtime behind aws-cdk-lib both run on it.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install synth synth-all test lint typecheck checkov cost rightsize clean
+.PHONY: install synth synth-all test lint typecheck checkov cost rightsize deploy-local destroy-local clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -37,6 +37,15 @@ cost: synth-all
 rightsize: install
 	python -m pipeline_tools.rightsize $(or $(LOGS),tests/data/*-report.log)
 
+## deploy-local: the real `cdk deploy` into a local emulator, records driven through the deployed
+## code, results printed; the emulator stops after (KEEP=1 leaves it running)
+deploy-local: install
+	python -m pipeline_local up $(if $(KEEP),--keep)
+
+## destroy-local: destroy the stack in a kept emulator and stop it
+destroy-local: install
+	python -m pipeline_local down
+
 ## test: lint, type-check, the whole test suite, and checkov on every template
 test: install lint typecheck
 	python -m pytest
@@ -57,7 +66,7 @@ lint:
 	ruff format --check .
 
 typecheck:
-	mypy app.py constructs_lib serverless_stack pipeline_tools pipeline_runner lambda_src
+	mypy app.py constructs_lib serverless_stack pipeline_tools pipeline_runner pipeline_local lambda_src
 
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache .venv-checkov

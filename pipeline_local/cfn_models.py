@@ -1,0 +1,296 @@
+"""CloudFormation handlers that moto 5.2.5 lacks, for two Lambda resources its API supports.
+
+moto's Lambda API supports aliases and event invoke configs, but its CloudFormation does not
+create them: a template resource of either type is skipped, and a ``Ref`` to an alias resolves
+to nothing (which breaks any IAM policy naming the alias). These handlers create them through
+moto's own Lambda backend, exactly as the ``CreateAlias`` and ``PutFunctionEventInvokeConfig``
+API calls would. A third answers ``Fn::GetAtt [<version>, Version]``, which moto's own
+version handler cannot; and a function update skips public layers as a create does. moto finds
+them as subclasses of ``CloudFormationModel`` once imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from moto.awslambda.models import LambdaFunction, lambda_backends
+from moto.core.common_models import CloudFormationModel
+
+
+def _backend(account_id: str, region_name: str) -> Any:
+    return lambda_backends[account_id][region_name]
+
+
+class CloudFormationLambdaAlias(CloudFormationModel):
+    """``AWS::Lambda::Alias`` -> ``CreateAlias`` on moto's Lambda backend."""
+
+    def __init__(self, arn: str, name: str, function_name: str) -> None:
+        self.arn = arn
+        self.name = name
+        self.function_name = function_name
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Lambda::Alias"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr in ("AliasArn",)
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.arn  # Ref of an alias is its ARN
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "AliasArn":
+            return self.arn
+        raise NotImplementedError(attribute_name)
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> CloudFormationLambdaAlias:
+        p = cloudformation_json["Properties"]
+        backend = _backend(account_id, region_name)
+        function = backend.get_function(p["FunctionName"])
+        version = p.get("FunctionVersion")
+        if not version:  # moto's AWS::Lambda::Version has no Version attribute: take the latest
+            published = [
+                v.version for v in backend.list_versions_by_function(function.function_name)
+            ]
+            version = published[-1]
+        alias = backend.create_alias(
+            name=p["Name"],
+            function_name=function.function_name,
+            function_version=str(version),
+            description=p.get("Description", ""),
+            routing_config=None,
+        )
+        return cls(alias.arn, p["Name"], function.function_name)
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: CloudFormationLambdaAlias,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> CloudFormationLambdaAlias:
+        cls.delete_from_cloudformation_json(
+            original_resource.name,
+            {
+                "Properties": {
+                    "FunctionName": original_resource.function_name,
+                    "Name": original_resource.name,
+                }
+            },
+            account_id,
+            region_name,
+        )
+        return cls.create_from_cloudformation_json(
+            new_resource_name, cloudformation_json, account_id, region_name
+        )
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> None:
+        p = cloudformation_json["Properties"]
+        with contextlib.suppress(Exception):  # the function (and its aliases) may be gone
+            _backend(account_id, region_name).delete_alias(p["Name"], p["FunctionName"])
+
+    def is_created(self) -> bool:
+        return True
+
+
+class CloudFormationEventInvokeConfig(CloudFormationModel):
+    """``AWS::Lambda::EventInvokeConfig`` -> ``PutFunctionEventInvokeConfig`` on moto."""
+
+    def __init__(self, function_name: str, qualifier: str) -> None:
+        self.function_name = function_name
+        self.qualifier = qualifier
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Lambda::EventInvokeConfig"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return False
+
+    @property
+    def physical_resource_id(self) -> str:
+        return f"{self.function_name}:{self.qualifier}"
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> CloudFormationEventInvokeConfig:
+        p = cloudformation_json["Properties"]
+        config = {
+            k: p[k]
+            for k in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
+            if k in p
+        }
+        backend = _backend(account_id, region_name)
+        backend.delete_function_event_invoke_config(p["FunctionName"]) if _has_config(
+            backend, p["FunctionName"]
+        ) else None
+        backend.put_function_event_invoke_config(p["FunctionName"], config)
+        return cls(p["FunctionName"], str(p.get("Qualifier", "$LATEST")))
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: CloudFormationEventInvokeConfig,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> CloudFormationEventInvokeConfig:
+        return cls.create_from_cloudformation_json(
+            new_resource_name, cloudformation_json, account_id, region_name
+        )
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> None:
+        backend = _backend(account_id, region_name)
+        name = cloudformation_json["Properties"]["FunctionName"]
+        if _has_config(backend, name):
+            backend.delete_function_event_invoke_config(name)
+
+    def is_created(self) -> bool:
+        return True
+
+
+def _has_config(backend: Any, function_name: str) -> bool:
+    try:
+        backend.get_function_event_invoke_config(function_name)
+    except Exception:
+        return False
+    return True
+
+
+class CloudFormationLambdaVersion(CloudFormationModel):
+    """``AWS::Lambda::Version`` -> ``PublishVersion``, with the ``Version`` attribute.
+
+    moto's own handler publishes the version but cannot answer ``Fn::GetAtt [.., Version]``,
+    which CDK uses for an alias's ``FunctionVersion``.
+    """
+
+    def __init__(self, arn: str, version: str) -> None:
+        self.arn = arn
+        self.version = version
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Lambda::Version"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr in ("Version", "FunctionArn")
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.arn  # Ref of a version is its ARN
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "Version":
+            return self.version
+        if attribute_name == "FunctionArn":
+            return self.arn
+        raise NotImplementedError(attribute_name)
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> CloudFormationLambdaVersion:
+        p = cloudformation_json["Properties"]
+        published = _backend(account_id, region_name).publish_version(
+            p["FunctionName"], p.get("Description", "")
+        )
+        return cls(published.function_arn, str(published.version))
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: CloudFormationLambdaVersion,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> CloudFormationLambdaVersion:
+        return cls.create_from_cloudformation_json(
+            new_resource_name, cloudformation_json, account_id, region_name
+        )
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> None:
+        return None  # versions go with their function
+
+    def is_created(self) -> bool:
+        return True
+
+
+def _skip_layers_of_other_accounts() -> None:
+    """Make a function update treat public layers as a function create does.
+
+    moto drops the ``Layers`` of a function created from a template, but a template *update*
+    passes them to ``UpdateFunctionConfiguration``, which rejects a layer the emulator does not
+    hold (the public Powertools layer lives in AWS's account 017000801446). Layers of other
+    accounts are left out on update too; the gap report lists ``Layers`` as not kept.
+    """
+    original = LambdaFunction._get_layers_data
+
+    def layers_of_this_account(self: LambdaFunction, arns: list[str]) -> Any:
+        return original(self, [arn for arn in arns if arn.split(":")[4] == self.account_id])
+
+    LambdaFunction._get_layers_data = layers_of_this_account  # type: ignore[method-assign,assignment]
+
+
+_skip_layers_of_other_accounts()

@@ -1,0 +1,300 @@
+"""Start the emulator, bootstrap, deploy with the real CDK CLI, drive records, tear down."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline_local.deployed import DeployedStack, specs_from_deployment
+from pipeline_runner.runner import AsyncPipeline, Outcome, read_dead_letters
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = ROOT / ".local"
+STATE_FILE = STATE_DIR / "emulator.json"
+SAMPLE_RECORDS = Path(__file__).resolve().parent / "sample_records.json"
+ACCOUNT, REGION = "123456789012", "us-east-1"
+#: The reference item the drive seeds, so that one record type has a category.
+SEED_CATEGORIES = {"order": "sales"}
+
+
+class LocalDeployError(RuntimeError):
+    """A step of the local deploy failed; the message carries the step's output."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Emulator:
+    """The moto server (``pipeline_local.emulator``) in a child process on 127.0.0.1."""
+
+    port: int
+    pid: int | None = None
+
+    @property
+    def endpoint(self) -> str:
+        # "localhost", not 127.0.0.1: with an IP, the CLI's TemplateURL makes moto look for
+        # a bucket named "127".
+        return f"http://localhost:{self.port}"
+
+    def start(self, timeout: float = 30) -> None:
+        STATE_DIR.mkdir(exist_ok=True)
+        log = (STATE_DIR / "emulator.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline_local.emulator", "--port", str(self.port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = process.pid
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise LocalDeployError(
+                    f"the emulator exited at start; see {STATE_DIR}/emulator.log"
+                )
+            try:
+                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).close()
+                STATE_FILE.write_text(json.dumps({"port": self.port, "pid": self.pid}))
+                return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise LocalDeployError(f"the emulator did not answer on port {self.port} in {timeout} s")
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+                for _ in range(50):
+                    os.kill(self.pid, 0)
+                    time.sleep(0.1)
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        STATE_FILE.unlink(missing_ok=True)
+        self.pid = None
+
+    @classmethod
+    def running(cls) -> Emulator | None:
+        """The emulator a previous ``up --keep`` left running, if any."""
+        if not STATE_FILE.is_file():
+            return None
+        state = json.loads(STATE_FILE.read_text())
+        return cls(port=state["port"], pid=state["pid"])
+
+
+def aws_environment(emulator: Emulator) -> dict[str, str]:
+    """The environment for the CDK CLI and boto3: the emulator, fake credentials, no profile."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AWS_") and k not in ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION")
+    }
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": emulator.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "PATH": os.pathsep.join(
+                [
+                    str(ROOT / "node_modules" / ".bin"),
+                    str(Path(sys.executable).parent),
+                    env.get("PATH", ""),
+                ]
+            ),
+        }
+    )
+    return env
+
+
+def cdk(args: list[str], env: Mapping[str, str], cwd: Path = ROOT, timeout: int = 300) -> str:
+    """Run the project's pinned CDK CLI; raise with its output when it fails."""
+    binary = ROOT / "node_modules" / ".bin" / "cdk"
+    if not binary.exists():
+        raise LocalDeployError("the CDK CLI is not installed: run `make install`")
+    result = subprocess.run(
+        [str(binary), *args],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise LocalDeployError(
+            f"cdk {' '.join(args[:2])} failed:\n{result.stdout}\n{result.stderr}"
+        )
+    return result.stdout + result.stderr
+
+
+def stack_name(environment: str) -> str:
+    return f"DataPipeline-{environment}"
+
+
+def context_args(environment: str) -> list[str]:
+    return ["-c", f"environment={environment}", "-c", "local_emulator=true"]
+
+
+def bootstrap(env: Mapping[str, str]) -> None:
+    cdk(["bootstrap", f"aws://{ACCOUNT}/{REGION}"], env)
+
+
+def deploy(env: Mapping[str, str], environment: str = "dev", project: Path = ROOT) -> str:
+    """``cdk deploy --method=direct`` (change sets lose the outputs on moto, and updates fail)."""
+    return cdk(
+        [
+            "deploy",
+            stack_name(environment),
+            *context_args(environment),
+            "--method=direct",
+            "--require-approval",
+            "never",
+            "--output",
+            str(_output_dir(project)),
+        ],
+        env,
+        cwd=project,
+    )
+
+
+def destroy(env: Mapping[str, str], environment: str = "dev", project: Path = ROOT) -> str:
+    return cdk(
+        [
+            "destroy",
+            stack_name(environment),
+            *context_args(environment),
+            "--force",
+            "--output",
+            str(_output_dir(project)),
+        ],
+        env,
+        cwd=project,
+    )
+
+
+def _output_dir(project: Path) -> Path:
+    return project / ".local" / "cdk.out"
+
+
+@contextmanager
+def aws_pointed_at(emulator: Emulator) -> Iterator[None]:
+    """Point this process's boto3 (and the handlers it runs) at the emulator."""
+    wanted = aws_environment(emulator)
+    keys = [k for k in wanted if k.startswith("AWS_")]
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: wanted[k] for k in keys})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclass
+class DriveResult:
+    outcomes: list[Outcome]
+    stored: list[dict[str, Any]]
+    counters: dict[tuple[str, str], int]
+    dead_letters: list[dict[str, Any]]
+    notes: list[str]
+
+
+def drive(emulator: Emulator, environment: str, records: list[Any]) -> DriveResult:
+    """Send ``records`` through the code deployed in the emulator; read back what it did."""
+    import boto3
+
+    with aws_pointed_at(emulator), tempfile.TemporaryDirectory() as code_root:
+        session = boto3.Session(region_name=REGION)
+        stack = DeployedStack.read(session, stack_name(environment))
+        specs, notes = specs_from_deployment(session, stack, Path(code_root))
+        table = stack.outputs["TableName"]
+        ddb = session.client("dynamodb")
+        for record_type, category in SEED_CATEGORIES.items():
+            ddb.put_item(
+                TableName=table,
+                Item={
+                    "pk": {"S": f"CATEGORY#{record_type}"},
+                    "sk": {"S": "META"},
+                    "category": {"S": category},
+                },
+            )
+        # The handlers' own output (Powertools JSON logs, EMF metrics) goes to a file, as it
+        # would go to CloudWatch Logs, so that the summary below stays readable.
+        STATE_DIR.mkdir(exist_ok=True)
+        with (STATE_DIR / "handlers.log").open("a") as log, redirect_stdout(log):
+            pipeline = AsyncPipeline(specs, session.client("sqs"))
+            outcomes = pipeline.run(records)
+        notes.append(f"handler logs and metrics: {STATE_DIR / 'handlers.log'}")
+        items = [
+            i for page in ddb.get_paginator("scan").paginate(TableName=table) for i in page["Items"]
+        ]
+        stored = [
+            {k: next(iter(v.values())) for k, v in i.items()}
+            for i in items
+            if i["pk"]["S"].startswith("RECORD#")
+        ]
+        counters = {
+            (i["pk"]["S"][6:], i["sk"]["S"]): int(i["count"]["N"])
+            for i in items
+            if i["pk"]["S"].startswith("STATS#")
+        }
+        letters = read_dead_letters(session.client("sqs"), stack.outputs["DlqUrl"])
+        return DriveResult(outcomes, stored, counters, letters, notes)
+
+
+def render_drive(result: DriveResult, sent: int) -> str:
+    lines = [f"Sent {sent} records to validator:live.", "How the deployed functions were read:"]
+    lines += [f"  {n}" for n in result.notes]
+    lines.append(f"Stored ({len(result.stored)}):")
+    for item in sorted(result.stored, key=lambda i: i["id"]):
+        lines.append(
+            f"  {item['id']:<14} type {item['type']:<8} category {item.get('category', '-'):<14}"
+            f" timestamp {item['timestamp']}"
+        )
+    lines.append("Daily counters:")
+    for (record_type, day), count in sorted(result.counters.items()):
+        lines.append(f"  STATS#{record_type} {day}: {count}")
+    duplicates = sum(
+        1
+        for o in result.outcomes
+        if isinstance(o.result, dict) and o.result.get("status") == "duplicate"
+    )
+    lines.append(f"Duplicates recognised (stored nothing): {duplicates}")
+    lines.append(f"Dead-letter queue ({len(result.dead_letters)}):")
+    for letter in result.dead_letters:
+        event = letter["event"]
+        record_id = event.get("id") if isinstance(event, dict) else event
+        lines.append(f"  {record_id!r}: {letter['error_message']}")
+    return "\n".join(lines)
+
+
+def copy_project(target: Path) -> Path:
+    """A copy of what ``cdk deploy`` needs (to change a handler without touching the repo)."""
+    for name in ("app.py", "cdk.json"):
+        shutil.copy2(ROOT / name, target / name)
+    for name in ("constructs_lib", "serverless_stack", "lambda_src"):
+        shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return target

@@ -1,0 +1,137 @@
+"""The real `cdk deploy` into the local emulator, records driven through the deployed code.
+
+Steps run in order on one emulator (started once for this module, stopped even when a step
+fails): deploy, drive valid/malformed/duplicate records, change a handler in a copy and
+redeploy, destroy.
+"""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from pipeline_local.deployed import DeployedStack
+from pipeline_local.gaps import find_gaps, split_gaps
+from pipeline_local.local import (
+    SAMPLE_RECORDS,
+    Emulator,
+    aws_environment,
+    aws_pointed_at,
+    bootstrap,
+    copy_project,
+    deploy,
+    destroy,
+    drive,
+    free_port,
+    stack_name,
+)
+
+STACK = stack_name("dev")
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    server = Emulator(free_port())
+    server.start()
+    try:
+        env = aws_environment(server)
+        bootstrap(env)
+        deploy(env)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def session(emulator):
+    with aws_pointed_at(emulator):
+        yield boto3.Session(region_name="us-east-1")
+
+
+def test_deploy_creates_the_stack_and_reports_only_known_gaps(emulator, session):
+    stack = DeployedStack.read(session, STACK)
+    assert set(stack.outputs) == {
+        "TableName",
+        "IngestFunctionArn",
+        "ProcessorFunctionArn",
+        "DlqUrl",
+        "AlarmTopicArn",
+    }
+    assert stack.outputs["IngestFunctionArn"].endswith(":live")
+    gaps = find_gaps(session, stack)
+    known, unknown = split_gaps(gaps)
+    assert unknown == [], [g.describe() for g in unknown]
+    # The aliases and their async configs really exist in the emulator (cfn_models).
+    lam = session.client("lambda")
+    validator = stack.physical[
+        next(k for k in stack.of_type("AWS::Lambda::Function") if k.startswith("Validator"))
+    ]
+    assert [a["Name"] for a in lam.list_aliases(FunctionName=validator)["Aliases"]] == ["live"]
+    config = lam.get_function_event_invoke_config(FunctionName=validator, Qualifier="live")
+    assert config["MaximumRetryAttempts"] == 0
+    assert config["DestinationConfig"]["OnSuccess"]["Destination"].endswith(":live")
+    # What is not created is said, never hidden: alarms and the queue policy among them.
+    assert {g.resource_type for g, _ in known if g.property is None} >= {
+        "AWS::CloudWatch::Alarm",
+        "AWS::SQS::QueuePolicy",
+    }
+
+
+def test_records_flow_through_the_deployed_code(emulator):
+    records = json.loads(SAMPLE_RECORDS.read_text())
+    result = drive(emulator, "dev", records)
+    assert sorted(i["id"] for i in result.stored) == ["order-0001", "order-0002", "signup-0001"]
+    categories = {i["id"]: i["category"] for i in result.stored}
+    assert categories == {
+        "order-0001": "sales",
+        "order-0002": "sales",
+        "signup-0001": "uncategorized",
+    }
+    assert result.counters == {("order", "2026-11-29"): 2, ("signup", "2026-11-29"): 1}
+    statuses = [o.result.get("status") for o in result.outcomes if isinstance(o.result, dict)]
+    assert statuses.count("duplicate") == 1
+    reasons = {letter["event"]["id"]: letter["error_message"] for letter in result.dead_letters}
+    assert set(reasons) == {"bad id", "order-0003"}
+    assert "id: must be 1-128 characters" in reasons["bad id"]
+    assert "timestamp: not an ISO-8601" in reasons["order-0003"]
+    assert "payload: must be a JSON object" in reasons["order-0003"]
+    assert any("code sha256" in n and "verified" in n for n in result.notes)
+
+
+def test_a_changed_handler_is_redeployed_and_runs(emulator, tmp_path):
+    project = copy_project(tmp_path)
+    enrichment = project / "lambda_src" / "enricher" / "enrichment.py"
+    text = enrichment.read_text()
+    assert 'UNCATEGORIZED = "uncategorized"' in text
+    enrichment.write_text(
+        text.replace('UNCATEGORIZED = "uncategorized"', 'UNCATEGORIZED = "unsorted-v2"')
+    )
+    deploy(aws_environment(emulator), "dev", project)
+    record = {
+        "id": "click-0001",
+        "type": "click",
+        "source": "app",
+        "timestamp": "2026-11-30T08:00:00Z",
+        "payload": {},
+    }
+    result = drive(emulator, "dev", [record])
+    stored = {i["id"]: i for i in result.stored}
+    assert stored["click-0001"]["category"] == "unsorted-v2"
+
+
+def test_destroy_leaves_nothing_of_the_stack(emulator, session):
+    destroy(aws_environment(emulator))
+    cloudformation = session.client("cloudformation")
+    live = [
+        s["StackName"]
+        for s in cloudformation.list_stacks()["StackSummaries"]
+        if s["StackStatus"] != "DELETE_COMPLETE"
+    ]
+    assert STACK not in live
+    assert session.client("lambda").list_functions()["Functions"] == []
+    assert session.client("dynamodb").list_tables()["TableNames"] == []
+    assert session.client("sqs").list_queues().get("QueueUrls", []) == []
+    roles = [r["RoleName"] for r in session.client("iam").list_roles()["Roles"]]
+    assert not [r for r in roles if r.startswith(STACK)]
