@@ -7,7 +7,7 @@ PYTHON ?= python3
 # so `cdk` and the jsii runtime behind aws-cdk-lib both run on it.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install synth synth-all test lint typecheck checkov cost rightsize deploy-local destroy-local clean
+.PHONY: install synth synth-all test lint typecheck checkov cost rightsize deploy-local destroy-local bench clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -45,6 +45,10 @@ deploy-local: install
 ## destroy-local: destroy the stack in a kept emulator and stop it
 destroy-local: install
 	python -m pipeline_local down
+
+## bench: synth, import, asset-size and test-suite benchmarks against their floors -> BENCHMARKS.md
+bench: install
+	python bench/run.py
 
 ## test: lint, type-check, the whole test suite, and checkov on every template
 test: install lint typecheck

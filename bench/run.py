@@ -1,0 +1,285 @@
+"""Benchmarks: synth, handler import (cold start), asset size and the test suite, each against
+its floor in the same run, with interleaved repetitions; writes BENCHMARKS.md.
+
+Usage: ``make bench`` (or ``python bench/run.py [--repeat N] [--skip-suite]``). It is not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CDK = ROOT / "node_modules" / ".bin" / "cdk"
+NODE = ROOT / "node_modules" / ".bin" / "node"
+STAGES = ("validator", "enricher", "processor")
+TARGETS = {"synth": 2.0, "import": 1.3, "asset_kb": 64, "suite": 8.0}
+
+
+def env() -> dict[str, str]:
+    path = os.pathsep.join(
+        [
+            str(ROOT / "node_modules" / ".bin"),
+            str(Path(sys.executable).parent),
+            os.environ.get("PATH", ""),
+        ]
+    )
+    return {**os.environ, "PATH": path, "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def timed(command: list[str], extra_env: dict[str, str] | None = None, cwd: Path = ROOT) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(
+        command, cwd=cwd, env={**env(), **(extra_env or {})}, capture_output=True, text=True
+    )
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
+    return elapsed
+
+
+def interleaved(runs: dict[str, Callable[[], float]], repeat: int) -> dict[str, list[float]]:
+    """Run each measurement ``repeat`` times, alternating, so load hits all of them alike."""
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, run in runs.items():
+            samples[name].append(run())
+    return samples
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def synth_benchmark(repeat: int, out: Path) -> dict[str, list[float]]:
+    app_out, empty_out = out / "app", out / "empty"
+    return interleaved(
+        {
+            "empty app synth": lambda: timed(
+                [
+                    str(CDK),
+                    "synth",
+                    "--quiet",
+                    "--app",
+                    f"{sys.executable} bench/empty_app.py",
+                    "-o",
+                    str(empty_out),
+                ]
+            ),
+            "this app synth (dev)": lambda: timed(
+                [str(CDK), "synth", "--quiet", "-o", str(app_out)]
+            ),
+        },
+        repeat,
+    )
+
+
+def import_benchmark(repeat: int, code_dirs: dict[str, Path]) -> dict[str, list[float]]:
+    """Fresh interpreters; each measures its own import with perf_counter (no start-up noise)."""
+    probe = (
+        "import time, sys; t = time.perf_counter(); import {module}; "
+        "sys.stdout.write(str(time.perf_counter() - t))"
+    )
+    lambda_env = {
+        "TABLE_NAME": "bench",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "POWERTOOLS_SERVICE_NAME": "bench",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+    def measure(module: str, path: Path | None) -> Callable[[], float]:
+        def run() -> float:
+            extra = {**lambda_env, "PYTHONPATH": str(path)} if path else lambda_env
+            result = subprocess.run(
+                [sys.executable, "-c", probe.format(module=module)],
+                env={**env(), **extra},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            return float(result.stdout)
+
+        return run
+
+    runs = {"import boto3": measure("boto3", None)}
+    for stage in STAGES:
+        runs[f"import {stage}.handler"] = measure(f"{stage}.handler", code_dirs[stage])
+    return interleaved(runs, repeat)
+
+
+def asset_sizes(out: Path) -> dict[str, int]:
+    """Zipped size (deflate, as the CLI uploads it) of each function's asset."""
+    template = json.loads((out / "DataPipeline-dev.template.json").read_text())
+    files = json.loads((out / "DataPipeline-dev.assets.json").read_text())["files"]
+    sizes = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::Lambda::Function":
+            continue
+        stage = resource["Properties"]["Handler"].split(".")[0]
+        asset = (
+            out
+            / files[resource["Properties"]["Code"]["S3Key"].removesuffix(".zip")]["source"]["path"]
+        )
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(asset.rglob("*")):
+                if file.is_file():
+                    archive.write(file, file.relative_to(asset))
+        sizes[stage] = len(buffer.getvalue())
+    return sizes
+
+
+def versions() -> dict[str, str]:
+    node = subprocess.run([str(NODE), "--version"], capture_output=True, text=True).stdout.strip()
+    return {
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "node": node,
+        "machine": f"{platform.system()} {platform.machine()}",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--skip-suite", action="store_true", help="leave the test suite out")
+    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        print("synth ...", flush=True)
+        synth = synth_benchmark(args.repeat, work)
+        code_dirs = _stage_dirs(work / "app")
+        print("imports ...", flush=True)
+        imports = import_benchmark(args.repeat * 3, code_dirs)
+        sizes = asset_sizes(work / "app")
+        suite: dict[str, list[float]] = {}
+        if not args.skip_suite:
+            print("test suite ...", flush=True)
+            suite = interleaved(
+                {
+                    "empty app synth": lambda: timed(
+                        [
+                            str(CDK),
+                            "synth",
+                            "--quiet",
+                            "--app",
+                            f"{sys.executable} bench/empty_app.py",
+                            "-o",
+                            str(work / "empty2"),
+                        ]
+                    ),
+                    "test suite (pytest)": lambda: timed(
+                        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+                    ),
+                },
+                1,
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = render(versions(), synth, imports, sizes, suite)
+    args.output.write_text(report)
+    print(report)
+    return 0
+
+
+def _stage_dirs(out: Path) -> dict[str, Path]:
+    template = json.loads((out / "DataPipeline-dev.template.json").read_text())
+    files = json.loads((out / "DataPipeline-dev.assets.json").read_text())["files"]
+    found = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Lambda::Function":
+            key = resource["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+            found[resource["Properties"]["Handler"].split(".")[0]] = (
+                out / files[key]["source"]["path"]
+            )
+    # The synth output is deleted after the run: copy the assets aside for the import probes.
+    keep = Path(tempfile.mkdtemp(prefix="bench-assets-"))
+    return {stage: Path(shutil.copytree(path, keep / stage)) for stage, path in found.items()}
+
+
+def render(
+    machine: dict[str, str],
+    synth: dict[str, list[float]],
+    imports: dict[str, list[float]],
+    sizes: dict[str, int],
+    suite: dict[str, list[float]],
+) -> str:
+    def row(name: str, values: list[float], unit: str = "s", scale: float = 1.0) -> str:
+        s = stats(values)
+        return (
+            f"| {name} | {s['min'] * scale:.3f} {unit} | {s['median'] * scale:.3f} {unit} | "
+            f"{s['max'] * scale:.3f} {unit} | {len(values)} |"
+        )
+
+    def ratio(a: list[float], b: list[float]) -> float:
+        return statistics.median(a) / statistics.median(b)
+
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` (`bench/run.py`). Machine: {machine['cores']} cores, "
+        f"{machine['machine']}, Python {machine['python']}, Node {machine['node']} "
+        "(the project's pinned Node 22). Repetitions are interleaved and medians compared, so "
+        "load on this shared machine hits both sides of each ratio alike.",
+        "",
+        "## Figures",
+        "",
+        "| measurement | min | median | max | runs |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [row(name, values) for name, values in synth.items()]
+    lines += [row(name, values, "ms", 1000) for name, values in imports.items()]
+    lines += [row(name, values) for name, values in suite.items()]
+    lines += [
+        "",
+        "## Against the targets",
+        "",
+        "| figure | measured | target | met |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    synth_ratio = ratio(synth["this app synth (dev)"], synth["empty app synth"])
+    lines.append(
+        f"| synth of this app / empty app | {synth_ratio:.2f}× | ≤ {TARGETS['synth']}× | "
+        f"{'yes' if synth_ratio <= TARGETS['synth'] else 'no'} |"
+    )
+    for stage in STAGES:
+        r = ratio(imports[f"import {stage}.handler"], imports["import boto3"])
+        lines.append(
+            f"| import {stage}.handler / import boto3 | {r:.2f}× | ≤ {TARGETS['import']}× | "
+            f"{'yes' if r <= TARGETS['import'] else 'no'} |"
+        )
+    for stage, size in sizes.items():
+        kb = size / 1024
+        met = "yes" if kb <= TARGETS["asset_kb"] else "no"
+        lines.append(
+            f"| {stage} zipped asset (own code; Powertools comes from its layer) | "
+            f"{kb:.1f} KB | ≤ {TARGETS['asset_kb']} KB | {met} |"
+        )
+    if suite:
+        r = ratio(suite["test suite (pytest)"], suite["empty app synth"])
+        lines.append(
+            f"| test suite / empty app synth | {r:.1f}× | ≤ {TARGETS['suite']}× | "
+            f"{'yes' if r <= TARGETS['suite'] else 'no'} |"
+        )
+    notes = (ROOT / "bench" / "NOTES.md").read_text()
+    return "\n".join(lines) + "\n\n" + notes
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
