@@ -99,3 +99,14 @@ def pipeline(dev_assembly):
 def load_event(name: str) -> Any:
     """A sample event from ``tests/events/<name>.json``."""
     return json.loads((ROOT / "tests" / "events" / f"{name}.json").read_text())
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the ``summary`` property that a test recorded (the fault run's counts)."""
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            for name, value in getattr(report, "user_properties", []):
+                if name == "summary":
+                    terminalreporter.write_line(
+                        f"{report.nodeid.split('::')[-1]} ({outcome}): {value}"
+                    )

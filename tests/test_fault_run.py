@@ -118,7 +118,7 @@ def faults(pipeline) -> Counter:
     return injected
 
 
-def test_thousand_records_with_faults_nothing_lost_nothing_twice(pipeline, faults, capsys):
+def test_thousand_records_with_faults_nothing_lost_nothing_twice(pipeline, faults, record_property):
     events, reasons = make_workload()
     assert len(events) == TOTAL
     ddb = pipeline.session.client("dynamodb")
@@ -149,13 +149,16 @@ def test_thousand_records_with_faults_nothing_lost_nothing_twice(pipeline, fault
     duplicate_deliveries = TOTAL - MALFORMED - len(valid)
     status = Counter(o.status for o in outcomes)
 
-    with capsys.disabled():
-        print(
-            f"\nfault run: {TOTAL} in | {len(stored)} stored | {duplicate_deliveries} duplicate "
+    # Printed at the end of the pytest run (tests/conftest.py), with or without xdist.
+    record_property(
+        "summary",
+        (
+            f"fault run: {TOTAL} in | {len(stored)} stored | {duplicate_deliveries} duplicate "
             f"deliveries | {len(letters)} in DLQ | {status['lost']} lost | "
             f"throttled writes {faults['throttled']} | lost responses {faults['lost_response']} | "
             f"invocations {dict(pipeline.invocations)}"
-        )
+        ),
+    )
 
     # Every valid record stored exactly once, with its category.
     assert sorted(i["id"]["S"] for i in stored) == sorted(valid)
