@@ -185,7 +185,18 @@ def main() -> int:
                         ]
                     ),
                     "test suite (pytest)": lambda: timed(
-                        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+                        [
+                            sys.executable,
+                            "-m",
+                            "pytest",
+                            "-q",
+                            "-p",
+                            "no:cacheprovider",
+                            "-n",
+                            "2",
+                            "--dist",
+                            "loadfile",
+                        ]
                     ),
                 },
                 1,
