@@ -65,21 +65,26 @@ def stats(values: list[float]) -> dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
+def empty_synth(out: Path) -> float:
+    """The floor: ``cdk synth`` of bench/empty_app.py, same CLI, same Node."""
+    return timed(
+        [
+            str(CDK),
+            "synth",
+            "--quiet",
+            "--app",
+            f"{sys.executable} bench/empty_app.py",
+            "-o",
+            str(out),
+        ]
+    )
+
+
 def synth_benchmark(repeat: int, out: Path) -> dict[str, list[float]]:
     app_out, empty_out = out / "app", out / "empty"
     return interleaved(
         {
-            "empty app synth": lambda: timed(
-                [
-                    str(CDK),
-                    "synth",
-                    "--quiet",
-                    "--app",
-                    f"{sys.executable} bench/empty_app.py",
-                    "-o",
-                    str(empty_out),
-                ]
-            ),
+            "empty app synth": lambda: empty_synth(empty_out),
             "this app synth (dev)": lambda: timed(
                 [str(CDK), "synth", "--quiet", "-o", str(app_out)]
             ),
@@ -173,17 +178,7 @@ def main() -> int:
             print("test suite ...", flush=True)
             suite = interleaved(
                 {
-                    "empty app synth": lambda: timed(
-                        [
-                            str(CDK),
-                            "synth",
-                            "--quiet",
-                            "--app",
-                            f"{sys.executable} bench/empty_app.py",
-                            "-o",
-                            str(work / "empty2"),
-                        ]
-                    ),
+                    "empty app synth": lambda: empty_synth(work / "empty2"),
                     "test suite (pytest)": lambda: timed(
                         [
                             sys.executable,

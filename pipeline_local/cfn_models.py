@@ -22,17 +22,42 @@ def _backend(account_id: str, region_name: str) -> Any:
     return lambda_backends[account_id][region_name]
 
 
-class CloudFormationLambdaAlias(CloudFormationModel):
+class _ReplacedOnUpdate:
+    """What the three handlers share: no name property, created at once, and an update that
+    removes the old resource (``remove``, a no-op unless overridden) and creates the new one."""
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    def is_created(self) -> bool:
+        return True
+
+    def remove(self, account_id: str, region_name: str) -> None:
+        return None
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        original_resource.remove(account_id, region_name)
+        return cls.create_from_cloudformation_json(  # type: ignore[attr-defined]
+            new_resource_name, cloudformation_json, account_id, region_name
+        )
+
+
+class CloudFormationLambdaAlias(_ReplacedOnUpdate, CloudFormationModel):
     """``AWS::Lambda::Alias`` -> ``CreateAlias`` on moto's Lambda backend."""
 
     def __init__(self, arn: str, name: str, function_name: str) -> None:
         self.arn = arn
         self.name = name
         self.function_name = function_name
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return ""
 
     @staticmethod
     def cloudformation_type() -> str:
@@ -45,6 +70,10 @@ class CloudFormationLambdaAlias(CloudFormationModel):
     @property
     def physical_resource_id(self) -> str:
         return self.arn  # Ref of an alias is its ARN
+
+    def remove(self, account_id: str, region_name: str) -> None:
+        with contextlib.suppress(Exception):  # the function (and its aliases) may be gone
+            _backend(account_id, region_name).delete_alias(self.name, self.function_name)
 
     def get_cfn_attribute(self, attribute_name: str) -> str:
         if attribute_name == "AliasArn":
@@ -79,30 +108,6 @@ class CloudFormationLambdaAlias(CloudFormationModel):
         return cls(alias.arn, p["Name"], function.function_name)
 
     @classmethod
-    def update_from_cloudformation_json(
-        cls,
-        original_resource: CloudFormationLambdaAlias,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> CloudFormationLambdaAlias:
-        cls.delete_from_cloudformation_json(
-            original_resource.name,
-            {
-                "Properties": {
-                    "FunctionName": original_resource.function_name,
-                    "Name": original_resource.name,
-                }
-            },
-            account_id,
-            region_name,
-        )
-        return cls.create_from_cloudformation_json(
-            new_resource_name, cloudformation_json, account_id, region_name
-        )
-
-    @classmethod
     def delete_from_cloudformation_json(
         cls,
         resource_name: str,
@@ -114,20 +119,13 @@ class CloudFormationLambdaAlias(CloudFormationModel):
         with contextlib.suppress(Exception):  # the function (and its aliases) may be gone
             _backend(account_id, region_name).delete_alias(p["Name"], p["FunctionName"])
 
-    def is_created(self) -> bool:
-        return True
 
-
-class CloudFormationEventInvokeConfig(CloudFormationModel):
+class CloudFormationEventInvokeConfig(_ReplacedOnUpdate, CloudFormationModel):
     """``AWS::Lambda::EventInvokeConfig`` -> ``PutFunctionEventInvokeConfig`` on moto."""
 
     def __init__(self, function_name: str, qualifier: str) -> None:
         self.function_name = function_name
         self.qualifier = qualifier
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return ""
 
     @staticmethod
     def cloudformation_type() -> str:
@@ -164,19 +162,6 @@ class CloudFormationEventInvokeConfig(CloudFormationModel):
         return cls(p["FunctionName"], str(p.get("Qualifier", "$LATEST")))
 
     @classmethod
-    def update_from_cloudformation_json(
-        cls,
-        original_resource: CloudFormationEventInvokeConfig,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> CloudFormationEventInvokeConfig:
-        return cls.create_from_cloudformation_json(
-            new_resource_name, cloudformation_json, account_id, region_name
-        )
-
-    @classmethod
     def delete_from_cloudformation_json(
         cls,
         resource_name: str,
@@ -189,9 +174,6 @@ class CloudFormationEventInvokeConfig(CloudFormationModel):
         if _has_config(backend, name):
             backend.delete_function_event_invoke_config(name)
 
-    def is_created(self) -> bool:
-        return True
-
 
 def _has_config(backend: Any, function_name: str) -> bool:
     try:
@@ -201,7 +183,7 @@ def _has_config(backend: Any, function_name: str) -> bool:
     return True
 
 
-class CloudFormationLambdaVersion(CloudFormationModel):
+class CloudFormationLambdaVersion(_ReplacedOnUpdate, CloudFormationModel):
     """``AWS::Lambda::Version`` -> ``PublishVersion``, with the ``Version`` attribute.
 
     moto's own handler publishes the version but cannot answer ``Fn::GetAtt [.., Version]``,
@@ -211,10 +193,6 @@ class CloudFormationLambdaVersion(CloudFormationModel):
     def __init__(self, arn: str, version: str) -> None:
         self.arn = arn
         self.version = version
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return ""
 
     @staticmethod
     def cloudformation_type() -> str:
@@ -251,19 +229,6 @@ class CloudFormationLambdaVersion(CloudFormationModel):
         return cls(published.function_arn, str(published.version))
 
     @classmethod
-    def update_from_cloudformation_json(
-        cls,
-        original_resource: CloudFormationLambdaVersion,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> CloudFormationLambdaVersion:
-        return cls.create_from_cloudformation_json(
-            new_resource_name, cloudformation_json, account_id, region_name
-        )
-
-    @classmethod
     def delete_from_cloudformation_json(
         cls,
         resource_name: str,
@@ -272,9 +237,6 @@ class CloudFormationLambdaVersion(CloudFormationModel):
         region_name: str,
     ) -> None:
         return None  # versions go with their function
-
-    def is_created(self) -> bool:
-        return True
 
 
 def _skip_layers_of_other_accounts() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline_local.deployed import DeployedStack, specs_from_deployment
 from pipeline_runner.runner import AsyncPipeline, Outcome, read_dead_letters
+from pipeline_runner.runtime import environment_variables
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".local"
@@ -199,18 +200,10 @@ def _output_dir(project: Path) -> Path:
 @contextmanager
 def aws_pointed_at(emulator: Emulator) -> Iterator[None]:
     """Point this process's boto3 (and the handlers it runs) at the emulator."""
-    wanted = aws_environment(emulator)
-    keys = [k for k in wanted if k.startswith("AWS_")]
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: wanted[k] for k in keys})
-    try:
+    wanted: dict[str, str | None] = {k: None for k in os.environ if k.startswith("AWS_")}
+    wanted.update({k: v for k, v in aws_environment(emulator).items() if k.startswith("AWS_")})
+    with environment_variables(wanted):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @dataclass

@@ -82,7 +82,7 @@ class LoadedFunction:
         sys.modules.update(self._modules)
         sys.path.insert(0, str(self.spec.code_dir))
         try:
-            with _environment(
+            with environment_variables(
                 {
                     **RUNTIME_ENVIRONMENT,
                     "AWS_LAMBDA_FUNCTION_NAME": self.spec.name,
@@ -102,9 +102,14 @@ class LoadedFunction:
 
 
 @contextmanager
-def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+def environment_variables(variables: Mapping[str, str | None]) -> Iterator[None]:
+    """Set ``variables`` in ``os.environ`` for the block (``None`` unsets), then restore."""
     saved = {k: os.environ.get(k) for k in variables}
-    os.environ.update(variables)
+    for key, value in variables.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     try:
         yield
     finally:
