@@ -16,6 +16,7 @@ from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 from constructs import IConstruct
 
 from constructs_lib.optimized_function import OptimizedFunction
+from serverless_stack.config import FUNCTION_NAMES
 from serverless_stack.stack import PipelineStack
 
 #: The rule packs run at every synth.
@@ -68,7 +69,7 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
             "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
             XRAY_REASON,
         )
-        for stage in ("validator", "enricher", "processor")
+        for stage in FUNCTION_NAMES
     ),
     *(
         Acknowledgment(
@@ -77,7 +78,7 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
             "Serverless::Serverless-LambdaAsyncFailureDestination",
             FAILURE_DESTINATION_REASON,
         )
-        for stage in ("validator", "enricher", "processor")
+        for stage in FUNCTION_NAMES
     ),
     Acknowledgment(
         "dlq-redrive",

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from aws_cdk import aws_lambda as lambda_
 
+from serverless_stack.config import FUNCTION_NAMES as STAGES
+
 LAMBDA_SRC = Path(__file__).resolve().parent.parent / "lambda_src"
-STAGES = ("validator", "enricher", "processor")
 _ALWAYS_EXCLUDED = ("**/__pycache__", "**/*.pyc", "**/tests", "**/.mypy_cache", "**/.ruff_cache")
 
 

@@ -7,11 +7,12 @@ from typing import Any
 
 from pipeline_tools.template import ref_id
 from pipeline_tools.template import resources as of_type
+from serverless_stack.config import FUNCTION_NAMES
 
 __all__ = ["of_type", "ref_id"]
 
 Resources = dict[str, dict[str, Any]]
-STAGES = ("validator", "enricher", "processor")
+STAGES = FUNCTION_NAMES
 
 
 def props(resource: dict[str, Any]) -> dict[str, Any]:
