@@ -10,7 +10,9 @@ from constructs import Construct
 DLQ_RETENTION = Duration.days(14)
 
 
-def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:
+def dead_letter_queue(
+    scope: Construct, construct_id: str, *, retention: Duration = DLQ_RETENTION
+) -> sqs.Queue:
     """An SQS queue for failed events: SQS-managed encryption, SSL only, 14-day retention.
 
     SSE-SQS encrypts at rest at no charge and needs no key policy; a customer-managed KMS key
@@ -21,5 +23,5 @@ def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:
         construct_id,
         encryption=sqs.QueueEncryption.SQS_MANAGED,
         enforce_ssl=True,
-        retention_period=DLQ_RETENTION,
+        retention_period=retention,
     )

@@ -1,9 +1,22 @@
 """`PipelineMonitoring`: the alarms and dashboard an on-call engineer needs.
 
-Every alarm watches what actually runs: function alarms use the ``live`` alias's metrics
+Every alarm watches what actually runs: the invocation alarms use the ``live`` alias's metrics
 (dimensions ``FunctionName`` and ``Resource=<function>:live``), so they see the invocations that
-provisioned concurrency serves. Every alarm notifies one SNS topic, and missing data counts as
-not breaching (a quiet pipeline is a healthy one).
+provisioned concurrency serves. Every alarm notifies one alarm action (an ``AlarmTopic``, or any
+``IAlarmAction``), and missing data counts as not breaching (a quiet pipeline is a healthy one).
+
+The metrics of Lambda's asynchronous event queue (``DeadLetterErrors``,
+``DestinationDeliveryFailures``) are alarmed on the function's ``FunctionName`` dimension alone.
+AWS documents that dimension, for every Lambda metric, as the aggregate of all versions and
+aliases of a function (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics.html,
+"By Function Name"); it does not document which queue metrics also carry ``Resource`` (the
+CloudWatch metric catalog behind aws-cdk-lib's ``LambdaMetrics`` lists ``Resource`` for these
+two, and no dimension at all for ``AsyncEvents*``), and an alarm on a dimension set that is never
+published sits in OK for ever. Every invoke path of this stack targets ``live``, so the
+function-wide figure is the alias's figure. ``AsyncEventsDropped`` is not alarmed: it counts
+events dropped after all attempts *including* those delivered to the DLQ
+(https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html#async-invocation-metrics),
+which the DLQ-depth alarm already reports, and a failed DLQ write shows as ``DeadLetterErrors``.
 """
 
 from __future__ import annotations
@@ -13,9 +26,7 @@ from dataclasses import dataclass
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -31,8 +42,6 @@ class AlarmThresholds:
     :param errors: function errors per period. :default: 0
     :param throttles: function throttles per period. :default: 0
     :param duration_p99_timeout_ratio: p99 duration, as a share of the timeout. :default: 0.8
-    :param async_events_dropped: async events dropped (too old, or retries exhausted without
-        a DLQ). :default: 0
     :param destination_delivery_failures: failed deliveries to a destination. :default: 0
     :param dead_letter_errors: failed writes to the DLQ. :default: 0
     :param provisioned_concurrency_spillover: invocations beyond provisioned concurrency.
@@ -43,14 +52,15 @@ class AlarmThresholds:
     :param dlq_oldest_message_seconds: age of the oldest DLQ message. :default: 3600
     :param table_throttled_requests: throttled table requests per period. :default: 0
     :param table_system_errors: DynamoDB system errors per period. :default: 0
-    :param period_seconds: the alarms' period. :default: 60
+    :param period_seconds: the alarms' period, a whole number of minutes: the metrics have
+        one-minute resolution, so a shorter period never sees data and bills as a
+        high-resolution alarm. :default: 60
     :param evaluation_periods: breaching periods before an alarm fires. :default: 1
     """
 
     errors: float = 0
     throttles: float = 0
     duration_p99_timeout_ratio: float = 0.8
-    async_events_dropped: float = 0
     destination_delivery_failures: float = 0
     dead_letter_errors: float = 0
     provisioned_concurrency_spillover: float = 0
@@ -61,6 +71,13 @@ class AlarmThresholds:
     table_system_errors: float = 0
     period_seconds: int = 60
     evaluation_periods: int = 1
+
+    def __post_init__(self) -> None:
+        if self.period_seconds < 60 or self.period_seconds % 60:
+            raise ValueError(
+                f"period_seconds must be a whole number of minutes (60, 120, ...), "
+                f"got {self.period_seconds!r}"
+            )
 
 
 class PipelineMonitoring(Construct):
@@ -76,19 +93,20 @@ class PipelineMonitoring(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        alarm_topic: sns.ITopic,
+        alarm_action: cloudwatch.IAlarmAction,
         thresholds: AlarmThresholds | None = None,
         dashboard_name: str | None = None,
     ) -> None:
         """
-        :param alarm_topic: every alarm notifies it.
+        :param alarm_action: every alarm's action, e.g. an ``AlarmTopic`` (whose policy then
+            lets exactly these alarms publish).
         :param thresholds: :default: ``AlarmThresholds()``
         :param dashboard_name: :default: ``<stack name>-pipeline``
         """
         super().__init__(scope, construct_id)
         self.thresholds = thresholds or AlarmThresholds()
         self.period = Duration.seconds(self.thresholds.period_seconds)
-        self._action = cw_actions.SnsAction(alarm_topic)
+        self._action = alarm_action
         self.alarms: list[cloudwatch.Alarm] = []
         self.dashboard = cloudwatch.Dashboard(
             self,
@@ -102,8 +120,9 @@ class PipelineMonitoring(Construct):
     def monitor_function(
         self, label: str, function: OptimizedFunction, *, provisioned_concurrency: bool = False
     ) -> None:
-        """Errors, throttles, p99 duration, dropped async events, destination and DLQ failures
-        on the ``live`` alias; with ``provisioned_concurrency``, its spillover and utilization."""
+        """Errors, throttles and p99 duration on the ``live`` alias; destination and DLQ delivery
+        failures on the function; with ``provisioned_concurrency``, the alias's spillover and
+        utilization."""
         t = self.thresholds
         alias = function.alias
         timeout = function.function.timeout
@@ -128,22 +147,16 @@ class PipelineMonitoring(Construct):
                 f"p99 duration above {t.duration_p99_timeout_ratio:.0%} of the timeout",
             ),
             (
-                "AsyncEventsDropped",
-                self._alias_metric(function, "AsyncEventsDropped"),
-                t.async_events_dropped,
-                "async events were dropped without reaching the DLQ",
-            ),
-            (
                 "DestinationDeliveryFailures",
-                self._alias_metric(function, "DestinationDeliveryFailures"),
+                self._queue_metric(function, "DestinationDeliveryFailures"),
                 t.destination_delivery_failures,
                 "the next stage could not be invoked",
             ),
             (
                 "DeadLetterErrors",
-                self._alias_metric(function, "DeadLetterErrors"),
+                self._queue_metric(function, "DeadLetterErrors"),
                 t.dead_letter_errors,
-                "failed events could not be written to the DLQ",
+                "failed events could not be written to the DLQ: they are lost",
             ),
         ]
         if provisioned_concurrency:
@@ -285,6 +298,10 @@ class PipelineMonitoring(Construct):
         self, function: OptimizedFunction, metric_name: str, statistic: str = "Sum"
     ) -> cloudwatch.Metric:
         return function.alias.metric(metric_name, period=self.period, statistic=statistic)
+
+    def _queue_metric(self, function: OptimizedFunction, metric_name: str) -> cloudwatch.Metric:
+        """A metric of Lambda's async event queue, on ``FunctionName`` alone (module docstring)."""
+        return function.function.metric(metric_name, period=self.period, statistic="Sum")
 
     def _graph(
         self,

@@ -4,7 +4,8 @@ It fixes, in one place, what naive serverless stacks get wrong per function:
 
 * memory is a required, explicit choice (no 3008 MB "just in case");
 * every caller goes through a ``live`` alias on a published version, and provisioned
-  concurrency (with optional auto scaling and schedule) sits on that alias, where it is used;
+  concurrency sits on that alias, where it is used: either a fixed value on the alias, or an
+  Application Auto Scaling target (utilization tracking, optional schedule) that alone owns it;
 * asynchronous failures land in an SQS dead-letter queue instead of vanishing;
 * logs go to an explicit log group with a finite retention;
 * the execution role holds no AWS-managed policy: its log permissions name its own log group,
@@ -57,7 +58,9 @@ class ScheduledCapacity:
 class ProvisionedConcurrencyScaling:
     """Application Auto Scaling of the ``live`` alias's provisioned concurrency.
 
-    :param min_capacity: the floor the alias never scales below (at least 1).
+    :param min_capacity: the floor the alias never scales below (at least 1); registering the
+        target raises the alias's provisioned concurrency to it (Application Auto Scaling,
+        ``RegisterScalableTarget``).
     :param max_capacity: the ceiling (at least ``min_capacity``).
     :param utilization_target: the target of ``ProvisionedConcurrencyUtilization``
         (0.1 to 0.9). :default: 0.7
@@ -123,11 +126,16 @@ class OptimizedFunction(Construct):
         :param runtime: :default: ``Runtime.PYTHON_3_14`` (the latest Python runtime)
         :param architecture: :default: ``Architecture.ARM_64`` (about 20 % cheaper per GB-s)
         :param layers: Lambda layers. :default: none
-        :param provisioned_concurrency: provisioned concurrency on the ``live`` alias.
+        :param provisioned_concurrency: a fixed provisioned concurrency on the ``live`` alias.
             :default: 0 (the alias exists, without provisioned concurrency)
-        :param auto_scaling: auto scaling of that provisioned concurrency; only with
-            ``provisioned_concurrency`` > 0. :default: none (fixed provisioned concurrency)
-        :param reserved_concurrency: reserved concurrency of the function. :default: none
+        :param auto_scaling: provisioned concurrency owned by an auto-scaling target on the
+            alias instead (its ``min_capacity`` is the floor). Not together with a fixed
+            ``provisioned_concurrency``: a fixed value on the alias beside a schedule that scales
+            it to 0 makes CloudFormation updates fail with
+            ``ProvisionedConcurrencyConfigNotFoundException`` (aws-cdk issue 29992), and each
+            redeploy would reset a scaled value. :default: none
+        :param reserved_concurrency: reserved concurrency of the function, at least the
+            provisioned concurrency it must hold. :default: none
         :param dead_letter_queue: an existing queue for failed async events. :default: a
             queue of its own, SQS-managed encryption, SSL only, 14-day retention
         :param max_retry_attempts: async retries on the alias (0 to 2). :default: 2
@@ -154,15 +162,17 @@ class OptimizedFunction(Construct):
             raise ValueError(
                 f"provisioned_concurrency must be 0 or more, got {provisioned_concurrency!r}"
             )
-        if reserved_concurrency is not None:
-            _require_range("reserved_concurrency", reserved_concurrency, 0, 1000)
-            if 0 < reserved_concurrency < provisioned_concurrency:
-                raise ValueError(
-                    f"reserved_concurrency ({reserved_concurrency}) must be at least "
-                    f"provisioned_concurrency ({provisioned_concurrency})"
-                )
         if auto_scaling is not None:
             _validate_auto_scaling(auto_scaling, provisioned_concurrency)
+        ceiling = auto_scaling.max_capacity if auto_scaling else provisioned_concurrency
+        if reserved_concurrency is not None:
+            _require_range("reserved_concurrency", reserved_concurrency, 0, 1000)
+            if 0 < reserved_concurrency < ceiling:
+                owner = "auto_scaling.max_capacity" if auto_scaling else "provisioned_concurrency"
+                raise ValueError(
+                    f"reserved_concurrency ({reserved_concurrency}) must be at least "
+                    f"{owner} ({ceiling})"
+                )
 
         self.log_group = logs.LogGroup(
             self,
@@ -244,10 +254,11 @@ class OptimizedFunction(Construct):
 
 
 def _validate_auto_scaling(scaling: ProvisionedConcurrencyScaling, provisioned: int) -> None:
-    if provisioned <= 0:
+    if provisioned:
         raise ValueError(
-            "auto_scaling needs provisioned_concurrency > 0 (it scales the alias's "
-            f"provisioned concurrency), got provisioned_concurrency={provisioned}"
+            "auto_scaling and provisioned_concurrency are two owners of the same setting: give "
+            f"one (auto_scaling.min_capacity is the floor), got provisioned_concurrency="
+            f"{provisioned} and auto_scaling"
         )
     _require_range("auto_scaling.min_capacity", scaling.min_capacity, 1, 10000)
     _require_range("auto_scaling.max_capacity", scaling.max_capacity, scaling.min_capacity, 10000)

@@ -5,8 +5,9 @@ create them: a template resource of either type is skipped, and a ``Ref`` to an 
 to nothing (which breaks any IAM policy naming the alias). These handlers create them through
 moto's own Lambda backend, exactly as the ``CreateAlias`` and ``PutFunctionEventInvokeConfig``
 API calls would. A third answers ``Fn::GetAtt [<version>, Version]``, which moto's own
-version handler cannot; and a function update skips public layers as a create does. moto finds
-them as subclasses of ``CloudFormationModel`` once imported.
+version handler cannot; a function update skips public layers as a create does; and a stack
+update keeps a defaulted parameter at its default. moto finds the handlers as subclasses of
+``CloudFormationModel`` once imported.
 """
 
 from __future__ import annotations
@@ -255,4 +256,36 @@ def _skip_layers_of_other_accounts() -> None:
     LambdaFunction._get_layers_data = layers_of_this_account  # type: ignore[method-assign,assignment]
 
 
+def _defaulted_parameters_keep_their_default_on_update() -> None:
+    """On a stack update, a parameter left at its default stays at its default.
+
+    The CDK CLI sends ``UsePreviousValue`` for every parameter the deployed stack already has.
+    moto stores only the parameters that were passed in, not the defaulted ones, so the update
+    fails with a ``KeyError`` on the template's ``AWS::SSM::Parameter::Value<String>`` parameter
+    (the Powertools layer's). CloudFormation stores an SSM parameter's *name* and resolves its
+    value again on every create and update
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/parameters-section-structure.html#aws-ssm-parameter-types);
+    leaving such a key out makes moto do the same from the template's default.
+    """
+    from moto.cloudformation.models import CloudFormationBackend
+
+    original = getattr(CloudFormationBackend, "_resolve_update_parameters", None)
+    if original is None:
+        raise RuntimeError(
+            "moto.cloudformation.models.CloudFormationBackend._resolve_update_parameters is "
+            "gone: the moto pin changed; update pipeline_local/cfn_models.py"
+        )
+
+    def resolve(self: Any, instance: Any, incoming_params: list[dict[str, str]]) -> Any:
+        kept = [
+            p
+            for p in incoming_params
+            if not (p.get("UsePreviousValue") and p["ParameterKey"] not in instance.parameters)
+        ]
+        return original(self, instance, kept)
+
+    CloudFormationBackend._resolve_update_parameters = resolve  # type: ignore[method-assign]
+
+
 _skip_layers_of_other_accounts()
+_defaulted_parameters_keep_their_default_on_update()

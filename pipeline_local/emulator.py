@@ -1,7 +1,8 @@
 """The local AWS emulator: moto's server with the CloudFormation handlers of ``cfn_models``.
 
 With them, the deployed stack really has its ``live`` aliases and their retry and destination
-settings, and the drive reads them back from the emulator.
+settings, and the drive reads them back from the emulator. ``public_parameters`` answers the
+public Powertools parameters the template resolves its layer from (stand-ins, see there).
 
 Run: ``python -m pipeline_local.emulator --port 5005`` (it listens on 127.0.0.1 only).
 """
@@ -11,12 +12,14 @@ from __future__ import annotations
 import argparse
 
 import pipeline_local.cfn_models  # noqa: F401  (registers the handlers with moto)
+from pipeline_local import public_parameters
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=5005)
     args = parser.parse_args(argv)
+    public_parameters.install()
     from moto.server import main as moto_main
 
     moto_main(["--host", "127.0.0.1", "--port", str(args.port)])

@@ -150,6 +150,11 @@ def find_gaps(session: Any, stack: DeployedStack) -> list[Gap]:
     return gaps
 
 
+def stand_ins(path: Path = KNOWN_GAPS_FILE) -> list[dict[str, str]]:
+    """What the emulator answers with a stand-in rather than AWS's own value."""
+    return list(json.loads(path.read_text()).get("stand_ins", []))
+
+
 def split_gaps(gaps: list[Gap]) -> tuple[list[tuple[Gap, str]], list[Gap]]:
     """(allowlisted gaps with their reasons, gaps that are not on the allowlist)."""
     allowed = known_gaps()
@@ -173,4 +178,6 @@ def render(gaps: list[Gap]) -> str:
         lines.append(f"  known  {kind} {what} ×{len(found)}: {reason}")
     for gap in unknown:
         lines.append(f"  NEW    {gap.describe()}")
+    for stand_in in stand_ins():
+        lines.append(f"  stand-in  {stand_in['what']}: {stand_in['reason']}")
     return "\n".join(lines)

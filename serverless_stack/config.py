@@ -33,15 +33,38 @@ FUNCTION_NAMES = ("validator", "enricher", "processor")
 REMOVAL_POLICIES = ("destroy", "retain", "snapshot")
 ARCHITECTURES = ("arm64", "x86_64")
 
+#: How long a failed event can come back: the DLQ keeps a message 14 days (the SQS maximum) and
+#: Lambda keeps an async event up to its maximum event age before that. A record kept for less
+#: than this could be stored a second time by a late redrive, so ``record_retention_days`` must
+#: exceed it.
+DLQ_RETENTION_DAYS = 14
+MAX_EVENT_AGE_SECONDS = 3600
+REPLAY_WINDOW_SECONDS = DLQ_RETENTION_DAYS * 86400 + MAX_EVENT_AGE_SECONDS
+MIN_RECORD_RETENTION_DAYS = REPLAY_WINDOW_SECONDS // 86400 + 1  # whole days, strictly longer
+MAX_RECORD_RETENTION_DAYS = 36500
+
+#: Keys that were replaced: the error says what to write instead.
+RENAMED_KEYS = {
+    "alarm_email": 'renamed to alarm_emails, a list of addresses (e.g. ["ops@example.com"])',
+    "powertools_layer_version": (
+        "removed: the Powertools release is pinned once, in lambda_src/requirements.txt, and the "
+        "layer is resolved from it at deploy time"
+    ),
+    "async_events_dropped": (
+        "removed: AsyncEventsDropped also counts events delivered to the DLQ, which "
+        "dlq_visible_messages and dead_letter_errors already alarm on"
+    ),
+}
+
 #: Built-in defaults. Memory was sized from observed usage: the naive stack ran every function
 #: at 3008 MB while REPORT lines showed about 400 MB Max Memory Used (the enricher about
 #: 600 MB, as it holds reference data); p99 of Max Memory Used plus 20 % headroom, rounded
 #: up, gives 512 MB and 768 MB. Re-derive them from your own logs with the right-sizing tool.
 DEFAULTS: dict[str, Any] = {
     "cost_center": "data-platform",
-    "alarm_email": None,
+    "alarm_emails": [],
     "log_retention_days": 7,
-    "powertools_layer_version": 36,
+    "record_retention_days": None,
     "architecture": "arm64",
     "table": {"removal_policy": "destroy", "deletion_protection": False},
     "alarms": {},
@@ -120,9 +143,9 @@ class PipelineConfig:
 
     environment: str
     cost_center: str
-    alarm_email: str | None
+    alarm_emails: tuple[str, ...]
     log_retention_days: int
-    powertools_layer_version: int
+    record_retention_days: int | None
     architecture: str
     table: TableSettings
     alarms: AlarmThresholds
@@ -175,16 +198,14 @@ def _parse(name: str, raw: Mapping[str, Any], key: str) -> PipelineConfig:
             _TAG_VALUE,
             "a tag value: 1-256 letters, digits, spaces or + - = . _ : / @",
         ),
-        alarm_email=_optional(
-            f"{key}.alarm_email",
-            raw["alarm_email"],
-            lambda k, v: _matching(k, v, _EMAIL, "an e-mail address or null"),
-        ),
+        alarm_emails=_emails(f"{key}.alarm_emails", raw["alarm_emails"]),
         log_retention_days=_one_of(
             f"{key}.log_retention_days", raw["log_retention_days"], RETENTION_DAYS
         ),
-        powertools_layer_version=_integer(
-            f"{key}.powertools_layer_version", raw["powertools_layer_version"], 1, 1000
+        record_retention_days=_optional(
+            f"{key}.record_retention_days",
+            raw["record_retention_days"],
+            lambda k, v: _integer(k, v, MIN_RECORD_RETENTION_DAYS, MAX_RECORD_RETENTION_DAYS),
         ),
         architecture=_one_of(f"{key}.architecture", raw["architecture"], ARCHITECTURES),
         table=TableSettings(
@@ -210,13 +231,22 @@ def _function(key: str, raw: Mapping[str, Any]) -> FunctionSettings:
     provisioned = _integer(
         f"{key}.provisioned_concurrency", raw["provisioned_concurrency"], 0, 1000
     )
+    scaling = _optional(f"{key}.auto_scaling", raw["auto_scaling"], _auto_scaling)
+    if scaling is not None and provisioned:
+        # One owner of the alias's provisioned concurrency (aws-cdk issue 29992): a fixed value
+        # on the alias next to a schedule that scales it to 0 makes CloudFormation updates fail
+        # with ProvisionedConcurrencyConfigNotFoundException, and a redeploy resets a scaled one.
+        raise ConfigError(
+            f"{key}.provisioned_concurrency",
+            provisioned,
+            "must be 0 (or left out) when auto_scaling is set: the scalable target alone owns "
+            "the alias's provisioned concurrency; set its floor with auto_scaling.min_capacity",
+        )
+    ceiling = scaling.max_capacity if scaling else provisioned
     reserved = _optional(
         f"{key}.reserved_concurrency",
         raw["reserved_concurrency"],
-        lambda k, v: _integer(k, v, provisioned or 1, 1000),
-    )
-    scaling = _optional(
-        f"{key}.auto_scaling", raw["auto_scaling"], lambda k, v: _auto_scaling(k, v, provisioned)
+        lambda k, v: _integer(k, v, ceiling or 1, 1000),
     )
     return FunctionSettings(
         memory_mb=_integer(f"{key}.memory_mb", raw["memory_mb"], 128, 10240),
@@ -227,21 +257,17 @@ def _function(key: str, raw: Mapping[str, Any]) -> FunctionSettings:
     )
 
 
-def _auto_scaling(key: str, value: object, provisioned: int) -> AutoScalingSettings:
+def _auto_scaling(key: str, value: object) -> AutoScalingSettings:
     raw = _mapping(key, value)
     allowed = {"min_capacity": 0, "max_capacity": 0, "utilization_target": 0.7, "schedule": []}
     _no_unknown_keys(key, raw, allowed)
-    if provisioned == 0:
-        raise ConfigError(key, dict(raw), "needs provisioned_concurrency > 0 on the same function")
     for required in ("min_capacity", "max_capacity"):
         if required not in raw:
             raise ConfigError(f"{key}.{required}", None, "required: an integer of 1 or more")
     low = _integer(f"{key}.min_capacity", raw["min_capacity"], 1, 1000)
     return AutoScalingSettings(
         min_capacity=low,
-        max_capacity=_integer(
-            f"{key}.max_capacity", raw["max_capacity"], max(low, provisioned), 1000
-        ),
+        max_capacity=_integer(f"{key}.max_capacity", raw["max_capacity"], low, 1000),
         utilization_target=_number(
             f"{key}.utilization_target", raw.get("utilization_target", 0.7), 0.1, 0.9
         ),
@@ -308,7 +334,15 @@ def _schedule(key: str, value: object) -> tuple[ScheduleSettings, ...]:
 
 #: Alarm settings that are shares (0-1] rather than counts or seconds.
 _RATIO_ALARMS = ("duration_p99_timeout_ratio", "provisioned_concurrency_utilization")
-_ALARM_PERIODS = (10, 30, 60, 300, 900, 3600)
+#: Lambda, SQS and DynamoDB publish these metrics once a minute, so an alarm period is a whole
+#: number of minutes: a 10, 20 or 30 s period never sees a data point between two minutes and is
+#: billed as a high-resolution alarm (PutMetricAlarm, ``Period``:
+#: https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html).
+ALARM_PERIOD_STEP_SECONDS = 60
+MAX_ALARM_PERIOD_SECONDS = 86400
+#: PutMetricAlarm caps Period x EvaluationPeriods at one day below a one-hour period, and at
+#: seven days from one hour up.
+MAX_EVALUATION_RANGE_SECONDS = {False: 86400, True: 604800}
 
 
 def _alarms(key: str, value: object) -> AlarmThresholds:
@@ -321,22 +355,59 @@ def _alarms(key: str, value: object) -> AlarmThresholds:
         if name in _RATIO_ALARMS:
             parsed[name] = _number(f"{key}.{name}", setting, 0.01, 1.0)
         elif name == "period_seconds":
-            parsed[name] = _one_of(f"{key}.{name}", setting, _ALARM_PERIODS)
+            parsed[name] = _integer(
+                f"{key}.{name}", setting, ALARM_PERIOD_STEP_SECONDS, MAX_ALARM_PERIOD_SECONDS
+            )
+            if setting % ALARM_PERIOD_STEP_SECONDS:
+                raise ConfigError(
+                    f"{key}.{name}",
+                    setting,
+                    "must be a whole number of minutes (60, 120, 300, ...): the metrics have "
+                    "one-minute resolution",
+                )
         elif name == "evaluation_periods":
             parsed[name] = _integer(f"{key}.{name}", setting, 1, 100)
         else:
             parsed[name] = _number(f"{key}.{name}", setting, 0, 1e9)
-    return AlarmThresholds(**parsed)
+    thresholds = AlarmThresholds(**parsed)
+    window = thresholds.period_seconds * thresholds.evaluation_periods
+    limit = MAX_EVALUATION_RANGE_SECONDS[thresholds.period_seconds >= 3600]
+    if window > limit:
+        raise ConfigError(
+            f"{key}.evaluation_periods",
+            thresholds.evaluation_periods,
+            f"period_seconds x evaluation_periods must be at most {limit} s "
+            f"(CloudWatch's limit for this period), got {window} s",
+        )
+    return thresholds
 
 
 def _production_rules(config: PipelineConfig, key: str) -> None:
     minimum = PRODUCTION_MIN_PROCESSOR_CONCURRENCY
-    if config.processor.provisioned_concurrency < minimum:
+    processor = f"{key}.functions.processor"
+    scaling = config.processor.auto_scaling
+    if scaling is None and config.processor.provisioned_concurrency < minimum:
         raise ConfigError(
-            f"{key}.functions.processor.provisioned_concurrency",
+            f"{processor}.provisioned_concurrency",
             config.processor.provisioned_concurrency,
-            f"production keeps the critical stage warm: at least {minimum}",
+            f"production keeps the critical stage warm: at least {minimum} "
+            "(or auto_scaling with min_capacity of at least that)",
         )
+    if scaling is not None:
+        if scaling.min_capacity < minimum:
+            raise ConfigError(
+                f"{processor}.auto_scaling.min_capacity",
+                scaling.min_capacity,
+                f"production keeps the critical stage warm: at least {minimum}",
+            )
+        for index, action in enumerate(scaling.schedule):
+            if 0 < action.min_capacity < minimum:
+                raise ConfigError(
+                    f"{processor}.auto_scaling.schedule[{index}].min_capacity",
+                    action.min_capacity,
+                    f"production keeps the critical stage warm whenever a schedule keeps it "
+                    f"on: 0 (off) or at least {minimum}",
+                )
     if config.table.removal_policy != "retain":
         raise ConfigError(
             f"{key}.table.removal_policy",
@@ -367,6 +438,8 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
 
 def _no_unknown_keys(key: str, raw: Mapping[str, Any], known: Mapping[str, Any]) -> None:
     for k in raw:
+        if k in RENAMED_KEYS and k not in known:
+            raise ConfigError(f"{key}.{k}", raw[k], RENAMED_KEYS[k])
         if k not in known:
             raise ConfigError(
                 f"{key}.{k}", raw[k], f"unknown key; allowed keys: {', '.join(known)}"
@@ -411,3 +484,14 @@ def _matching(key: str, value: object, pattern: re.Pattern[str], allowed: str) -
 
 def _optional(key: str, value: object, parse: Callable[[str, Any], T]) -> T | None:
     return None if value is None else parse(key, value)
+
+
+def _emails(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, value, "must be a list of e-mail addresses (may be empty)")
+    emails = tuple(
+        _matching(f"{key}[{i}]", v, _EMAIL, "an e-mail address") for i, v in enumerate(value)
+    )
+    if len(set(emails)) != len(emails):
+        raise ConfigError(key, value, "must not list an address twice")
+    return emails

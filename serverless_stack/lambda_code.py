@@ -3,10 +3,14 @@
 Every stage's asset is ``lambda_src/`` minus the *other* stages: its own package plus the
 shared ``pipeline_common`` package, and nothing else (no caches, no tests). A change to one
 stage therefore changes only that stage's asset hash, version and alias.
+
+``lambda_src/requirements.txt`` pins what the handlers need beyond the runtime (Powertools). It
+is not packaged: Lambda gets that release from AWS's public layer, resolved from the same line.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from aws_cdk import aws_lambda as lambda_
@@ -14,7 +18,16 @@ from aws_cdk import aws_lambda as lambda_
 from serverless_stack.config import FUNCTION_NAMES as STAGES
 
 LAMBDA_SRC = Path(__file__).resolve().parent.parent / "lambda_src"
-_ALWAYS_EXCLUDED = ("**/__pycache__", "**/*.pyc", "**/tests", "**/.mypy_cache", "**/.ruff_cache")
+RUNTIME_REQUIREMENTS = LAMBDA_SRC / "requirements.txt"
+_ALWAYS_EXCLUDED = (
+    "**/__pycache__",
+    "**/*.pyc",
+    "**/tests",
+    "**/.mypy_cache",
+    "**/.ruff_cache",
+    "requirements.txt",
+)
+_POWERTOOLS_PIN = re.compile(r"^aws-lambda-powertools(\[[\w,]+\])?==(?P<release>[^\s;#]+)", re.M)
 
 
 def stage_code(stage: str) -> lambda_.Code:
@@ -28,3 +41,17 @@ def stage_code(stage: str) -> lambda_.Code:
 def stage_handler(stage: str) -> str:
     """The handler of ``stage``: ``<stage>.handler.lambda_handler``."""
     return f"{stage}.handler.lambda_handler"
+
+
+def powertools_release(requirements: Path = RUNTIME_REQUIREMENTS) -> str:
+    """The Powertools release pinned (``==``) in ``lambda_src/requirements.txt``.
+
+    :raises ValueError: when the file holds no exact pin, naming the file and what it needs.
+    """
+    found = _POWERTOOLS_PIN.findall(requirements.read_text())
+    if len(found) != 1:
+        raise ValueError(
+            f"{requirements} must pin Powertools exactly once, e.g. "
+            f"'aws-lambda-powertools[tracer]==3.37.0'; found {len(found)} pins"
+        )
+    return str(found[0][1])

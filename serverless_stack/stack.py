@@ -12,11 +12,10 @@ from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from constructs_lib.data_table import DataTable
+from constructs_lib.alarm_topic import AlarmTopic
+from constructs_lib.data_table import TTL_ATTRIBUTE, DataTable
 from constructs_lib.dead_letter_queue import dead_letter_queue
 from constructs_lib.monitoring import PipelineMonitoring
 from constructs_lib.optimized_function import (
@@ -26,8 +25,13 @@ from constructs_lib.optimized_function import (
 )
 from constructs_lib.powertools_layer import powertools_layer
 from constructs_lib.retention import retention_days
-from serverless_stack.config import FunctionSettings, PipelineConfig
-from serverless_stack.lambda_code import stage_code, stage_handler
+from serverless_stack.config import (
+    DLQ_RETENTION_DAYS,
+    MAX_EVENT_AGE_SECONDS,
+    FunctionSettings,
+    PipelineConfig,
+)
+from serverless_stack.lambda_code import powertools_release, stage_code, stage_handler
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
@@ -55,21 +59,24 @@ class PipelineStack(Stack):
         self.config = config
         self.architecture = ARCHITECTURES[config.architecture]
 
+        # TTL only where the processor writes it: with a record retention set.
+        self.ttl_attribute = TTL_ATTRIBUTE if config.record_retention_days else None
         data = DataTable(
             self,
             "Data",
             removal_policy=RemovalPolicy[config.table.removal_policy.upper()],
             deletion_protection=config.table.deletion_protection,
+            time_to_live_attribute=self.ttl_attribute,
         )
         self.table = data.table
-        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue")
-        self.alarm_topic = sns.Topic(self, "AlarmTopic", enforce_ssl=True)
-        if config.alarm_email:
-            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        self.dead_letter_queue = dead_letter_queue(
+            self, "DeadLetterQueue", retention=Duration.days(DLQ_RETENTION_DAYS)
+        )
+        self.alarm_topic = AlarmTopic(self, "AlarmTopic", emails=config.alarm_emails)
         self.layer = powertools_layer(
             self,
             "PowertoolsLayer",
-            version=config.powertools_layer_version,
+            release=powertools_release(),
             runtime=RUNTIME,
             architecture=self.architecture,
         )
@@ -94,7 +101,7 @@ class PipelineStack(Stack):
                 self.table.grant(stage.role, *TABLE_ACTIONS[name])
 
         self.monitoring = PipelineMonitoring(
-            self, "Monitoring", alarm_topic=self.alarm_topic, thresholds=config.alarms
+            self, "Monitoring", alarm_action=self.alarm_topic, thresholds=config.alarms
         )
         for name, stage in self.stages.items():
             # The processor is the critical stage: its provisioned concurrency is watched in
@@ -114,7 +121,7 @@ class PipelineStack(Stack):
         )
         CfnOutput(self, "ProcessorFunctionArn", value=self.processor.alias.function_arn)
         CfnOutput(self, "DlqUrl", value=self.dead_letter_queue.queue_url)
-        CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn)
+        CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic.topic_arn)
 
     def _stage(
         self,
@@ -131,6 +138,9 @@ class PipelineStack(Stack):
         }
         if TABLE_ACTIONS[name]:
             environment["TABLE_NAME"] = self.table.table_name
+        if name == "processor" and self.ttl_attribute:
+            environment["RECORD_TTL_ATTRIBUTE"] = self.ttl_attribute
+            environment["RECORD_RETENTION_DAYS"] = str(self.config.record_retention_days)
         scaling = settings.auto_scaling
         return OptimizedFunction(
             self,
@@ -158,6 +168,7 @@ class PipelineStack(Stack):
             reserved_concurrency=settings.reserved_concurrency,
             dead_letter_queue=self.dead_letter_queue,
             max_retry_attempts=retries,
+            max_event_age=Duration.seconds(MAX_EVENT_AGE_SECONDS),
             on_success=destinations.LambdaDestination(next_stage.alias, response_only=False)
             if next_stage
             else None,

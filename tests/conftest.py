@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,25 +68,29 @@ def env_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(scope="session")
-def dev_assembly(stacks: dict[str, cdk.Stack]) -> tuple[Path, str, dict[str, Any]]:
-    """The dev stack's cloud assembly directory, stack name and template (one synth)."""
-    stack = stacks["dev"]
+def assembly_of(stack: cdk.Stack) -> tuple[Path, str, dict[str, Any]]:
+    """A stack's cloud assembly directory, stack name and template (its app synthesizes once)."""
     directory = Path(cdk.Stage.of(stack).synth().directory)
     template = json.loads((directory / stack.template_file).read_text())
     return directory, stack.artifact_id, template
 
 
-@pytest.fixture
-def pipeline(dev_assembly):
-    """The dev stack's real handler code, on moto, wired as the template wires it."""
+@pytest.fixture(scope="session")
+def dev_assembly(stacks: dict[str, cdk.Stack]) -> tuple[Path, str, dict[str, Any]]:
+    """The dev stack's cloud assembly directory, stack name and template (one synth)."""
+    return assembly_of(stacks["dev"])
+
+
+@contextmanager
+def pipeline_on_moto(assembly: tuple[Path, str, dict[str, Any]]) -> Iterator[Any]:
+    """A stack's real handler code on moto, wired as its template wires it."""
     import boto3
     from moto import mock_aws
 
     from pipeline_runner import AsyncPipeline, specs_from_assembly
     from pipeline_runner.provision import provision
 
-    directory, stack_name, template = dev_assembly
+    directory, stack_name, template = assembly
     with mock_aws():
         session = boto3.Session(region_name="us-east-1")
         physical = provision(template, session)
@@ -93,6 +98,13 @@ def pipeline(dev_assembly):
         runner = AsyncPipeline(specs, session.client("sqs"))
         runner.session = session  # type: ignore[attr-defined]
         runner.physical = physical  # type: ignore[attr-defined]
+        yield runner
+
+
+@pytest.fixture
+def pipeline(dev_assembly):
+    """The dev stack's real handler code, on moto, wired as the template wires it."""
+    with pipeline_on_moto(dev_assembly) as runner:
         yield runner
 
 

@@ -32,7 +32,10 @@ def test_each_environment_in_cdk_json_is_valid_and_typed():
     data = settings()
     dev, staging, prod = (load_config(n, data) for n in ("dev", "staging", "prod"))
     assert dev.processor.provisioned_concurrency == 0
-    assert prod.processor.provisioned_concurrency >= 2
+    assert prod.processor.auto_scaling is not None
+    assert prod.processor.auto_scaling.min_capacity >= 2
+    assert prod.record_retention_days is None and dev.record_retention_days == 30
+    assert dev.alarm_emails == ()
     assert (dev.validator.memory_mb, dev.enricher.memory_mb, dev.processor.memory_mb) == (
         512,
         768,
@@ -85,7 +88,27 @@ BAD_VALUES = [
         "delete",
         ["table.removal_policy", "'delete'", "destroy, retain, snapshot"],
     ),
-    ("dev", "alarm_email", "ops-at-example", ["alarm_email", "'ops-at-example'", "e-mail"]),
+    (
+        "dev",
+        "alarm_emails",
+        ["ops@example.com", "ops-at-example"],
+        ["alarm_emails[1]", "'ops-at-example'", "e-mail"],
+    ),
+    ("dev", "alarm_emails", "ops@example.com", ["alarm_emails", "list of e-mail addresses"]),
+    (
+        "dev",
+        "alarm_emails",
+        ["ops@example.com", "ops@example.com"],
+        ["alarm_emails", "twice"],
+    ),
+    ("dev", "alarm_email", "ops@example.com", ["alarm_email", "renamed to alarm_emails"]),
+    (
+        "dev",
+        "record_retention_days",
+        14,
+        ["record_retention_days", "14", "integer from 15"],
+    ),
+    ("dev", "record_retention_days", "30", ["record_retention_days", "'30'", "integer"]),
     ("dev", "table.deletion_protection", "yes", ["deletion_protection", "'yes'", "true or false"]),
     ("dev", "cost_center", "", ["cost_center", "''", "tag value"]),
     ("dev", "functions.processor.timeout_seconds", 901, ["timeout_seconds", "901", "1 to 900"]),
@@ -97,16 +120,32 @@ BAD_VALUES = [
     ),
     ("dev", "log_retension_days", 7, ["log_retension_days", "unknown key", "log_retention_days"]),
     (
-        "dev",
-        "functions.processor.auto_scaling",
-        {"min_capacity": 1, "max_capacity": 2},
-        ["auto_scaling", "provisioned_concurrency > 0"],
+        "prod",
+        "functions.processor.provisioned_concurrency",
+        2,
+        [
+            "pipeline.prod.functions.processor.provisioned_concurrency",
+            "2",
+            "scalable target alone owns",
+        ],
     ),
     (
         "prod",
-        "functions.processor.provisioned_concurrency",
+        "functions.processor.auto_scaling.min_capacity",
         1,
-        ["pipeline.prod.functions.processor.provisioned_concurrency", "1", "at least 2"],
+        ["pipeline.prod.functions.processor.auto_scaling.min_capacity", "1", "at least 2"],
+    ),
+    (
+        "prod",
+        "functions.processor.auto_scaling.schedule",
+        [{"name": "Lunch", "cron": "0 12 ? * MON-FRI *", "min_capacity": 1, "max_capacity": 4}],
+        ["auto_scaling.schedule[0].min_capacity", "1", "0 (off) or at least 2"],
+    ),
+    (
+        "prod",
+        "functions.processor.reserved_concurrency",
+        5,
+        ["reserved_concurrency", "5", "integer from 10"],
     ),
     ("prod", "table.removal_policy", "destroy", ["pipeline.prod.table.removal_policy", "'retain'"]),
     (
@@ -122,14 +161,21 @@ BAD_VALUES = [
         ["utilization_target", "0.95", "0.1 to 0.9"],
     ),
     ("prod", "functions.processor.auto_scaling.max_capacity", 1, ["max_capacity", "1", "from 2"]),
-    ("dev", "powertools_layer_version", 0, ["powertools_layer_version", "0", "1 to 1000"]),
+    (
+        "dev",
+        "powertools_layer_version",
+        36,
+        ["powertools_layer_version", "removed", "lambda_src/requirements.txt"],
+    ),
     (
         "dev",
         "alarms.duration_p99_timeout_ratio",
         1.5,
         ["alarms.duration_p99_timeout_ratio", "1.5", "0.01 to 1.0"],
     ),
-    ("dev", "alarms.period_seconds", 45, ["alarms.period_seconds", "45", "10, 30, 60, 300"]),
+    ("dev", "alarms.period_seconds", 30, ["alarms.period_seconds", "30", "from 60"]),
+    ("dev", "alarms.period_seconds", 90, ["alarms.period_seconds", "90", "whole number"]),
+    ("dev", "alarms.async_events_dropped", 0, ["async_events_dropped", "removed", "DLQ"]),
     ("dev", "alarms.error_threshold", 1, ["alarms.error_threshold", "unknown key", "errors"]),
     (
         "dev",
@@ -138,6 +184,16 @@ BAD_VALUES = [
         ["dlq_oldest_message_seconds", "-5", "number from 0"],
     ),
 ]
+
+
+def test_evaluation_range_is_capped_as_cloudwatch_caps_it():
+    """PutMetricAlarm: Period x EvaluationPeriods at most one day below a one-hour period
+    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html)."""
+    data = with_value("dev", "alarms", {"period_seconds": 900, "evaluation_periods": 97})
+    with pytest.raises(ConfigError, match=r"evaluation_periods = 97.*at most 86400 s.*87300 s"):
+        load_config("dev", data)
+    ok = with_value("dev", "alarms", {"period_seconds": 900, "evaluation_periods": 96})
+    assert load_config("dev", ok).alarms.evaluation_periods == 96
 
 
 @pytest.mark.parametrize(("env", "path", "value", "words"), BAD_VALUES)

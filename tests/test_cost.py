@@ -203,7 +203,8 @@ def test_the_baseline_is_the_naive_stack(dev_report):
     assert {f.architecture for f in dev_report.baseline.functions} == {"x86_64"}
     assert dev_report.baseline.table_billing == "PROVISIONED"
     assert {f.log_retention_days for f in dev_report.baseline.functions} == {None}
-    assert dev_report.stack.alarm_metrics == 26 and dev_report.stack.dashboards == 1
+    # 21 alarms: 19 on one metric each, the two table alarms on two metrics each.
+    assert dev_report.stack.alarm_metrics == 19 + 2 * 2 and dev_report.stack.dashboards == 1
 
 
 def test_cli_prints_terminal_and_markdown_tables(tmp_path, template_json, capsys):

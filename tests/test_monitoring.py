@@ -16,7 +16,9 @@ ALIAS_ALARMS = [
     ("Errors", "Statistic", "Sum", 0),
     ("Throttles", "Statistic", "Sum", 0),
     ("Duration", "ExtendedStatistic", "p99", None),
-    ("AsyncEventsDropped", "Statistic", "Sum", 0),
+]
+#: Lambda's async event-queue metrics, alarmed on FunctionName alone (see test_aws_rules.py).
+FUNCTION_ALARMS = [
     ("DestinationDeliveryFailures", "Statistic", "Sum", 0),
     ("DeadLetterErrors", "Statistic", "Sum", 0),
 ]
@@ -30,24 +32,38 @@ def alarms(template: dict[str, Any]) -> list[dict[str, Any]]:
     return [props(a) for a in of_type(template, "AWS::CloudWatch::Alarm").values()]
 
 
-def alias_alarm(template: dict[str, Any], stage: str, metric: str) -> dict[str, Any]:
+def alias_alarm(
+    template: dict[str, Any], stage: str, metric: str, *, on_alias: bool = True
+) -> dict[str, Any]:
+    """The one ``metric`` alarm of ``stage``: on its ``live`` alias, or on the function alone."""
     fn_id = function_ids(template)[stage]
-    expected_dims = [
-        {"Name": "FunctionName", "Value": {"Ref": fn_id}},
-        {"Name": "Resource", "Value": {"Fn::Join": ["", [{"Ref": fn_id}, ":live"]]}},
-    ]
+    expected_dims = [{"Name": "FunctionName", "Value": {"Ref": fn_id}}]
+    if on_alias:
+        expected_dims.append(
+            {"Name": "Resource", "Value": {"Fn::Join": ["", [{"Ref": fn_id}, ":live"]]}}
+        )
     found = [
         a
         for a in alarms(template)
         if a.get("MetricName") == metric and a.get("Dimensions") == expected_dims
     ]
-    assert len(found) == 1, f"{stage}: expected one {metric} alarm on the live alias, found {found}"
+    where = "live alias" if on_alias else "function"
+    assert len(found) == 1, f"{stage}: expected one {metric} alarm on the {where}, found {found}"
     return found[0]
 
 
 def assert_common(template: dict[str, Any], alarm: dict[str, Any]) -> None:
     topic_id, _ = single(of_type(template, "AWS::SNS::Topic"))
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    # The defaults: one breaching minute fires (AlarmThresholds: 60 s x 1).
+    periods = (
+        [alarm["Period"]]
+        if "Period" in alarm
+        else [m["MetricStat"]["Period"] for m in alarm["Metrics"] if "MetricStat" in m]
+    )
+    assert periods and set(periods) == {60}, periods
+    assert alarm["EvaluationPeriods"] == 1
+    assert alarm.get("DatapointsToAlarm", 1) == 1
     assert alarm["AlarmActions"] == [{"Ref": topic_id}]
     assert alarm["TreatMissingData"] == "notBreaching"
     assert alarm["AlarmDescription"]
@@ -64,6 +80,19 @@ def test_function_alarm_on_the_live_alias(
     assert alarm[field] == statistic
     timeout = props(template["Resources"][function_ids(template)[stage]])["Timeout"]
     assert alarm["Threshold"] == (timeout * 1000 * 0.8 if threshold is None else threshold)
+    assert_common(template, alarm)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize(("metric", "field", "statistic", "threshold"), FUNCTION_ALARMS)
+def test_async_queue_alarm_on_the_function(
+    template_json, env_name, stage, metric, field, statistic, threshold
+):
+    template = template_json[env_name]
+    alarm = alias_alarm(template, stage, metric, on_alias=False)
+    assert alarm["Namespace"] == "AWS/Lambda"
+    assert alarm[field] == statistic
+    assert alarm["Threshold"] == threshold
     assert_common(template, alarm)
 
 
@@ -127,8 +156,8 @@ def test_table_alarms_sum_every_operation_the_code_calls(template_json, env_name
 
 def test_alarm_count_is_what_the_readme_lists(template_json):
     for env in ("dev", "prod"):
-        # 6 per stage, 2 for the processor's provisioned concurrency, 2 DLQ, 2 table.
-        assert len(alarms(template_json[env])) == 6 * 3 + 2 + 2 + 2
+        # 5 per stage, 2 for the processor's provisioned concurrency, 2 DLQ, 2 table.
+        assert len(alarms(template_json[env])) == 5 * 3 + 2 + 2 + 2
 
 
 def test_dashboard_shows_every_stage_queue_and_table(template_json, env_name):
@@ -171,8 +200,8 @@ def test_thresholds_from_config_change_the_alarms():
 def test_every_alarm_is_exposed_on_its_function(stacks):
     stack = stacks["prod"]
     assert {name: len(fn.alarms) for name, fn in stack.stages.items()} == {
-        "validator": 6,
-        "enricher": 6,
-        "processor": 8,
+        "validator": 5,
+        "enricher": 5,
+        "processor": 7,
     }
-    assert len(stack.monitoring.alarms) == 24
+    assert len(stack.monitoring.alarms) == 21

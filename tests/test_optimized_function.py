@@ -27,7 +27,9 @@ def make(stack: cdk.Stack, construct_id: str, **overrides: Any) -> OptimizedFunc
 
 @pytest.fixture(scope="module")
 def built() -> tuple[dict[str, Any], dict[str, OptimizedFunction]]:
-    """One bare stack holding a default function and a fully customised one; synthesized once."""
+    """One bare stack holding a default function, a fully customised one with a fixed
+    provisioned concurrency, and one whose provisioned concurrency auto-scales; synthesized
+    once."""
     stack = cdk.Stack(cdk.App(), "Bare")
     shared = sqs.Queue(stack, "Existing")
     functions = {
@@ -40,6 +42,16 @@ def built() -> tuple[dict[str, Any], dict[str, OptimizedFunction]]:
             environment={"MODE": "custom"},
             architecture=lambda_.Architecture.X86_64,
             provisioned_concurrency=3,
+            reserved_concurrency=10,
+            dead_letter_queue=shared,
+            max_retry_attempts=1,
+            max_event_age=cdk.Duration.hours(2),
+            log_retention=logs.RetentionDays.TWO_WEEKS,
+            tracing=lambda_.Tracing.PASS_THROUGH,
+        ),
+        "scaled": make(
+            stack,
+            "Scaled",
             auto_scaling=ProvisionedConcurrencyScaling(
                 min_capacity=3,
                 max_capacity=6,
@@ -47,16 +59,11 @@ def built() -> tuple[dict[str, Any], dict[str, OptimizedFunction]]:
                 schedule=(
                     ScheduledCapacity("BusinessHours", "0 8 ? * MON-FRI *", 3, 6),
                     ScheduledCapacity(
-                        "Night", "0 20 ? * MON-FRI *", 1, 2, time_zone="Europe/Berlin"
+                        "Night", "0 20 ? * MON-FRI *", 0, 0, time_zone="Europe/Berlin"
                     ),
                 ),
             ),
-            reserved_concurrency=10,
-            dead_letter_queue=shared,
-            max_retry_attempts=1,
-            max_event_age=cdk.Duration.hours(2),
-            log_retention=logs.RetentionDays.TWO_WEEKS,
-            tracing=lambda_.Tracing.PASS_THROUGH,
+            reserved_concurrency=6,
         ),
     }
     return cdk.assertions.Template.from_stack(stack).to_json(), functions
@@ -172,12 +179,13 @@ def test_custom_arguments_reach_the_template(built):
     assert (config["MaximumRetryAttempts"], config["MaximumEventAgeInSeconds"]) == (1, 7200)
 
 
-def test_auto_scaling_and_schedule_sit_on_the_alias(built):
+def test_auto_scaling_and_schedule_sit_on_the_alias_and_alone_own_its_concurrency(built):
     template, fns = built
     _, target = single(of_type(template, "AWS::ApplicationAutoScaling::ScalableTarget"))
     target = props(target)
-    alias_id = cdk.Stack.of(fns["custom"]).get_logical_id(fns["custom"].alias.node.default_child)
+    alias_id = cdk.Stack.of(fns["scaled"]).get_logical_id(fns["scaled"].alias.node.default_child)
     assert alias_id in str(target["ResourceId"])
+    assert "ProvisionedConcurrencyConfig" not in props(resource(template, fns["scaled"].alias))
     assert (target["MinCapacity"], target["MaxCapacity"]) == (3, 6)
     actions = {a["ScheduledActionName"]: a for a in target["ScheduledActions"]}
     assert actions["BusinessHours"]["Schedule"] == "cron(0 8 ? * MON-FRI *)"
@@ -192,7 +200,8 @@ def test_attributes_are_exposed_for_wiring(built):
     fn = fns["default"]
     assert fn.alias.alias_name == "live"
     assert fn.version.node.path == fn.function.current_version.node.path
-    assert fn.scalable_target is None and fns["custom"].scalable_target is not None
+    assert fn.scalable_target is None and fns["custom"].scalable_target is None
+    assert fns["scaled"].scalable_target is not None
     assert fn.alarms == []
 
 
@@ -205,20 +214,19 @@ REJECTIONS = [
     ({"max_event_age": cdk.Duration.hours(7)}, "max_event_age must be from 60 to 21600"),
     ({"provisioned_concurrency": -1}, "provisioned_concurrency must be 0 or more, got -1"),
     (
-        {"auto_scaling": ProvisionedConcurrencyScaling(1, 2)},
-        "auto_scaling needs provisioned_concurrency > 0",
+        {"provisioned_concurrency": 2, "auto_scaling": ProvisionedConcurrencyScaling(2, 4)},
+        "auto_scaling and provisioned_concurrency are two owners of the same setting",
     ),
     (
-        {"provisioned_concurrency": 2, "auto_scaling": ProvisionedConcurrencyScaling(3, 2)},
+        {"auto_scaling": ProvisionedConcurrencyScaling(3, 2)},
         "auto_scaling.max_capacity must be from 3 to 10000, got 2",
     ),
     (
-        {"provisioned_concurrency": 2, "auto_scaling": ProvisionedConcurrencyScaling(2, 4, 0.95)},
+        {"auto_scaling": ProvisionedConcurrencyScaling(2, 4, 0.95)},
         "auto_scaling.utilization_target must be from 0.1 to 0.9, got 0.95",
     ),
     (
         {
-            "provisioned_concurrency": 2,
             "auto_scaling": ProvisionedConcurrencyScaling(
                 2, 4, schedule=(ScheduledCapacity("Bad", "0 8 * * *", 1, 2),)
             ),
@@ -228,6 +236,10 @@ REJECTIONS = [
     (
         {"provisioned_concurrency": 5, "reserved_concurrency": 3},
         "reserved_concurrency (3) must be at least provisioned_concurrency (5)",
+    ),
+    (
+        {"auto_scaling": ProvisionedConcurrencyScaling(2, 8), "reserved_concurrency": 4},
+        "reserved_concurrency (4) must be at least auto_scaling.max_capacity (8)",
     ),
 ]
 

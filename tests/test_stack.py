@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
-from aws_cdk.assertions import Match
 
 from serverless_stack.stack import TABLE_ACTIONS
 from tests.helpers import (
@@ -77,13 +78,14 @@ def test_every_function_has_a_live_alias_on_a_published_version_of_itself(templa
 
 
 def test_provisioned_concurrency_only_on_the_processor_alias_in_prod(template_json):
+    """prod's processor is warm through its alias's scalable target, the one owner of its
+    provisioned concurrency (test_aws_rules.py); no alias carries a fixed value."""
     prod, dev = template_json["prod"], template_json["dev"]
-    for stage, alias_id in alias_ids(prod).items():
-        config = props(prod["Resources"][alias_id]).get("ProvisionedConcurrencyConfig")
-        if stage == "processor":
-            assert config["ProvisionedConcurrentExecutions"] >= 2
-        else:
-            assert config is None
+    for alias in of_type(prod, "AWS::Lambda::Alias").values():
+        assert "ProvisionedConcurrencyConfig" not in props(alias)
+    _, target = single(of_type(prod, "AWS::ApplicationAutoScaling::ScalableTarget"))
+    assert alias_ids(prod)["processor"] in json.dumps(props(target)["ResourceId"])
+    assert props(target)["MinCapacity"] >= 2
     for alias in of_type(dev, "AWS::Lambda::Alias").values():
         assert "ProvisionedConcurrencyConfig" not in props(alias)
     for fn in of_type(dev, "AWS::Lambda::Function").values():
@@ -174,7 +176,6 @@ def test_table_is_on_demand_with_pitr_encryption_and_ttl(template):
     assert "ProvisionedThroughput" not in p
     assert p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert p["SSESpecification"]["SSEEnabled"] is True
-    assert p["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert {k["AttributeName"]: k["KeyType"] for k in p["KeySchema"]} == {
         "pk": "HASH",
         "sk": "RANGE",
@@ -288,23 +289,13 @@ def test_each_function_asset_holds_only_its_stage_and_the_shared_package(stacks)
         assert not list(asset_dir.rglob("__pycache__"))
 
 
-def test_powertools_comes_from_the_pinned_public_layer_for_arm64(templates, env_name):
-    templates[env_name].all_resources_properties(
-        "AWS::Lambda::Function",
-        {
-            "Layers": [
-                {
-                    "Fn::Join": [
-                        "",
-                        Match.array_with(
-                            [
-                                Match.string_like_regexp(
-                                    r":017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:\d+$"
-                                )
-                            ]
-                        ),
-                    ]
-                }
-            ]
-        },
-    )
+def test_powertools_comes_from_its_public_parameter_for_arm64_python314(template_json, env_name):
+    template = template_json[env_name]
+    for fn in of_type(template, "AWS::Lambda::Function").values():
+        (layer,) = props(fn)["Layers"]
+        parameter = template["Parameters"][ref_id(layer)]
+        assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
+        assert re.fullmatch(
+            r"/aws/service/powertools/python/arm64/python3\.14/\d+\.\d+\.\d+",
+            parameter["Default"],
+        ), parameter

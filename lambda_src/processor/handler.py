@@ -13,9 +13,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline_common.invocation import unwrap
-from processor.storage import store
+from processor.storage import Retention, store
 
 TABLE_NAME = os.environ["TABLE_NAME"]
+#: Set by the stack only when records expire (``record_retention_days``); the attribute is the
+#: table's TTL attribute.
+RETENTION = (
+    Retention(os.environ["RECORD_TTL_ATTRIBUTE"], int(os.environ["RECORD_RETENTION_DAYS"]))
+    if os.environ.get("RECORD_RETENTION_DAYS")
+    else None
+)
 
 logger = Logger()
 tracer = Tracer()
@@ -29,7 +36,7 @@ dynamodb = boto3.client("dynamodb")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = unwrap(event)
     logger.set_correlation_id(record.get("id"))
-    result = store(dynamodb, TABLE_NAME, record, datetime.now(UTC))
+    result = store(dynamodb, TABLE_NAME, record, datetime.now(UTC), RETENTION)
     if result.status == "stored":
         metrics.add_metric(name="RecordsStored", unit=MetricUnit.Count, value=1)
     else:

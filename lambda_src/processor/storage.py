@@ -11,18 +11,35 @@ same transaction. DynamoDB applies both or neither, so:
 The counter's day is the record's own UTC date, so a retry on another day counts the same day.
 The payload is stored as its JSON text: lossless for every JSON number, and never near
 DynamoDB's nesting limits.
+
+With a retention, the record item carries its expiry as epoch seconds in the table's TTL
+attribute, and DynamoDB deletes it (at no charge) some time after that moment. The stack only
+allows a retention longer than the replay window, so a record is never gone while a redrive of
+it could still arrive. Counters never expire.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
 RECORD_SK = "RECORD"
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Records expire ``days`` after they are stored, through the TTL ``attribute``."""
+
+    attribute: str
+    days: int
+
+    def expires_at(self, stored_at: datetime) -> int:
+        """Epoch seconds, as DynamoDB TTL reads them."""
+        return int((stored_at + timedelta(days=self.days)).timestamp())
 
 
 @dataclass(frozen=True)
@@ -40,7 +57,9 @@ def counter_key(record: dict[str, Any]) -> dict[str, dict[str, str]]:
     return {"pk": {"S": f"STATS#{record['type']}"}, "sk": {"S": record["timestamp"][:10]}}
 
 
-def record_item(record: dict[str, Any], stored_at: datetime) -> dict[str, dict[str, str]]:
+def record_item(
+    record: dict[str, Any], stored_at: datetime, retention: Retention | None = None
+) -> dict[str, dict[str, str]]:
     item = {
         **record_key(record["id"]),
         "id": {"S": record["id"]},
@@ -53,11 +72,19 @@ def record_item(record: dict[str, Any], stored_at: datetime) -> dict[str, dict[s
     for optional in ("received_at", "category"):
         if isinstance(record.get(optional), str):
             item[optional] = {"S": record[optional]}
+    if retention is not None:
+        item[retention.attribute] = {"N": str(retention.expires_at(stored_at))}
     return item
 
 
-def store(client: Any, table_name: str, record: dict[str, Any], now: datetime) -> StoreResult:
-    """Store ``record`` and count it, exactly once.
+def store(
+    client: Any,
+    table_name: str,
+    record: dict[str, Any],
+    now: datetime,
+    retention: Retention | None = None,
+) -> StoreResult:
+    """Store ``record`` and count it, exactly once; with ``retention``, it expires.
 
     :raises ClientError: for anything but a duplicate (throttling, conflicts), so that
         Lambda retries the invocation.
@@ -68,7 +95,7 @@ def store(client: Any, table_name: str, record: dict[str, Any], now: datetime) -
                 {
                     "Put": {
                         "TableName": table_name,
-                        "Item": record_item(record, now),
+                        "Item": record_item(record, now, retention),
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 },

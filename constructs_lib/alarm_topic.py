@@ -1,0 +1,106 @@
+"""`AlarmTopic`: an SNS topic that CloudWatch alarms can really publish to.
+
+A topic with ``enforce_ssl=True`` gets an explicit topic policy holding the TLS ``Deny``. An
+explicit policy *replaces* SNS's default one, so nothing allows CloudWatch to publish any more,
+and every alarm action fails with "not authorized to perform SNS:Publish" in the alarm history
+(AWS re:Post, "Why didn't I receive an SNS notification for my CloudWatch alarm trigger?",
+https://repost.aws/knowledge-center/cloudwatch-receive-sns-for-alarm-trigger).
+
+This topic's policy therefore holds, besides the TLS deny, one ``Allow`` for the service
+principal ``cloudwatch.amazonaws.com`` to ``sns:Publish``, scoped against the confused deputy
+(https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html) with
+``aws:SourceAccount`` (this account) and ``aws:SourceArn`` (exactly the ARNs of the alarms bound
+to the topic, nothing broader).
+
+The construct is itself the alarm action: ``alarm.add_alarm_action(topic)`` both points the
+alarm at the topic and adds that alarm's ARN to the policy, so the policy can never miss an
+alarm, or name one that does not notify.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jsii
+from aws_cdk import IStableListProducer, Lazy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct, IValidation
+
+CLOUDWATCH_PRINCIPAL = "cloudwatch.amazonaws.com"
+
+
+@jsii.implements(IStableListProducer)
+class _AlarmArns:
+    """The ARNs of the alarms bound so far, rendered when the template is written."""
+
+    def __init__(self) -> None:
+        self.arns: list[str] = []
+
+    def produce(self) -> list[str] | None:
+        return list(self.arns)
+
+
+@jsii.implements(cloudwatch.IAlarmAction)
+class AlarmTopic(Construct):
+    """An SNS topic for alarm notifications: TLS only, publishable by this stack's alarms.
+
+    Attributes: ``topic``. Use the construct itself as the alarm action
+    (``alarm.add_alarm_action(alarm_topic)``).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, emails: Sequence[str] = ()) -> None:
+        """
+        :param emails: addresses to subscribe; each must confirm the subscription e-mail SNS
+            sends before it receives anything. :default: none
+        """
+        super().__init__(scope, construct_id)
+        if len(set(emails)) != len(emails):
+            raise ValueError(f"emails must not repeat an address, got {list(emails)!r}")
+        # "Default": the topic keeps the logical ID a plain ``sns.Topic(scope, id)`` would have,
+        # so swapping one for this construct does not replace the topic or its subscriptions.
+        self.topic = sns.Topic(self, "Default", enforce_ssl=True)
+        for email in emails:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        self._alarm_arns = _AlarmArns()
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowThisStacksAlarmsToPublish",
+                principals=[iam.ServicePrincipal(CLOUDWATCH_PRINCIPAL)],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Stack.of(self).account},
+                    "ArnLike": {
+                        "aws:SourceArn": Lazy.list(self._alarm_arns, omit_empty=False),
+                    },
+                },
+            )
+        )
+        self.node.add_validation(_EveryAlarmBound(self._alarm_arns))
+
+    @property
+    def alarm_arns(self) -> list[str]:
+        """The ARNs (tokens) of the alarms that publish to this topic."""
+        return list(self._alarm_arns.arns)
+
+    def bind(self, scope: Construct, alarm: cloudwatch.IAlarm) -> cloudwatch.AlarmActionConfig:
+        """Called by ``alarm.add_alarm_action(self)``: allow this alarm to publish."""
+        self._alarm_arns.arns.append(alarm.alarm_arn)
+        return cloudwatch.AlarmActionConfig(alarm_action_arn=self.topic.topic_arn)
+
+
+@jsii.implements(IValidation)
+class _EveryAlarmBound:
+    """A topic that no alarm uses would carry an Allow with an empty ARN list: refuse it."""
+
+    def __init__(self, arns: _AlarmArns) -> None:
+        self._arns = arns
+
+    def validate(self) -> list[Any]:
+        if self._arns.arns:
+            return []
+        return ["AlarmTopic: no alarm publishes to this topic; bind one with add_alarm_action"]
