@@ -14,15 +14,17 @@ from pipeline_tools.template import load_template, ref_id, resources
 
 def summarize(template: dict[str, Any]) -> list[str]:
     """One line per function, then the table, queues, alarms and resource counts."""
+    alias_resources = resources(template, "AWS::Lambda::Alias")
     aliases = {
-        ref_id(a["Properties"]["FunctionName"]): a["Properties"]
-        for a in resources(template, "AWS::Lambda::Alias").values()
+        ref_id(a["Properties"]["FunctionName"]): (alias_id, a["Properties"])
+        for alias_id, a in alias_resources.items()
     }
+    targets = resources(template, "AWS::ApplicationAutoScaling::ScalableTarget").values()
     lines = ["Functions:"]
     for logical_id, fn in resources(template, "AWS::Lambda::Function").items():
         p = fn["Properties"]
-        alias = aliases.get(logical_id, {})
-        pc = alias.get("ProvisionedConcurrencyConfig", {}).get("ProvisionedConcurrentExecutions", 0)
+        alias_id, alias = aliases.get(logical_id, ("", {}))
+        pc = _provisioned_concurrency(alias_id, alias, targets)
         lines.append(
             f"  {p['Handler'].split('.')[0]:<10} {p['MemorySize']:>5} MB  {p['Runtime']} "
             f"{'/'.join(p.get('Architectures', ['x86_64']))}  timeout {p['Timeout']} s  "
@@ -31,10 +33,12 @@ def summarize(template: dict[str, Any]) -> list[str]:
     for table in resources(template, "AWS::DynamoDB::Table").values():
         p = table["Properties"]
         pitr = p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled")
+        ttl = p.get("TimeToLiveSpecification", {}).get("AttributeName")
         lines.append(
             f"Table: {p.get('BillingMode', 'PROVISIONED')}, PITR {'on' if pitr else 'off'}, "
             f"deletion protection {'on' if p.get('DeletionProtectionEnabled') else 'off'}, "
-            f"removal {table.get('DeletionPolicy', 'Delete')}"
+            f"removal {table.get('DeletionPolicy', 'Delete')}, "
+            f"TTL {'on ' + ttl if ttl else 'off (records kept for ever)'}"
         )
     retention = sorted(
         {
@@ -51,6 +55,20 @@ def summarize(template: dict[str, Any]) -> list[str]:
     )
     lines.append("Outputs: " + ", ".join(sorted(template.get("Outputs", {}))))
     return lines
+
+
+def _provisioned_concurrency(alias_id: str, alias: dict[str, Any], targets: Any) -> str:
+    """The alias's fixed value, or the range of the scalable target that owns it."""
+    fixed = alias.get("ProvisionedConcurrencyConfig", {}).get("ProvisionedConcurrentExecutions")
+    if fixed:
+        return str(fixed)
+    for target in targets:
+        t = target["Properties"]
+        if alias_id and alias_id in str(t["ResourceId"]):
+            actions = len(t.get("ScheduledActions", []))
+            schedule = f", {actions} scheduled actions" if actions else ""
+            return f"auto-scaled {t['MinCapacity']}-{t['MaxCapacity']}{schedule}"
+    return "0"
 
 
 def main(argv: list[str] | None = None) -> int:

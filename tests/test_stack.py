@@ -299,3 +299,13 @@ def test_powertools_comes_from_its_public_parameter_for_arm64_python314(template
             r"/aws/service/powertools/python/arm64/python3\.14/\d+\.\d+\.\d+",
             parameter["Default"],
         ), parameter
+
+
+def test_summary_shows_who_owns_provisioned_concurrency_and_the_ttl(template_json):
+    from pipeline_tools.summary import summarize
+
+    prod = "\n".join(summarize(template_json["prod"]))
+    dev = "\n".join(summarize(template_json["dev"]))
+    assert "processor" in prod and "auto-scaled 2-10, 2 scheduled actions" in prod
+    assert "TTL off (records kept for ever)" in prod
+    assert "TTL on expires_at" in dev and "auto-scaled" not in dev
