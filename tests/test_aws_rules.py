@@ -227,6 +227,14 @@ def test_the_powertools_release_deployed_is_the_release_the_tests_run(template_j
         assert parameter["Default"].rsplit("/", 1)[1] == tested
 
 
+def test_no_arn_in_the_template_hard_codes_a_partition(template_json, env_name):
+    """ARNs differ by partition (aws, aws-cn, aws-us-gov:
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference-arns.html); every ARN here comes
+    from a reference, ``AWS::Partition`` or the Powertools parameter of the deploying region."""
+    text = json.dumps(template_json[env_name])
+    assert not re.search(r"arn:aws(-[a-z]+)*:", text)
+
+
 def test_the_pin_file_pins_powertools_once(tmp_path: Path):
     assert re.fullmatch(r"\d+\.\d+\.\d+", powertools_release())
     unpinned = tmp_path / "requirements.txt"
