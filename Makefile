@@ -40,15 +40,15 @@ rightsize: install
 ## deploy-local: the real `cdk deploy` into a local emulator, records driven through the deployed
 ## code, results printed; the emulator stops after (KEEP=1 leaves it running)
 deploy-local: install
-	python -m pipeline_local up $(if $(KEEP),--keep)
+	python -m pipeline_tools.local up $(if $(KEEP),--keep)
 
 ## destroy-local: destroy the stack in a kept emulator and stop it
 destroy-local: install
-	python -m pipeline_local down
+	python -m pipeline_tools.local down
 
 ## bench: synth, import, asset-size and test-suite benchmarks against their floors -> BENCHMARKS.md
 bench: install
-	python bench/run.py
+	python -m pipeline_tools.bench.run
 
 ## test: lint, type-check, the whole test suite, and checkov on every template
 test: install lint typecheck
@@ -70,7 +70,7 @@ lint:
 	ruff format --check .
 
 typecheck:
-	mypy app.py constructs_lib serverless_stack pipeline_tools pipeline_runner pipeline_local lambda_src
+	mypy app.py constructs_lib serverless_stack pipeline_tools lambda_src
 
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache .venv-checkov

@@ -87,8 +87,8 @@ def pipeline_on_moto(assembly: tuple[Path, str, dict[str, Any]]) -> Iterator[Any
     import boto3
     from moto import mock_aws
 
-    from pipeline_runner import AsyncPipeline, specs_from_assembly
-    from pipeline_runner.provision import provision
+    from pipeline_tools.runner import AsyncPipeline, specs_from_assembly
+    from pipeline_tools.runner.provision import provision
 
     directory, stack_name, template = assembly
     with mock_aws():

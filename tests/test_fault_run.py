@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from enricher.enrichment import category_key
-from pipeline_runner.runner import read_dead_letters
+from pipeline_tools.runner.runner import read_dead_letters
 from tests.faults import fail_after, fail_before
 
 TOTAL, MALFORMED, DUPLICATES = 1000, 100, 50

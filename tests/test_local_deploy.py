@@ -12,9 +12,9 @@ import json
 import boto3
 import pytest
 
-from pipeline_local.deployed import DeployedStack
-from pipeline_local.gaps import find_gaps, split_gaps
-from pipeline_local.local import (
+from pipeline_tools.local.deployed import DeployedStack
+from pipeline_tools.local.gaps import find_gaps, split_gaps
+from pipeline_tools.local.local import (
     SAMPLE_RECORDS,
     Emulator,
     aws_environment,

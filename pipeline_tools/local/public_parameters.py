@@ -54,7 +54,7 @@ def install() -> None:
     if original is None:
         raise RuntimeError(
             "moto.ssm.models.ParameterDict._check_loading_status is gone: the moto pin changed; "
-            "update pipeline_local/public_parameters.py"
+            "update pipeline_tools/local/public_parameters.py"
         )
     if getattr(original, "answers_powertools", False):
         return

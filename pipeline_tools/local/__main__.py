@@ -1,4 +1,4 @@
-"""``python -m pipeline_local up|drive|down``: the stack, deployed locally, with no AWS account.
+"""``python -m pipeline_tools.local up|drive|down``: the stack, deployed locally, no AWS account.
 
 ``up``     start the emulator (moto on 127.0.0.1), bootstrap it, ``cdk deploy`` the dev stack,
            report what the emulator did not create, drive the sample records through the
@@ -14,9 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline_local.deployed import DeployedStack
-from pipeline_local.gaps import find_gaps, render, split_gaps
-from pipeline_local.local import (
+from pipeline_tools.local.deployed import DeployedStack
+from pipeline_tools.local.gaps import find_gaps, render, split_gaps
+from pipeline_tools.local.local import (
     SAMPLE_RECORDS,
     Emulator,
     LocalDeployError,
@@ -51,8 +51,9 @@ def up(environment: str, port: int, keep: bool, records: Path) -> int:
         _, unknown = split_gaps(gaps)
         if unknown:
             print(
-                "The emulator dropped something that is not on pipeline_local/known_gaps.json: "
-                "what you see below would not prove what you think.",
+                "The emulator dropped something that is not on "
+                "pipeline_tools/local/known_gaps.json: what you see below would not prove what "
+                "you think.",
                 file=sys.stderr,
             )
             return 1
@@ -73,7 +74,7 @@ def up(environment: str, port: int, keep: bool, records: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline_local", description=__doc__.split("\n")[0]
+        prog="python -m pipeline_tools.local", description=__doc__.split("\n")[0]
     )
     commands = parser.add_subparsers(dest="command", required=True)
     up_parser = commands.add_parser("up", help="start, bootstrap, deploy, drive the samples")

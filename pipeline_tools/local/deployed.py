@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_runner.spec import FunctionSpec
+from pipeline_tools.runner.spec import FunctionSpec
 
 
 class DeployedCodeMismatch(RuntimeError):

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_local.deployed import DeployedStack, specs_from_deployment
-from pipeline_runner.runner import AsyncPipeline, Outcome, read_dead_letters
-from pipeline_runner.runtime import environment_variables
+from pipeline_tools.local.deployed import DeployedStack, specs_from_deployment
+from pipeline_tools.runner.runner import AsyncPipeline, Outcome, read_dead_letters
+from pipeline_tools.runner.runtime import environment_variables
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = ROOT / ".local"
 STATE_FILE = STATE_DIR / "emulator.json"
 SAMPLE_RECORDS = Path(__file__).resolve().parent / "sample_records.json"
@@ -43,7 +43,7 @@ def free_port() -> int:
 
 @dataclass
 class Emulator:
-    """The moto server (``pipeline_local.emulator``) in a child process on 127.0.0.1."""
+    """The moto server (``pipeline_tools.local.emulator``) in a child process on 127.0.0.1."""
 
     port: int
     pid: int | None = None
@@ -58,7 +58,7 @@ class Emulator:
         STATE_DIR.mkdir(exist_ok=True)
         log = (STATE_DIR / "emulator.log").open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline_local.emulator", "--port", str(self.port)],
+            [sys.executable, "-m", "pipeline_tools.local.emulator", "--port", str(self.port)],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

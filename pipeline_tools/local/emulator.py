@@ -4,15 +4,15 @@ With them, the deployed stack really has its ``live`` aliases and their retry an
 settings, and the drive reads them back from the emulator. ``public_parameters`` answers the
 public Powertools parameters the template resolves its layer from (stand-ins, see there).
 
-Run: ``python -m pipeline_local.emulator --port 5005`` (it listens on 127.0.0.1 only).
+Run: ``python -m pipeline_tools.local.emulator --port 5005`` (it listens on 127.0.0.1 only).
 """
 
 from __future__ import annotations
 
 import argparse
 
-import pipeline_local.cfn_models  # noqa: F401  (registers the handlers with moto)
-from pipeline_local import public_parameters
+import pipeline_tools.local.cfn_models  # noqa: F401  (registers the handlers with moto)
+from pipeline_tools.local import public_parameters
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@ It is a tool, not a test helper: the fault-run tests use it on moto, and the loc
 it to drive the code that was deployed into the emulator.
 """
 
-from pipeline_runner.runner import AsyncPipeline, Outcome
-from pipeline_runner.spec import FunctionSpec, specs_from_assembly
+from pipeline_tools.runner.runner import AsyncPipeline, Outcome
+from pipeline_tools.runner.spec import FunctionSpec, specs_from_assembly
 
 __all__ = ["AsyncPipeline", "FunctionSpec", "Outcome", "specs_from_assembly"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_local.deployed import DeployedStack
+from pipeline_tools.local.deployed import DeployedStack
 
 KNOWN_GAPS_FILE = Path(__file__).resolve().parent / "known_gaps.json"
 

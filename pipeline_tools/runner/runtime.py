@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pipeline_runner.spec import FunctionSpec
+from pipeline_tools.runner.spec import FunctionSpec
 
 #: Set for every function, as Lambda would (no X-Ray daemon runs in-process).
 RUNTIME_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "true", "AWS_LAMBDA_FUNCTION_VERSION": "live"}

@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, Literal
 
-from pipeline_runner.runtime import LoadedFunction
-from pipeline_runner.spec import FunctionSpec
+from pipeline_tools.runner.runtime import LoadedFunction
+from pipeline_tools.runner.spec import FunctionSpec
 
 #: Lambda puts the first 1 KB of the error message in the DLQ message's ErrorMessage.
 ERROR_MESSAGE_LIMIT = 1024

@@ -273,7 +273,7 @@ def _defaulted_parameters_keep_their_default_on_update() -> None:
     if original is None:
         raise RuntimeError(
             "moto.cloudformation.models.CloudFormationBackend._resolve_update_parameters is "
-            "gone: the moto pin changed; update pipeline_local/cfn_models.py"
+            "gone: the moto pin changed; update pipeline_tools/local/cfn_models.py"
         )
 
     def resolve(self: Any, instance: Any, incoming_params: list[dict[str, str]]) -> Any:

@@ -1,7 +1,8 @@
 """Benchmarks: synth, handler import (cold start), asset size and the test suite, each against
 its floor in the same run, with interleaved repetitions; writes BENCHMARKS.md.
 
-Usage: ``make bench`` (or ``python bench/run.py [--repeat N] [--skip-suite]``). It is not a test.
+Usage: ``make bench`` (or ``python -m pipeline_tools.bench.run [--repeat N] [--skip-suite]``).
+It is not a test.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 NODE = ROOT / "node_modules" / ".bin" / "node"
 STAGES = ("validator", "enricher", "processor")
@@ -66,14 +67,14 @@ def stats(values: list[float]) -> dict[str, float]:
 
 
 def empty_synth(out: Path) -> float:
-    """The floor: ``cdk synth`` of bench/empty_app.py, same CLI, same Node."""
+    """The floor: ``cdk synth`` of pipeline_tools/bench/empty_app.py, same CLI, same Node."""
     return timed(
         [
             str(CDK),
             "synth",
             "--quiet",
             "--app",
-            f"{sys.executable} bench/empty_app.py",
+            f"{sys.executable} pipeline_tools/bench/empty_app.py",
             "-o",
             str(out),
         ]
@@ -239,7 +240,8 @@ def render(
     lines = [
         "# Benchmarks",
         "",
-        f"Written by `make bench` (`bench/run.py`). Machine: {machine['cores']} cores, "
+        "Written by `make bench` (`pipeline_tools/bench/run.py`). "
+        f"Machine: {machine['cores']} cores, "
         f"{machine['machine']}, Python {machine['python']}, Node {machine['node']} "
         "(the project's pinned Node 22). Repetitions are interleaved and medians compared, so "
         "load on this shared machine hits both sides of each ratio alike.",
@@ -283,7 +285,7 @@ def render(
             f"| test suite / empty app synth | {r:.1f}× | ≤ {TARGETS['suite']}× | "
             f"{'yes' if r <= TARGETS['suite'] else 'no'} |"
         )
-    notes = (ROOT / "bench" / "NOTES.md").read_text()
+    notes = (Path(__file__).resolve().parent / "NOTES.md").read_text()
     return "\n".join(lines) + "\n\n" + notes
 
 
