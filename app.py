@@ -46,7 +46,7 @@ def build_app(
         "Environment": config.environment,
         "Project": "DataProcessing",
         "ManagedBy": "CDK",
-        "CostCenter": config.cost_center,
+        "CostCenter": config.settings.cost_center,
     }
     for key, value in tags.items():
         cdk.Tags.of(app).add(key, value)

@@ -22,7 +22,6 @@ which the DLQ-depth alarm already reports, and a failed DLQ write shows as ``Dea
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -30,54 +29,12 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from constructs_lib.alarm_thresholds import AlarmThresholds
 from constructs_lib.optimized_function import OptimizedFunction
 
+__all__ = ["AlarmThresholds", "PipelineMonitoring"]
+
 GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
-
-
-@dataclass(frozen=True)
-class AlarmThresholds:
-    """Alarm thresholds. Each alarm fires when its metric is *above* the threshold.
-
-    :param errors: function errors per period. :default: 0
-    :param throttles: function throttles per period. :default: 0
-    :param duration_p99_timeout_ratio: p99 duration, as a share of the timeout. :default: 0.8
-    :param destination_delivery_failures: failed deliveries to a destination. :default: 0
-    :param dead_letter_errors: failed writes to the DLQ. :default: 0
-    :param provisioned_concurrency_spillover: invocations beyond provisioned concurrency.
-        :default: 0
-    :param provisioned_concurrency_utilization: the *Maximum* of utilization; the Average
-        hides saturation between samples. :default: 0.9
-    :param dlq_visible_messages: messages waiting in the DLQ. :default: 0
-    :param dlq_oldest_message_seconds: age of the oldest DLQ message. :default: 3600
-    :param table_throttled_requests: throttled table requests per period. :default: 0
-    :param table_system_errors: DynamoDB system errors per period. :default: 0
-    :param period_seconds: the alarms' period, a whole number of minutes: the metrics have
-        one-minute resolution, so a shorter period never sees data and bills as a
-        high-resolution alarm. :default: 60
-    :param evaluation_periods: breaching periods before an alarm fires. :default: 1
-    """
-
-    errors: float = 0
-    throttles: float = 0
-    duration_p99_timeout_ratio: float = 0.8
-    destination_delivery_failures: float = 0
-    dead_letter_errors: float = 0
-    provisioned_concurrency_spillover: float = 0
-    provisioned_concurrency_utilization: float = 0.9
-    dlq_visible_messages: float = 0
-    dlq_oldest_message_seconds: float = 3600
-    table_throttled_requests: float = 0
-    table_system_errors: float = 0
-    period_seconds: int = 60
-    evaluation_periods: int = 1
-
-    def __post_init__(self) -> None:
-        if self.period_seconds < 60 or self.period_seconds % 60:
-            raise ValueError(
-                f"period_seconds must be a whole number of minutes (60, 120, ...), "
-                f"got {self.period_seconds!r}"
-            )
 
 
 class PipelineMonitoring(Construct):

@@ -18,7 +18,6 @@ constructs together decides that, with the exact actions the code calls.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 from aws_cdk import Duration, RemovalPolicy, TimeZone
 from aws_cdk import aws_applicationautoscaling as appscaling
@@ -29,48 +28,11 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from constructs_lib import limits
 from constructs_lib.dead_letter_queue import dead_letter_queue as new_dead_letter_queue
+from constructs_lib.scaling import ProvisionedConcurrencyScaling, ScheduledCapacity
 
-#: Lambda's own limits, used to reject impossible values at synth instead of at deploy.
-MEMORY_RANGE_MB = (128, 10240)
-TIMEOUT_RANGE_SECONDS = (1, 900)
-MAX_RETRY_ATTEMPTS_RANGE = (0, 2)
-MAX_EVENT_AGE_RANGE_SECONDS = (60, 21600)
-
-
-@dataclass(frozen=True)
-class ScheduledCapacity:
-    """One scheduled change of the alias's provisioned-concurrency range.
-
-    ``cron`` is an Application Auto Scaling cron expression *without* the ``cron(...)``
-    wrapper and with six fields (minute hour day-of-month month day-of-week year), for
-    example ``"0 8 ? * MON-FRI *"``. Times are UTC unless ``time_zone`` is given.
-    """
-
-    name: str
-    cron: str
-    min_capacity: int
-    max_capacity: int
-    time_zone: str | None = None
-
-
-@dataclass(frozen=True)
-class ProvisionedConcurrencyScaling:
-    """Application Auto Scaling of the ``live`` alias's provisioned concurrency.
-
-    :param min_capacity: the floor the alias never scales below (at least 1); registering the
-        target raises the alias's provisioned concurrency to it (Application Auto Scaling,
-        ``RegisterScalableTarget``).
-    :param max_capacity: the ceiling (at least ``min_capacity``).
-    :param utilization_target: the target of ``ProvisionedConcurrencyUtilization``
-        (0.1 to 0.9). :default: 0.7
-    :param schedule: optional scheduled changes of the range (business hours up, nights down).
-    """
-
-    min_capacity: int
-    max_capacity: int
-    utilization_target: float = 0.7
-    schedule: Sequence[ScheduledCapacity] = field(default_factory=tuple)
+__all__ = ["OptimizedFunction", "ProvisionedConcurrencyScaling", "ScheduledCapacity"]
 
 
 def _require_range(name: str, value: float, low: float, high: float, unit: str = "") -> None:
@@ -152,21 +114,22 @@ class OptimizedFunction(Construct):
 
         timeout = timeout or Duration.seconds(30)
         max_event_age = max_event_age or Duration.hours(1)
-        _require_range("memory_size", memory_size, *MEMORY_RANGE_MB, " MB")
-        _require_range("timeout", timeout.to_seconds(), *TIMEOUT_RANGE_SECONDS, " seconds")
-        _require_range("max_retry_attempts", max_retry_attempts, *MAX_RETRY_ATTEMPTS_RANGE)
+        _require_range("memory_size", memory_size, *limits.MEMORY_MB, " MB")
+        _require_range("timeout", timeout.to_seconds(), *limits.TIMEOUT_SECONDS, " seconds")
+        _require_range("max_retry_attempts", max_retry_attempts, *limits.MAX_RETRY_ATTEMPTS)
         _require_range(
-            "max_event_age", max_event_age.to_seconds(), *MAX_EVENT_AGE_RANGE_SECONDS, " seconds"
+            "max_event_age", max_event_age.to_seconds(), *limits.MAX_EVENT_AGE_SECONDS, " seconds"
         )
-        if isinstance(provisioned_concurrency, bool) or provisioned_concurrency < 0:
+        _require_range("provisioned_concurrency", provisioned_concurrency, *limits.CONCURRENCY)
+        if auto_scaling is not None and provisioned_concurrency:
             raise ValueError(
-                f"provisioned_concurrency must be 0 or more, got {provisioned_concurrency!r}"
+                "auto_scaling and provisioned_concurrency are two owners of the same setting: "
+                "give one (auto_scaling.min_capacity is the floor), got provisioned_concurrency="
+                f"{provisioned_concurrency} and auto_scaling"
             )
-        if auto_scaling is not None:
-            _validate_auto_scaling(auto_scaling, provisioned_concurrency)
         ceiling = auto_scaling.max_capacity if auto_scaling else provisioned_concurrency
         if reserved_concurrency is not None:
-            _require_range("reserved_concurrency", reserved_concurrency, 0, 1000)
+            _require_range("reserved_concurrency", reserved_concurrency, *limits.CONCURRENCY)
             if 0 < reserved_concurrency < ceiling:
                 owner = "auto_scaling.max_capacity" if auto_scaling else "provisioned_concurrency"
                 raise ValueError(
@@ -251,24 +214,3 @@ class OptimizedFunction(Construct):
                 )
 
         self.alarms: list[cloudwatch.IAlarm] = []
-
-
-def _validate_auto_scaling(scaling: ProvisionedConcurrencyScaling, provisioned: int) -> None:
-    if provisioned:
-        raise ValueError(
-            "auto_scaling and provisioned_concurrency are two owners of the same setting: give "
-            f"one (auto_scaling.min_capacity is the floor), got provisioned_concurrency="
-            f"{provisioned} and auto_scaling"
-        )
-    _require_range("auto_scaling.min_capacity", scaling.min_capacity, 1, 10000)
-    _require_range("auto_scaling.max_capacity", scaling.max_capacity, scaling.min_capacity, 10000)
-    _require_range("auto_scaling.utilization_target", scaling.utilization_target, 0.1, 0.9)
-    for action in scaling.schedule:
-        label = f"auto_scaling.schedule[{action.name!r}]"
-        if len(action.cron.split()) != 6:
-            raise ValueError(
-                f"{label}.cron must have six fields (minute hour day month weekday year), "
-                f"got {action.cron!r}"
-            )
-        _require_range(f"{label}.min_capacity", action.min_capacity, 0, 10000)
-        _require_range(f"{label}.max_capacity", action.max_capacity, action.min_capacity, 10000)

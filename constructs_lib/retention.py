@@ -8,31 +8,10 @@ from __future__ import annotations
 
 from aws_cdk import aws_logs as logs
 
+from constructs_lib.limits import LOG_RETENTION_DAYS
+
 #: Every retention CloudWatch Logs accepts, in days, in the order of ``RetentionDays``.
-RETENTION_DAYS: tuple[int, ...] = (
-    1,
-    3,
-    5,
-    7,
-    14,
-    30,
-    60,
-    90,
-    120,
-    150,
-    180,
-    365,
-    400,
-    545,
-    731,
-    1096,
-    1827,
-    2192,
-    2557,
-    2922,
-    3288,
-    3653,
-)
+RETENTION_DAYS = LOG_RETENTION_DAYS
 
 _BY_DAYS = dict(
     zip(RETENTION_DAYS, [m for m in logs.RetentionDays if m.name != "INFINITE"], strict=True)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from constructs_lib import cron
 from pipeline_tools.template import load_template, ref_id, resources
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -47,7 +48,7 @@ PRICES_FILE = DATA / "prices.json"
 WORKLOAD_FILE = DATA / "workload.json"
 GIB = 1024**3
 DAYS_PER_MONTH = 365.25 / 12
-MINUTES_PER_WEEK = 7 * 24 * 60
+MINUTES_PER_WEEK = cron.MINUTES_PER_WEEK
 #: Per item, beyond the record itself: keys, attribute names, received/stored times, category.
 ITEM_OVERHEAD_BYTES = 200
 SQS_REQUESTS_PER_FAILURE = 3
@@ -293,47 +294,16 @@ def provisioned_floor(fixed: int, target: Mapping[str, Any] | None) -> tuple[flo
     return total / MINUTES_PER_WEEK, covered / MINUTES_PER_WEEK
 
 
-_DAYS = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
-
-
 def _weekly_minutes(schedule: str, name: str) -> list[int]:
     """Minutes of the week (Sunday 00:00 = 0) at which a weekly cron expression fires."""
     match = re.fullmatch(r"cron\((.+)\)", schedule.strip())
-    fields = match.group(1).split() if match else []
-    if len(fields) != 6 or fields[2] not in ("?", "*") or fields[3] != "*" or fields[5] != "*":
+    try:
+        return cron.parse(match.group(1) if match else schedule).weekly_minutes()
+    except cron.CronError as error:
         raise CostInputError(
-            f"scheduled action {name}: cannot price {schedule!r}; the cost report handles weekly "
-            "schedules: cron(M H ? * DAYS *)"
-        )
-    minutes = _cron_values(fields[0], 0, 59, name)
-    hours = _cron_values(fields[1], 0, 23, name)
-    days = _cron_days(fields[4], name)
-    return sorted(d * 1440 + h * 60 + m for d in days for h in hours for m in minutes)
-
-
-def _cron_values(text: str, low: int, high: int, name: str) -> list[int]:
-    if text == "*":
-        return list(range(low, high + 1))
-    values: list[int] = []
-    for part in text.split(","):
-        bounds = part.split("-")
-        if not all(b.isdigit() for b in bounds) or len(bounds) > 2:
-            raise CostInputError(f"scheduled action {name}: cannot price cron field {text!r}")
-        start, end = int(bounds[0]), int(bounds[-1])
-        values += range(start, end + 1)
-    return values
-
-
-def _cron_days(text: str, name: str) -> list[int]:
-    if text in ("*", "?"):
-        return list(range(7))
-    days: list[int] = []
-    for part in text.upper().split(","):
-        bounds = [_DAYS.get(b, int(b) - 1 if b.isdigit() else -1) for b in part.split("-")]
-        if any(b < 0 or b > 6 for b in bounds):
-            raise CostInputError(f"scheduled action {name}: cannot price weekday field {text!r}")
-        days += range(bounds[0], bounds[-1] + 1)
-    return days
+            f"scheduled action {name}: cannot price {schedule!r}: {error}; the cost report "
+            "handles weekly schedules: cron(M H ? * DAYS *)"
+        ) from None
 
 
 def _alarm_metrics(alarm: Mapping[str, Any]) -> int:

@@ -1,4 +1,4 @@
-"""Per-environment settings: read from ``cdk.json`` context, validated, frozen.
+"""Per-environment settings: one pydantic model, read from ``cdk.json``, validated once.
 
 ``cdk.json`` holds one block per environment under the ``pipeline`` context key::
 
@@ -7,21 +7,38 @@
       "prod": {...}
     }
 
-The environment is chosen with ``-c environment=NAME`` (default ``dev``). Each block is merged
-over the built-in defaults below (so a block only needs what differs), then every value is
-checked. A bad value raises :class:`ConfigError`, whose message names the key, the value and
-what is allowed; unknown keys are errors too, so a typo never silently falls back to a default.
+The environment is chosen with ``-c environment=NAME`` (default ``dev``). A block holds only
+what differs from the defaults (each function's memory default is merged under its block), and
+every value is checked by :class:`EnvironmentSettings`. A bad value raises :class:`ConfigError`,
+whose one-line message names the key, the value and what is allowed; unknown keys are errors
+too, so a typo never silently falls back to a default.
+
+The model is the only place the settings are checked. The limits come from
+``constructs_lib/limits.py``; the auto-scaling block parses straight into the construct's own
+``ProvisionedConcurrencyScaling`` and the alarms block into ``AlarmThresholds``, so the stack
+passes them on as they are. ``python -m serverless_stack.config`` writes the JSON Schema that
+``cdk.json`` points editors at (``settings.schema.json``); a test keeps it current.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
+import sys
+import types
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from constructs_lib.monitoring import AlarmThresholds
-from constructs_lib.retention import RETENTION_DAYS
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import core_schema
+
+from constructs_lib import limits
+from constructs_lib.alarm_thresholds import AlarmThresholds
+from constructs_lib.limits import LimitError
+from constructs_lib.scaling import ProvisionedConcurrencyScaling
 
 DEFAULT_ENVIRONMENT = "dev"
 #: Context key that holds the per-environment blocks.
@@ -30,8 +47,7 @@ CONTEXT_KEY = "pipeline"
 PRODUCTION_ENVIRONMENTS = frozenset({"prod"})
 PRODUCTION_MIN_PROCESSOR_CONCURRENCY = 2
 FUNCTION_NAMES = ("validator", "enricher", "processor")
-REMOVAL_POLICIES = ("destroy", "retain", "snapshot")
-ARCHITECTURES = ("arm64", "x86_64")
+SCHEMA_FILE = Path(__file__).resolve().parent / "settings.schema.json"
 
 #: How long a failed event can come back: the DLQ keeps a message 14 days (the SQS maximum) and
 #: Lambda keeps an async event up to its maximum event age before that. A record kept for less
@@ -42,6 +58,12 @@ MAX_EVENT_AGE_SECONDS = 3600
 REPLAY_WINDOW_SECONDS = DLQ_RETENTION_DAYS * 86400 + MAX_EVENT_AGE_SECONDS
 MIN_RECORD_RETENTION_DAYS = REPLAY_WINDOW_SECONDS // 86400 + 1  # whole days, strictly longer
 MAX_RECORD_RETENTION_DAYS = 36500
+
+#: Memory was sized from observed usage: the naive stack ran every function at 3008 MB while
+#: REPORT lines showed about 400 MB Max Memory Used (the enricher about 600 MB, as it holds
+#: reference data); p99 of Max Memory Used plus 20 % headroom, rounded up, gives 512 MB and
+#: 768 MB. Re-derive them from your own logs with the right-sizing tool.
+DEFAULT_MEMORY_MB = {"validator": 512, "enricher": 768, "processor": 512}
 
 #: Keys that were replaced: the error says what to write instead.
 RENAMED_KEYS = {
@@ -56,36 +78,6 @@ RENAMED_KEYS = {
     ),
 }
 
-#: Built-in defaults. Memory was sized from observed usage: the naive stack ran every function
-#: at 3008 MB while REPORT lines showed about 400 MB Max Memory Used (the enricher about
-#: 600 MB, as it holds reference data); p99 of Max Memory Used plus 20 % headroom, rounded
-#: up, gives 512 MB and 768 MB. Re-derive them from your own logs with the right-sizing tool.
-DEFAULTS: dict[str, Any] = {
-    "cost_center": "data-platform",
-    "alarm_emails": [],
-    "log_retention_days": 7,
-    "record_retention_days": None,
-    "architecture": "arm64",
-    "table": {"removal_policy": "destroy", "deletion_protection": False},
-    "alarms": {},
-    "functions": {
-        "validator": {"memory_mb": 512},
-        "enricher": {"memory_mb": 768},
-        "processor": {"memory_mb": 512},
-    },
-}
-FUNCTION_DEFAULTS: dict[str, Any] = {
-    "timeout_seconds": 30,
-    "provisioned_concurrency": 0,
-    "reserved_concurrency": None,
-    "auto_scaling": None,
-}
-
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
-# AWS tag values: letters, digits, spaces and + - = . _ : / @, at most 256 characters.
-_TAG_VALUE = re.compile(r"^[\w\s+\-=.:/@]{1,256}$")
-_ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
-
 
 class ConfigError(ValueError):
     """A setting in ``cdk.json`` is missing, unknown or out of range."""
@@ -97,61 +89,181 @@ class ConfigError(ValueError):
         self.allowed = allowed
 
 
-@dataclass(frozen=True)
-class ScheduleSettings:
-    """A scheduled change of the provisioned-concurrency range (cron without ``cron()``)."""
-
-    name: str
-    cron: str
-    min_capacity: int
-    max_capacity: int
-    time_zone: str | None
+# --- value rules: each validates one JSON value and describes itself in the JSON Schema ---------
 
 
-@dataclass(frozen=True)
-class AutoScalingSettings:
-    """Auto scaling of a function's provisioned concurrency (on its ``live`` alias)."""
+@dataclasses.dataclass(frozen=True)
+class _Rule:
+    """``Annotated`` metadata: ``check`` validates a value, ``schema`` describes it."""
 
-    min_capacity: int
-    max_capacity: int
-    utilization_target: float
-    schedule: tuple[ScheduleSettings, ...] = ()
+    check: Callable[[Any], Any]
+    schema: Mapping[str, Any]
+    nullable: bool = False
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        def validate(value: Any) -> Any:
+            return None if value is None and self.nullable else self.check(value)
+
+        return core_schema.no_info_plain_validator_function(validate)
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
+        described = dict(self.schema)
+        return {"anyOf": [described, {"type": "null"}]} if self.nullable else described
 
 
-@dataclass(frozen=True)
-class FunctionSettings:
+def _integer(low: int, high: int, *, nullable: bool = False, unit: str = "") -> _Rule:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"must be an integer from {low} to {high}{unit}")
+        return value
+
+    return _Rule(check, {"type": "integer", "minimum": low, "maximum": high}, nullable)
+
+
+def _one_of(*allowed: Any) -> _Rule:
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or value not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))}")
+        return value
+
+    return _Rule(check, {"enum": list(allowed)})
+
+
+def _matching(pattern: str, description: str) -> _Rule:
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not compiled.match(value):
+            raise ValueError(f"must be {description}")
+        return value
+
+    return _Rule(check, {"type": "string", "pattern": pattern, "description": description})
+
+
+def _boolean() -> _Rule:
+    def check(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+
+    return _Rule(check, {"type": "boolean"})
+
+
+_EMAIL = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
+# AWS tag values: letters, digits, spaces and + - = . _ : / @, at most 256 characters.
+_TAG_VALUE = r"^[\w\s+\-=.:/@]{1,256}$"
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+
+
+def _emails() -> _Rule:
+    email = re.compile(_EMAIL)
+
+    def check(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(
+            isinstance(v, str) and email.match(v) for v in value
+        ):
+            raise ValueError("must be a list of e-mail addresses (may be empty)")
+        if len(set(value)) != len(value):
+            raise ValueError("must not list an address twice")
+        return tuple(value)
+
+    schema = {"type": "array", "items": {"type": "string", "pattern": _EMAIL}, "uniqueItems": True}
+    return _Rule(check, schema)
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FunctionSettings(_Settings):
     """One pipeline function's sizing and concurrency."""
 
-    memory_mb: int
-    timeout_seconds: int
-    provisioned_concurrency: int
-    reserved_concurrency: int | None
-    auto_scaling: AutoScalingSettings | None
+    memory_mb: Annotated[int, _integer(*limits.MEMORY_MB, unit=" (MB)")] = Field(
+        description="Memory in MB: p99 of Max Memory Used plus 20 % headroom"
+    )
+    timeout_seconds: Annotated[int, _integer(*limits.TIMEOUT_SECONDS)] = 30
+    provisioned_concurrency: Annotated[int, _integer(*limits.CONCURRENCY)] = Field(
+        0, description="A fixed provisioned concurrency on the live alias (0: none)"
+    )
+    reserved_concurrency: Annotated[int | None, _integer(1, 1000, nullable=True)] = None
+    auto_scaling: ProvisionedConcurrencyScaling | None = Field(
+        None,
+        description="Provisioned concurrency owned by a scalable target on the live alias "
+        "instead of a fixed value; min_capacity is the floor",
+    )
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> FunctionSettings:
+        if self.auto_scaling is not None and self.provisioned_concurrency:
+            # One owner of the alias's provisioned concurrency (aws-cdk issue 29992): a fixed
+            # value on the alias next to a schedule that scales it to 0 makes CloudFormation
+            # updates fail with ProvisionedConcurrencyConfigNotFoundException, and a redeploy
+            # resets a scaled one.
+            raise LimitError(
+                "provisioned_concurrency",
+                self.provisioned_concurrency,
+                "must be 0 (or left out) when auto_scaling is set: the scalable target alone "
+                "owns the alias's provisioned concurrency; set its floor with "
+                "auto_scaling.min_capacity",
+            )
+        scaling = self.auto_scaling
+        ceiling = scaling.max_capacity if scaling else self.provisioned_concurrency
+        if self.reserved_concurrency is not None and self.reserved_concurrency < ceiling:
+            raise LimitError(
+                "reserved_concurrency",
+                self.reserved_concurrency,
+                f"must be an integer from {ceiling} to 1000: at least the provisioned "
+                "concurrency it has to hold",
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class TableSettings:
-    """What happens to the data table when the stack is deleted."""
-
-    removal_policy: str
-    deletion_protection: bool
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """The validated settings of one environment."""
-
-    environment: str
-    cost_center: str
-    alarm_emails: tuple[str, ...]
-    log_retention_days: int
-    record_retention_days: int | None
-    architecture: str
-    table: TableSettings
-    alarms: AlarmThresholds
+class FunctionsSettings(_Settings):
     validator: FunctionSettings
     enricher: FunctionSettings
     processor: FunctionSettings
+
+
+class TableSettings(_Settings):
+    """What happens to the data table when it leaves the stack.
+
+    ``snapshot`` is not offered: CloudFormation has no snapshot deletion policy for
+    ``AWS::DynamoDB::Table`` (use point-in-time recovery, which is always on).
+    """
+
+    removal_policy: Annotated[Literal["destroy", "retain"], _one_of("destroy", "retain")] = (
+        "destroy"
+    )
+    deletion_protection: Annotated[bool, _boolean()] = False
+
+
+class EnvironmentSettings(_Settings):
+    """The validated settings of one environment (the block under ``pipeline.<environment>``)."""
+
+    cost_center: Annotated[
+        str, _matching(_TAG_VALUE, "a tag value: 1-256 letters, digits, spaces or + - = . _ : / @")
+    ] = "data-platform"
+    alarm_emails: Annotated[tuple[str, ...], _emails()] = ()
+    log_retention_days: Annotated[int, _one_of(*limits.LOG_RETENTION_DAYS)] = 7
+    record_retention_days: Annotated[
+        int | None,
+        _integer(MIN_RECORD_RETENTION_DAYS, MAX_RECORD_RETENTION_DAYS, nullable=True),
+    ] = Field(None, description="Days a stored record is kept (DynamoDB TTL); null: for ever")
+    architecture: Annotated[Literal["arm64", "x86_64"], _one_of("arm64", "x86_64")] = "arm64"
+    table: TableSettings = TableSettings()
+    alarms: AlarmThresholds = AlarmThresholds()
+    functions: FunctionsSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """An environment's name and its validated settings."""
+
+    environment: str
+    settings: EnvironmentSettings
 
     @property
     def is_production(self) -> bool:
@@ -176,245 +288,78 @@ def load_config(environment: object, context: object) -> PipelineConfig:
         raise ConfigError(
             "environment", name, "must be lowercase letters, digits and '-', at most 20"
         )
-    block = _mapping(f"{CONTEXT_KEY}.{name}", context[name])
-    return _parse(name, _merge(DEFAULTS, block), f"{CONTEXT_KEY}.{name}")
-
-
-def _parse(name: str, raw: Mapping[str, Any], key: str) -> PipelineConfig:
-    _no_unknown_keys(key, raw, DEFAULTS)
-    functions = _mapping(f"{key}.functions", raw["functions"])
-    _no_unknown_keys(f"{key}.functions", functions, DEFAULTS["functions"])
-    parsed = {
-        fn: _function(f"{key}.functions.{fn}", _merge(FUNCTION_DEFAULTS, functions[fn]))
-        for fn in FUNCTION_NAMES
-    }
-    table = _mapping(f"{key}.table", raw["table"])
-    _no_unknown_keys(f"{key}.table", table, DEFAULTS["table"])
-    config = PipelineConfig(
-        environment=name,
-        cost_center=_matching(
-            f"{key}.cost_center",
-            raw["cost_center"],
-            _TAG_VALUE,
-            "a tag value: 1-256 letters, digits, spaces or + - = . _ : / @",
-        ),
-        alarm_emails=_emails(f"{key}.alarm_emails", raw["alarm_emails"]),
-        log_retention_days=_one_of(
-            f"{key}.log_retention_days", raw["log_retention_days"], RETENTION_DAYS
-        ),
-        record_retention_days=_optional(
-            f"{key}.record_retention_days",
-            raw["record_retention_days"],
-            lambda k, v: _integer(k, v, MIN_RECORD_RETENTION_DAYS, MAX_RECORD_RETENTION_DAYS),
-        ),
-        architecture=_one_of(f"{key}.architecture", raw["architecture"], ARCHITECTURES),
-        table=TableSettings(
-            removal_policy=_one_of(
-                f"{key}.table.removal_policy", table["removal_policy"], REMOVAL_POLICIES
-            ),
-            deletion_protection=_boolean(
-                f"{key}.table.deletion_protection", table["deletion_protection"]
-            ),
-        ),
-        alarms=_alarms(f"{key}.alarms", raw["alarms"]),
-        **parsed,
-    )
+    key = f"{CONTEXT_KEY}.{name}"
+    block = context[name]
+    if not isinstance(block, Mapping):
+        raise ConfigError(key, block, "must be an object")
+    _refuse_renamed_keys(key, block)
+    try:
+        settings = EnvironmentSettings.model_validate_json(
+            json.dumps(_with_default_memory(block)), strict=True
+        )
+    except ValidationError as error:
+        raise _config_error(key, error) from None
+    config = PipelineConfig(name, settings)
     if config.is_production:
         _production_rules(config, key)
     return config
 
 
-def _function(key: str, raw: Mapping[str, Any]) -> FunctionSettings:
-    _no_unknown_keys(key, raw, {**FUNCTION_DEFAULTS, "memory_mb": None})
-    if "memory_mb" not in raw:
-        raise ConfigError(f"{key}.memory_mb", None, "required: an integer from 128 to 10240 (MB)")
-    provisioned = _integer(
-        f"{key}.provisioned_concurrency", raw["provisioned_concurrency"], 0, 1000
-    )
-    scaling = _optional(f"{key}.auto_scaling", raw["auto_scaling"], _auto_scaling)
-    if scaling is not None and provisioned:
-        # One owner of the alias's provisioned concurrency (aws-cdk issue 29992): a fixed value
-        # on the alias next to a schedule that scales it to 0 makes CloudFormation updates fail
-        # with ProvisionedConcurrencyConfigNotFoundException, and a redeploy resets a scaled one.
-        raise ConfigError(
-            f"{key}.provisioned_concurrency",
-            provisioned,
-            "must be 0 (or left out) when auto_scaling is set: the scalable target alone owns "
-            "the alias's provisioned concurrency; set its floor with auto_scaling.min_capacity",
-        )
-    ceiling = scaling.max_capacity if scaling else provisioned
-    reserved = _optional(
-        f"{key}.reserved_concurrency",
-        raw["reserved_concurrency"],
-        lambda k, v: _integer(k, v, ceiling or 1, 1000),
-    )
-    return FunctionSettings(
-        memory_mb=_integer(f"{key}.memory_mb", raw["memory_mb"], 128, 10240),
-        timeout_seconds=_integer(f"{key}.timeout_seconds", raw["timeout_seconds"], 1, 900),
-        provisioned_concurrency=provisioned,
-        reserved_concurrency=reserved,
-        auto_scaling=scaling,
-    )
+def _with_default_memory(block: Mapping[str, Any]) -> dict[str, Any]:
+    """``block`` with each function's default memory under what it sets itself."""
+    functions = block.get("functions", {})
+    if not isinstance(functions, Mapping):
+        return dict(block)  # the model reports it
+    merged: dict[str, Any] = {fn: {"memory_mb": mb} for fn, mb in DEFAULT_MEMORY_MB.items()}
+    for fn, value in functions.items():
+        merged[fn] = {**merged.get(fn, {}), **value} if isinstance(value, Mapping) else value
+    return {**block, "functions": merged}
 
 
-def _auto_scaling(key: str, value: object) -> AutoScalingSettings:
-    raw = _mapping(key, value)
-    allowed = {"min_capacity": 0, "max_capacity": 0, "utilization_target": 0.7, "schedule": []}
-    _no_unknown_keys(key, raw, allowed)
-    for required in ("min_capacity", "max_capacity"):
-        if required not in raw:
-            raise ConfigError(f"{key}.{required}", None, "required: an integer of 1 or more")
-    low = _integer(f"{key}.min_capacity", raw["min_capacity"], 1, 1000)
-    return AutoScalingSettings(
-        min_capacity=low,
-        max_capacity=_integer(f"{key}.max_capacity", raw["max_capacity"], low, 1000),
-        utilization_target=_number(
-            f"{key}.utilization_target", raw.get("utilization_target", 0.7), 0.1, 0.9
-        ),
-        schedule=_schedule(f"{key}.schedule", raw.get("schedule", [])),
-    )
-
-
-_SCHEDULE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*?/,\-#L]+$")
-
-
-def _schedule(key: str, value: object) -> tuple[ScheduleSettings, ...]:
-    if not isinstance(value, list):
-        raise ConfigError(key, value, "must be a list of scheduled actions")
-    actions = []
-    allowed = {"name": "", "cron": "", "min_capacity": 0, "max_capacity": 0, "time_zone": None}
-    for index, item in enumerate(value):
-        item_key = f"{key}[{index}]"
-        raw = _mapping(item_key, item)
-        _no_unknown_keys(item_key, raw, allowed)
-        for required in ("name", "cron", "min_capacity", "max_capacity"):
-            if required not in raw:
-                raise ConfigError(f"{item_key}.{required}", None, "required")
-        cron = raw["cron"]
-        if not (
-            isinstance(cron, str)
-            and len(cron.split()) == 6
-            and all(_CRON_FIELD.match(f) for f in cron.split())
-        ):
-            raise ConfigError(
-                f"{item_key}.cron",
-                cron,
-                "a six-field cron: minute hour day month weekday year, "
-                "e.g. '0 8 ? * MON-FRI *' (UTC unless time_zone is set)",
-            )
-        low = _integer(f"{item_key}.min_capacity", raw["min_capacity"], 0, 1000)
-        actions.append(
-            ScheduleSettings(
-                name=_matching(
-                    f"{item_key}.name",
-                    raw["name"],
-                    _SCHEDULE_NAME,
-                    "a name of letters, digits and '-'",
-                ),
-                cron=cron,
-                min_capacity=low,
-                max_capacity=_integer(f"{item_key}.max_capacity", raw["max_capacity"], low, 1000),
-                time_zone=_optional(
-                    f"{item_key}.time_zone",
-                    raw.get("time_zone"),
-                    lambda k, v: _matching(
-                        k,
-                        v,
-                        re.compile(r"^[A-Za-z_]+(/[A-Za-z_+-]+)*$"),
-                        "an IANA time zone such as Europe/Berlin",
-                    ),
-                ),
-            )
-        )
-    if len({a.name for a in actions}) != len(actions):
-        raise ConfigError(key, [a.name for a in actions], "scheduled action names must be unique")
-    return tuple(actions)
-
-
-#: Alarm settings that are shares (0-1] rather than counts or seconds.
-_RATIO_ALARMS = ("duration_p99_timeout_ratio", "provisioned_concurrency_utilization")
-#: Lambda, SQS and DynamoDB publish these metrics once a minute, so an alarm period is a whole
-#: number of minutes: a 10, 20 or 30 s period never sees a data point between two minutes and is
-#: billed as a high-resolution alarm (PutMetricAlarm, ``Period``:
-#: https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html).
-ALARM_PERIOD_STEP_SECONDS = 60
-MAX_ALARM_PERIOD_SECONDS = 86400
-#: PutMetricAlarm caps Period x EvaluationPeriods at one day below a one-hour period, and at
-#: seven days from one hour up.
-MAX_EVALUATION_RANGE_SECONDS = {False: 86400, True: 604800}
-
-
-def _alarms(key: str, value: object) -> AlarmThresholds:
-    raw = _mapping(key, value)
-    defaults = AlarmThresholds()
-    known = {f: getattr(defaults, f) for f in AlarmThresholds.__dataclass_fields__}
-    _no_unknown_keys(key, raw, known)
-    parsed: dict[str, Any] = {}
-    for name, setting in raw.items():
-        if name in _RATIO_ALARMS:
-            parsed[name] = _number(f"{key}.{name}", setting, 0.01, 1.0)
-        elif name == "period_seconds":
-            parsed[name] = _integer(
-                f"{key}.{name}", setting, ALARM_PERIOD_STEP_SECONDS, MAX_ALARM_PERIOD_SECONDS
-            )
-            if setting % ALARM_PERIOD_STEP_SECONDS:
-                raise ConfigError(
-                    f"{key}.{name}",
-                    setting,
-                    "must be a whole number of minutes (60, 120, 300, ...): the metrics have "
-                    "one-minute resolution",
-                )
-        elif name == "evaluation_periods":
-            parsed[name] = _integer(f"{key}.{name}", setting, 1, 100)
-        else:
-            parsed[name] = _number(f"{key}.{name}", setting, 0, 1e9)
-    thresholds = AlarmThresholds(**parsed)
-    window = thresholds.period_seconds * thresholds.evaluation_periods
-    limit = MAX_EVALUATION_RANGE_SECONDS[thresholds.period_seconds >= 3600]
-    if window > limit:
-        raise ConfigError(
-            f"{key}.evaluation_periods",
-            thresholds.evaluation_periods,
-            f"period_seconds x evaluation_periods must be at most {limit} s "
-            f"(CloudWatch's limit for this period), got {window} s",
-        )
-    return thresholds
+def _refuse_renamed_keys(key: str, block: Mapping[str, Any]) -> None:
+    places = [("", block), ("alarms.", block.get("alarms"))]
+    for prefix, mapping in places:
+        if isinstance(mapping, Mapping):
+            for old in mapping:
+                if old in RENAMED_KEYS:
+                    raise ConfigError(f"{key}.{prefix}{old}", mapping[old], RENAMED_KEYS[old])
 
 
 def _production_rules(config: PipelineConfig, key: str) -> None:
     minimum = PRODUCTION_MIN_PROCESSOR_CONCURRENCY
-    processor = f"{key}.functions.processor"
-    scaling = config.processor.auto_scaling
-    if scaling is None and config.processor.provisioned_concurrency < minimum:
+    processor = config.settings.functions.processor
+    where = f"{key}.functions.processor"
+    scaling = processor.auto_scaling
+    if scaling is None and processor.provisioned_concurrency < minimum:
         raise ConfigError(
-            f"{processor}.provisioned_concurrency",
-            config.processor.provisioned_concurrency,
+            f"{where}.provisioned_concurrency",
+            processor.provisioned_concurrency,
             f"production keeps the critical stage warm: at least {minimum} "
             "(or auto_scaling with min_capacity of at least that)",
         )
     if scaling is not None:
         if scaling.min_capacity < minimum:
             raise ConfigError(
-                f"{processor}.auto_scaling.min_capacity",
+                f"{where}.auto_scaling.min_capacity",
                 scaling.min_capacity,
                 f"production keeps the critical stage warm: at least {minimum}",
             )
         for index, action in enumerate(scaling.schedule):
             if 0 < action.min_capacity < minimum:
                 raise ConfigError(
-                    f"{processor}.auto_scaling.schedule[{index}].min_capacity",
+                    f"{where}.auto_scaling.schedule[{index}].min_capacity",
                     action.min_capacity,
                     f"production keeps the critical stage warm whenever a schedule keeps it "
                     f"on: 0 (off) or at least {minimum}",
                 )
-    if config.table.removal_policy != "retain":
+    table = config.settings.table
+    if table.removal_policy != "retain":
         raise ConfigError(
             f"{key}.table.removal_policy",
-            config.table.removal_policy,
+            table.removal_policy,
             "production data must be kept: 'retain'",
         )
-    if not config.table.deletion_protection:
+    if not table.deletion_protection:
         raise ConfigError(
             f"{key}.table.deletion_protection",
             False,
@@ -422,76 +367,151 @@ def _production_rules(config: PipelineConfig, key: str) -> None:
         )
 
 
-# --- small typed checkers; each names the key, the value and what is allowed -----------------
-
-T = TypeVar("T")
+# --- one-line errors ---------------------------------------------------------------------------
 
 
-def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for k, v in override.items():
-        merged[k] = (
-            _merge(base[k], v) if isinstance(base.get(k), Mapping) and isinstance(v, Mapping) else v
-        )
-    return merged
+_TYPE_WORDS = {
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "dataclass_type": "must be an object",
+    "model_type": "must be an object",
+    "dict_type": "must be an object",
+    "missing": "required",
+}
 
 
-def _no_unknown_keys(key: str, raw: Mapping[str, Any], known: Mapping[str, Any]) -> None:
-    for k in raw:
-        if k in RENAMED_KEYS and k not in known:
-            raise ConfigError(f"{key}.{k}", raw[k], RENAMED_KEYS[k])
-        if k not in known:
-            raise ConfigError(
-                f"{key}.{k}", raw[k], f"unknown key; allowed keys: {', '.join(known)}"
-            )
+def _config_error(key: str, error: ValidationError) -> ConfigError:
+    """The first problem pydantic found, as one line naming key, value and what is allowed."""
+    problem = error.errors(include_url=False)[0]
+    loc = [str(part) for part in problem["loc"]]
+    value = problem.get("input")
+    kind = problem["type"]
+    context = problem.get("ctx") or {}
+    raised = context.get("error")
+    if isinstance(raised, LimitError):
+        loc, value, allowed = [*loc, raised.argument], raised.value, raised.allowed
+    elif kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        allowed = f"unknown key; allowed keys: {', '.join(_allowed_keys(loc[:-1]))}"
+    elif kind == "missing":
+        value, allowed = None, "required"
+    elif kind in ("greater_than_equal", "less_than_equal"):
+        allowed = _range_text(loc)
+    elif kind in ("too_short", "too_long"):
+        allowed = f"must be 1 to {context.get('max_length', 64)} characters"
+    elif kind in _TYPE_WORDS:
+        allowed = _TYPE_WORDS[kind]
+    else:
+        allowed = problem["msg"].removeprefix("Value error, ")
+    return ConfigError(".".join([key, *_join_indexes(loc)]), value, allowed)
 
 
-def _mapping(key: str, value: object) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(key, value, "must be an object")
-    return value
+def _join_indexes(loc: list[str]) -> list[str]:
+    """``["schedule", "0", "cron"]`` -> ``["schedule[0]", "cron"]``."""
+    joined: list[str] = []
+    for part in loc:
+        if part.isdigit() and joined:
+            joined[-1] += f"[{part}]"
+        else:
+            joined.append(part)
+    return joined
 
 
-def _integer(key: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(key, value, f"must be an integer from {low} to {high}")
-    return value
+def _range_text(loc: list[str]) -> str:
+    """``must be a number from 0.1 to 0.9``, from the ``Ge``/``Le`` bounds of the field."""
+    *parent, name = [part for part in loc if not part.isdigit()]
+    annotation = _field_types(_kind_at(parent), extras=True)[name]
+    bounds = {type(m).__name__: m for m in get_args(annotation)[1:]}
+    low = getattr(bounds.get("Ge"), "ge", None)
+    high = getattr(bounds.get("Le"), "le", None)
+    word = "an integer" if _unwrap(annotation) is int else "a number"
+    if low is not None and high is not None:
+        return f"must be {word} from {low} to {high}"
+    return f"must be {word} of at least {low}" if low is not None else f"must be at most {high}"
 
 
-def _number(key: str, value: object, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ConfigError(key, value, f"must be a number from {low} to {high}")
-    return float(value)
+def _kind_at(loc: list[str]) -> Any:
+    kind: Any = EnvironmentSettings
+    for part in loc:
+        if not part.isdigit():
+            kind = _field_types(kind).get(part)
+    return kind
 
 
-def _boolean(key: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(key, value, "must be true or false")
-    return value
+def _allowed_keys(loc: list[str]) -> list[str]:
+    """The keys the model accepts at ``loc`` (for the unknown-key message)."""
+    return list(_field_types(_kind_at(loc)))
 
 
-def _one_of(key: str, value: T, allowed: tuple[T, ...]) -> T:
-    if isinstance(value, bool) or value not in allowed:
-        raise ConfigError(key, value, f"must be one of {', '.join(map(str, allowed))}")
-    return value
+def _field_types(kind: Any, *, extras: bool = False) -> dict[str, Any]:
+    """Field name -> annotation of a settings model or dataclass (with ``Annotated`` extras)."""
+    kind = _unwrap(kind)
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return {
+            n: Annotated[(f.annotation, *f.metadata)] if extras and f.metadata else f.annotation
+            for n, f in kind.model_fields.items()
+        }
+    if dataclasses.is_dataclass(kind):
+        hints = typing.get_type_hints(kind, include_extras=extras)
+        return {f.name: hints[f.name] for f in dataclasses.fields(kind)}
+    return {}
 
 
-def _matching(key: str, value: object, pattern: re.Pattern[str], allowed: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
-        raise ConfigError(key, value, f"must be {allowed}")
-    return value
+def _unwrap(kind: Any) -> Any:
+    """``X | None``, ``Annotated[X, ...]`` and ``tuple[X, ...]`` -> ``X``."""
+    while True:
+        origin = get_origin(kind)
+        if origin is Annotated:
+            kind = get_args(kind)[0]
+        elif origin in (types.UnionType, typing.Union):
+            kind = next(a for a in get_args(kind) if a is not type(None))
+        elif origin is tuple:
+            kind = get_args(kind)[0]
+        else:
+            return kind
 
 
-def _optional(key: str, value: object, parse: Callable[[str, Any], T]) -> T | None:
-    return None if value is None else parse(key, value)
+# --- the JSON Schema that cdk.json points editors at --------------------------------------------
 
 
-def _emails(key: str, value: object) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ConfigError(key, value, "must be a list of e-mail addresses (may be empty)")
-    emails = tuple(
-        _matching(f"{key}[{i}]", v, _EMAIL, "an e-mail address") for i, v in enumerate(value)
-    )
-    if len(set(emails)) != len(emails):
-        raise ConfigError(key, value, "must not list an address twice")
-    return emails
+def json_schema() -> dict[str, Any]:
+    """The schema of ``cdk.json``: its ``context.pipeline`` environments are settings blocks."""
+    settings = EnvironmentSettings.model_json_schema(ref_template="#/$defs/{model}")
+    definitions = settings.pop("$defs", {})
+    definitions["EnvironmentSettings"] = settings
+    # A block holds only what differs: the functions, and each one's memory, are defaulted.
+    for name in ("EnvironmentSettings", "FunctionsSettings", "FunctionSettings"):
+        definitions[name].pop("required", None)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "cdk.json of the cost-optimized serverless pipeline",
+        "description": "Generated by `python -m serverless_stack.config`; do not edit by hand.",
+        "type": "object",
+        "properties": {
+            "context": {
+                "type": "object",
+                "properties": {
+                    CONTEXT_KEY: {
+                        "type": "object",
+                        "description": "One settings block per environment (-c environment=NAME)",
+                        "propertyNames": {"pattern": _ENV_NAME.pattern},
+                        "additionalProperties": {"$ref": "#/$defs/EnvironmentSettings"},
+                    }
+                },
+            }
+        },
+        "$defs": definitions,
+    }
+
+
+def render_json_schema() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    SCHEMA_FILE.write_text(render_json_schema())
+    print(f"wrote {SCHEMA_FILE}", file=sys.stderr)

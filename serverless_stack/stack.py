@@ -18,11 +18,7 @@ from constructs_lib.alarm_topic import AlarmTopic
 from constructs_lib.data_table import TTL_ATTRIBUTE, DataTable
 from constructs_lib.dead_letter_queue import dead_letter_queue
 from constructs_lib.monitoring import PipelineMonitoring
-from constructs_lib.optimized_function import (
-    OptimizedFunction,
-    ProvisionedConcurrencyScaling,
-    ScheduledCapacity,
-)
+from constructs_lib.optimized_function import OptimizedFunction
 from constructs_lib.powertools_layer import powertools_layer
 from constructs_lib.retention import retention_days
 from serverless_stack.config import (
@@ -57,22 +53,23 @@ class PipelineStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
-        self.architecture = ARCHITECTURES[config.architecture]
+        settings = config.settings
+        self.architecture = ARCHITECTURES[settings.architecture]
 
         # TTL only where the processor writes it: with a record retention set.
-        self.ttl_attribute = TTL_ATTRIBUTE if config.record_retention_days else None
+        self.ttl_attribute = TTL_ATTRIBUTE if settings.record_retention_days else None
         data = DataTable(
             self,
             "Data",
-            removal_policy=RemovalPolicy[config.table.removal_policy.upper()],
-            deletion_protection=config.table.deletion_protection,
+            removal_policy=RemovalPolicy[settings.table.removal_policy.upper()],
+            deletion_protection=settings.table.deletion_protection,
             time_to_live_attribute=self.ttl_attribute,
         )
         self.table = data.table
         self.dead_letter_queue = dead_letter_queue(
             self, "DeadLetterQueue", retention=Duration.days(DLQ_RETENTION_DAYS)
         )
-        self.alarm_topic = AlarmTopic(self, "AlarmTopic", emails=config.alarm_emails)
+        self.alarm_topic = AlarmTopic(self, "AlarmTopic", emails=settings.alarm_emails)
         self.layer = powertools_layer(
             self,
             "PowertoolsLayer",
@@ -82,13 +79,14 @@ class PipelineStack(Stack):
         )
 
         # Built back to front: each stage's alias is the next one's on-success destination.
-        self.processor = self._stage("processor", config.processor, retries=2)
+        functions = settings.functions
+        self.processor = self._stage("processor", functions.processor, retries=2)
         self.enricher = self._stage(
-            "enricher", config.enricher, retries=2, next_stage=self.processor
+            "enricher", functions.enricher, retries=2, next_stage=self.processor
         )
         # Validation is deterministic: a retry would fail the same way, so none is made.
         self.validator = self._stage(
-            "validator", config.validator, retries=0, next_stage=self.enricher
+            "validator", functions.validator, retries=0, next_stage=self.enricher
         )
         self.stages = {
             "validator": self.validator,
@@ -101,7 +99,7 @@ class PipelineStack(Stack):
                 self.table.grant(stage.role, *TABLE_ACTIONS[name])
 
         self.monitoring = PipelineMonitoring(
-            self, "Monitoring", alarm_action=self.alarm_topic, thresholds=config.alarms
+            self, "Monitoring", alarm_action=self.alarm_topic, thresholds=settings.alarms
         )
         for name, stage in self.stages.items():
             # The processor is the critical stage: its provisioned concurrency is watched in
@@ -140,8 +138,7 @@ class PipelineStack(Stack):
             environment["TABLE_NAME"] = self.table.table_name
         if name == "processor" and self.ttl_attribute:
             environment["RECORD_TTL_ATTRIBUTE"] = self.ttl_attribute
-            environment["RECORD_RETENTION_DAYS"] = str(self.config.record_retention_days)
-        scaling = settings.auto_scaling
+            environment["RECORD_RETENTION_DAYS"] = str(self.config.settings.record_retention_days)
         return OptimizedFunction(
             self,
             name.capitalize(),
@@ -154,17 +151,7 @@ class PipelineStack(Stack):
             architecture=self.architecture,
             layers=[self.layer],
             provisioned_concurrency=settings.provisioned_concurrency,
-            auto_scaling=ProvisionedConcurrencyScaling(
-                min_capacity=scaling.min_capacity,
-                max_capacity=scaling.max_capacity,
-                utilization_target=scaling.utilization_target,
-                schedule=tuple(
-                    ScheduledCapacity(a.name, a.cron, a.min_capacity, a.max_capacity, a.time_zone)
-                    for a in scaling.schedule
-                ),
-            )
-            if scaling
-            else None,
+            auto_scaling=settings.auto_scaling,
             reserved_concurrency=settings.reserved_concurrency,
             dead_letter_queue=self.dead_letter_queue,
             max_retry_attempts=retries,
@@ -172,6 +159,6 @@ class PipelineStack(Stack):
             on_success=destinations.LambdaDestination(next_stage.alias, response_only=False)
             if next_stage
             else None,
-            log_retention=retention_days(self.config.log_retention_days),
+            log_retention=retention_days(self.config.settings.log_retention_days),
             description=f"Pipeline stage: {name}",
         )

@@ -8,8 +8,11 @@ import sys
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from serverless_stack.config import ConfigError, load_config
+from constructs_lib.alarm_thresholds import AlarmThresholds
+from constructs_lib.scaling import ProvisionedConcurrencyScaling
+from serverless_stack.config import SCHEMA_FILE, ConfigError, load_config, render_json_schema
 from tests.conftest import ROOT, cdk_context
 
 
@@ -18,25 +21,32 @@ def settings() -> dict[str, Any]:
 
 
 def with_value(env: str, path: str, value: object) -> dict[str, Any]:
-    """The cdk.json settings with ``pipeline.<env>.<path>`` set to ``value``."""
+    """The cdk.json settings with ``pipeline.<env>.<path>`` set to ``value`` (digits index
+    lists)."""
     data = settings()
-    node = data[env]
+    node: Any = data[env]
     *parents, leaf = path.split(".")
     for key in parents:
-        node = node.setdefault(key, {})
-    node[leaf] = value
+        node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
+    if leaf.isdigit():
+        node[int(leaf)] = value
+    else:
+        node[leaf] = value
     return data
 
 
 def test_each_environment_in_cdk_json_is_valid_and_typed():
     data = settings()
-    dev, staging, prod = (load_config(n, data) for n in ("dev", "staging", "prod"))
-    assert dev.processor.provisioned_concurrency == 0
-    assert prod.processor.auto_scaling is not None
-    assert prod.processor.auto_scaling.min_capacity >= 2
+    dev, staging, prod = (load_config(n, data).settings for n in ("dev", "staging", "prod"))
+    assert dev.functions.processor.provisioned_concurrency == 0
+    scaling = prod.functions.processor.auto_scaling
+    assert isinstance(scaling, ProvisionedConcurrencyScaling) and scaling.min_capacity >= 2
+    assert {a.name for a in scaling.schedule} == {"BusinessHours", "OffHours"}
     assert prod.record_retention_days is None and dev.record_retention_days == 30
     assert dev.alarm_emails == ()
-    assert (dev.validator.memory_mb, dev.enricher.memory_mb, dev.processor.memory_mb) == (
+    assert isinstance(dev.alarms, AlarmThresholds)
+    fns = dev.functions
+    assert (fns.validator.memory_mb, fns.enricher.memory_mb, fns.processor.memory_mb) == (
         512,
         768,
         512,
@@ -44,8 +54,8 @@ def test_each_environment_in_cdk_json_is_valid_and_typed():
     assert prod.table.removal_policy == "retain" and prod.table.deletion_protection
     assert dev.table.removal_policy == "destroy" and not dev.table.deletion_protection
     assert staging.log_retention_days == 7
-    with pytest.raises(AttributeError):
-        dev.cost_center = "other"  # type: ignore[misc]  # frozen
+    with pytest.raises(ValidationError):
+        dev.cost_center = "other"  # frozen
 
 
 def test_environment_defaults_to_dev():
@@ -53,10 +63,11 @@ def test_environment_defaults_to_dev():
 
 
 def test_a_block_needs_only_what_differs_from_the_built_in_defaults():
-    config = load_config("dev", {"dev": {"functions": {"enricher": {"memory_mb": 1024}}}})
-    assert config.enricher.memory_mb == 1024
-    assert config.validator.memory_mb == 512
-    assert config.log_retention_days == 7
+    settings = load_config("dev", {"dev": {"functions": {"enricher": {"timeout_seconds": 60}}}})
+    assert settings.settings.functions.enricher.memory_mb == 768  # its default, kept
+    assert settings.settings.functions.enricher.timeout_seconds == 60
+    assert settings.settings.functions.validator.memory_mb == 512
+    assert settings.settings.log_retention_days == 7
 
 
 BAD_VALUES = [
@@ -86,13 +97,38 @@ BAD_VALUES = [
         "dev",
         "table.removal_policy",
         "delete",
-        ["table.removal_policy", "'delete'", "destroy, retain, snapshot"],
+        ["table.removal_policy", "'delete'", "destroy, retain"],
+    ),
+    ("dev", "table.removal_policy", "snapshot", ["table.removal_policy", "'snapshot'", "retain"]),
+    (
+        "dev",
+        "functions.processor.memory_mb",
+        None,
+        ["functions.processor.memory_mb", "None", "128 to 10240"],
+    ),
+    (
+        "prod",
+        "functions.processor.auto_scaling.schedule.0.cron",
+        "0 25 ? * MON-FRI *",
+        ["auto_scaling.schedule[0].cron", "'0 25 ? * MON-FRI *'", "hour", "0-23"],
+    ),
+    (
+        "prod",
+        "functions.processor.auto_scaling.schedule.0.cron",
+        "0 8 ? * FUNDAY *",
+        ["schedule[0].cron", "FUNDAY", "SUN, MON"],
+    ),
+    (
+        "prod",
+        "functions.processor.auto_scaling.schedule.1.time_zone",
+        "Mars/Olympus",
+        ["schedule[1].time_zone", "'Mars/Olympus'", "IANA time zone"],
     ),
     (
         "dev",
         "alarm_emails",
         ["ops@example.com", "ops-at-example"],
-        ["alarm_emails[1]", "'ops-at-example'", "e-mail"],
+        ["alarm_emails", "'ops-at-example'", "e-mail addresses"],
     ),
     ("dev", "alarm_emails", "ops@example.com", ["alarm_emails", "list of e-mail addresses"]),
     (
@@ -158,9 +194,14 @@ BAD_VALUES = [
         "prod",
         "functions.processor.auto_scaling.utilization_target",
         0.95,
-        ["utilization_target", "0.95", "0.1 to 0.9"],
+        ["auto_scaling.utilization_target", "0.95", "0.1 to 0.9"],
     ),
-    ("prod", "functions.processor.auto_scaling.max_capacity", 1, ["max_capacity", "1", "from 2"]),
+    (
+        "prod",
+        "functions.processor.auto_scaling.max_capacity",
+        1,
+        ["auto_scaling.max_capacity", "1", "from 2"],
+    ),
     (
         "dev",
         "powertools_layer_version",
@@ -173,15 +214,16 @@ BAD_VALUES = [
         1.5,
         ["alarms.duration_p99_timeout_ratio", "1.5", "0.01 to 1.0"],
     ),
-    ("dev", "alarms.period_seconds", 30, ["alarms.period_seconds", "30", "from 60"]),
+    ("dev", "alarms.period_seconds", 30, ["alarms.period_seconds", "30", "from 60 to 86400"]),
     ("dev", "alarms.period_seconds", 90, ["alarms.period_seconds", "90", "whole number"]),
+    ("dev", "alarms.errors", True, ["alarms.errors", "True", "a number"]),
     ("dev", "alarms.async_events_dropped", 0, ["async_events_dropped", "removed", "DLQ"]),
     ("dev", "alarms.error_threshold", 1, ["alarms.error_threshold", "unknown key", "errors"]),
     (
         "dev",
         "alarms.dlq_oldest_message_seconds",
         -5,
-        ["dlq_oldest_message_seconds", "-5", "number from 0"],
+        ["alarms.dlq_oldest_message_seconds", "-5", "at least 0"],
     ),
 ]
 
@@ -193,7 +235,9 @@ def test_evaluation_range_is_capped_as_cloudwatch_caps_it():
     with pytest.raises(ConfigError, match=r"evaluation_periods = 97.*at most 86400 s.*87300 s"):
         load_config("dev", data)
     ok = with_value("dev", "alarms", {"period_seconds": 900, "evaluation_periods": 96})
-    assert load_config("dev", ok).alarms.evaluation_periods == 96
+    assert load_config("dev", ok).settings.alarms.evaluation_periods == 96
+    hourly = with_value("dev", "alarms", {"period_seconds": 3600, "evaluation_periods": 100})
+    assert load_config("dev", hourly).settings.alarms.evaluation_periods == 100  # 7-day cap
 
 
 @pytest.mark.parametrize(("env", "path", "value", "words"), BAD_VALUES)
@@ -225,3 +269,32 @@ def test_cdk_synth_stops_with_the_message_and_no_traceback():
     assert result.returncode != 0
     assert "Configuration error in cdk.json: invalid setting environment = 'qa'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_error_is_one_line():
+    for env, path, value, _ in BAD_VALUES:
+        data = settings() if path is None else with_value(env, path, value)
+        with pytest.raises(ConfigError) as caught:
+            load_config(env, data)
+        assert "\n" not in str(caught.value), str(caught.value)
+
+
+def test_the_checked_in_json_schema_is_the_models():
+    """Editors complete and check cdk.json from this file; regenerate it with
+    ``python -m serverless_stack.config`` when the settings change."""
+    assert SCHEMA_FILE.read_text() == render_json_schema()
+
+
+def test_cdk_json_points_at_the_schema_and_follows_it():
+    import json
+
+    import jsonschema
+
+    document = json.loads((ROOT / "cdk.json").read_text())
+    assert (ROOT / document["$schema"]).resolve() == SCHEMA_FILE
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.validate(document, schema)
+    broken = settings()
+    broken["dev"]["functions"]["validator"]["memory_mb"] = 100
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"context": {"pipeline": broken}}, schema)

@@ -212,26 +212,10 @@ REJECTIONS = [
     ({"max_retry_attempts": 3}, "max_retry_attempts must be from 0 to 2, got 3"),
     ({"max_event_age": cdk.Duration.seconds(30)}, "max_event_age must be from 60 to 21600"),
     ({"max_event_age": cdk.Duration.hours(7)}, "max_event_age must be from 60 to 21600"),
-    ({"provisioned_concurrency": -1}, "provisioned_concurrency must be 0 or more, got -1"),
+    ({"provisioned_concurrency": -1}, "provisioned_concurrency must be from 0 to 1000, got -1"),
     (
         {"provisioned_concurrency": 2, "auto_scaling": ProvisionedConcurrencyScaling(2, 4)},
         "auto_scaling and provisioned_concurrency are two owners of the same setting",
-    ),
-    (
-        {"auto_scaling": ProvisionedConcurrencyScaling(3, 2)},
-        "auto_scaling.max_capacity must be from 3 to 10000, got 2",
-    ),
-    (
-        {"auto_scaling": ProvisionedConcurrencyScaling(2, 4, 0.95)},
-        "auto_scaling.utilization_target must be from 0.1 to 0.9, got 0.95",
-    ),
-    (
-        {
-            "auto_scaling": ProvisionedConcurrencyScaling(
-                2, 4, schedule=(ScheduledCapacity("Bad", "0 8 * * *", 1, 2),)
-            ),
-        },
-        "auto_scaling.schedule['Bad'].cron must have six fields",
     ),
     (
         {"provisioned_concurrency": 5, "reserved_concurrency": 3},
@@ -242,6 +226,51 @@ REJECTIONS = [
         "reserved_concurrency (4) must be at least auto_scaling.max_capacity (8)",
     ),
 ]
+
+
+SCALING_REJECTIONS = [
+    (
+        lambda: ProvisionedConcurrencyScaling(3, 2),
+        "auto_scaling.max_capacity must be from 3 to 1000",
+    ),
+    (
+        lambda: ProvisionedConcurrencyScaling(2, 4, 0.95),
+        "auto_scaling.utilization_target must be from 0.1 to 0.9, got 0.95",
+    ),
+    (
+        lambda: ScheduledCapacity("Bad", "0 8 * * *", 1, 2),
+        "auto_scaling.schedule['Bad'].cron is not valid: needs six fields",
+    ),
+    (
+        lambda: ScheduledCapacity("Late", "0 25 ? * MON-FRI *", 1, 2),
+        "hour value '25' is out of range 0-23",
+    ),
+    (
+        lambda: ScheduledCapacity("Fun", "0 8 ? * FUNDAY *", 1, 2),
+        "day-of-week value 'FUNDAY' is out of range",
+    ),
+    (
+        lambda: ScheduledCapacity("Both", "0 8 1 * MON *", 1, 2),
+        "exactly one of day-of-month and day-of-week must be '?'",
+    ),
+    (
+        lambda: ScheduledCapacity("Mars", "0 8 ? * MON *", 1, 2, time_zone="Mars/Olympus"),
+        "time_zone must be an IANA time zone",
+    ),
+    (
+        lambda: ProvisionedConcurrencyScaling(
+            1, 2, schedule=(ScheduledCapacity("A", "0 8 ? * MON *", 1, 2),) * 2
+        ),
+        "auto_scaling.schedule must give each action a unique name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("build", "message"), SCALING_REJECTIONS)
+def test_invalid_scaling_is_rejected_where_it_is_built(build, message):
+    with pytest.raises(ValueError) as caught:
+        build()
+    assert message in str(caught.value)
 
 
 @pytest.mark.parametrize(("overrides", "message"), REJECTIONS)

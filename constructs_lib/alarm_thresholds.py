@@ -1,0 +1,97 @@
+"""`AlarmThresholds`: when each of the pipeline's alarms fires, and over which window.
+
+Plain data, no CDK: ``PipelineMonitoring`` takes it, and the settings model parses the
+``alarms`` block of ``cdk.json`` straight into it. The ``Annotated`` bounds are read by the
+settings model (and its JSON Schema); ``__post_init__`` applies them to any other caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Annotated
+
+from annotated_types import Ge, Le
+
+from constructs_lib.limits import (
+    ALARM_EVALUATION_PERIODS,
+    ALARM_PERIOD_SECONDS,
+    ALARM_PERIOD_STEP_SECONDS,
+    LimitError,
+    max_evaluation_range_seconds,
+)
+
+Count = Annotated[float, Ge(0)]
+Share = Annotated[float, Ge(0.01), Le(1.0)]
+Period = Annotated[int, Ge(ALARM_PERIOD_SECONDS[0]), Le(ALARM_PERIOD_SECONDS[1])]
+Evaluations = Annotated[int, Ge(ALARM_EVALUATION_PERIODS[0]), Le(ALARM_EVALUATION_PERIODS[1])]
+
+
+@dataclass(frozen=True)
+class AlarmThresholds:
+    """Alarm thresholds. Each alarm fires when its metric is *above* the threshold.
+
+    :param errors: function errors per period. :default: 0
+    :param throttles: function throttles per period. :default: 0
+    :param duration_p99_timeout_ratio: p99 duration, as a share of the timeout. :default: 0.8
+    :param destination_delivery_failures: failed deliveries to a destination. :default: 0
+    :param dead_letter_errors: failed writes to the DLQ. :default: 0
+    :param provisioned_concurrency_spillover: invocations beyond provisioned concurrency.
+        :default: 0
+    :param provisioned_concurrency_utilization: the *Maximum* of utilization; the Average
+        hides saturation between samples. :default: 0.9
+    :param dlq_visible_messages: messages waiting in the DLQ. :default: 0
+    :param dlq_oldest_message_seconds: age of the oldest DLQ message. :default: 3600
+    :param table_throttled_requests: throttled table requests per period. :default: 0
+    :param table_system_errors: DynamoDB system errors per period. :default: 0
+    :param period_seconds: the alarms' period, a whole number of minutes: the metrics have
+        one-minute resolution, so a shorter period never sees data and bills as a
+        high-resolution alarm. :default: 60
+    :param evaluation_periods: breaching periods before an alarm fires. :default: 1
+    """
+
+    errors: Count = 0
+    throttles: Count = 0
+    duration_p99_timeout_ratio: Share = 0.8
+    destination_delivery_failures: Count = 0
+    dead_letter_errors: Count = 0
+    provisioned_concurrency_spillover: Count = 0
+    provisioned_concurrency_utilization: Share = 0.9
+    dlq_visible_messages: Count = 0
+    dlq_oldest_message_seconds: Count = 3600
+    table_throttled_requests: Count = 0
+    table_system_errors: Count = 0
+    period_seconds: Period = 60
+    evaluation_periods: Evaluations = 1
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise LimitError(f.name, value, "must be a number of 0 or more")
+        for name in ("duration_p99_timeout_ratio", "provisioned_concurrency_utilization"):
+            if not 0.01 <= getattr(self, name) <= 1.0:
+                raise LimitError(name, getattr(self, name), "must be from 0.01 to 1.0")
+        low, high = ALARM_PERIOD_SECONDS
+        period = self.period_seconds
+        if not low <= period <= high or period % ALARM_PERIOD_STEP_SECONDS:
+            raise LimitError(
+                "period_seconds",
+                period,
+                f"must be a whole number of minutes from {low} to {high} (the metrics have "
+                "one-minute resolution)",
+            )
+        evaluations = ALARM_EVALUATION_PERIODS
+        if not evaluations[0] <= self.evaluation_periods <= evaluations[1]:
+            raise LimitError(
+                "evaluation_periods",
+                self.evaluation_periods,
+                f"must be from {evaluations[0]} to {evaluations[1]}",
+            )
+        window, limit = period * self.evaluation_periods, max_evaluation_range_seconds(period)
+        if window > limit:
+            raise LimitError(
+                "evaluation_periods",
+                self.evaluation_periods,
+                f"must keep evaluation_periods x period_seconds at most {limit} s "
+                f"(CloudWatch's limit for a {period} s period), not {window} s",
+            )
