@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from typing import Any
@@ -298,3 +299,53 @@ def test_cdk_json_points_at_the_schema_and_follows_it():
     broken["dev"]["functions"]["validator"]["memory_mb"] = 100
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"context": {"pipeline": broken}}, schema)
+
+
+def _schema_paths() -> tuple[set[str], set[str]]:
+    """(leaf settings, every key path) of the JSON Schema (``<stage>`` for the functions)."""
+    import json
+
+    definitions = json.loads(SCHEMA_FILE.read_text())["$defs"]
+
+    leaves: set[str] = set()
+    containers: set[str] = set()
+
+    def walk(name: str, prefix: str) -> None:
+        for key, spec in definitions[name].get("properties", {}).items():
+            path = f"{prefix}{key}"
+            refs = [spec.get("$ref"), spec.get("items", {}).get("$ref")]
+            refs += [a.get("$ref") for a in spec.get("anyOf", [])]
+            refs = [r for r in refs if r]
+            (containers if refs else leaves).add(path)
+            for ref in refs:
+                walk(ref.rsplit("/", 1)[1], f"{path}.")
+
+    walk("EnvironmentSettings", "")
+
+    def by_stage(paths: set[str]) -> set[str]:
+        return {
+            re.sub(r"^functions\.(validator|enricher|processor)", "functions.<stage>", p)
+            for p in paths
+        }
+
+    return by_stage(leaves), by_stage(leaves | containers)
+
+
+def test_the_readme_configuration_table_matches_the_schema():
+    """Every key the README's table lists exists, and every setting is listed (the scaling
+    and alarm fields are described in their rows and in the Monitoring table)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    listed = {
+        re.sub(r"functions\.(validator|enricher|processor)\.", "functions.<stage>.", key)
+        for key in re.findall(r"^\| `([^`]+)` \|", section, re.M)
+    }
+    leaves, paths = _schema_paths()
+    scaling = {p for p in leaves if ".auto_scaling." in p}
+    alarms = {p for p in leaves if p.startswith("alarms.")}
+    assert listed - paths == {"alarms.<threshold>"}, listed - paths
+    assert leaves - listed == scaling | alarms, leaves - listed - scaling - alarms
+    monitoring = readme.split("## Monitoring", 1)[1].split("\n## ", 1)[0]
+    text = monitoring + section
+    names = {p.split(".", 1)[1] for p in alarms} | {p.rsplit(".", 1)[1] for p in scaling}
+    assert {n for n in names if not re.search(rf"\b{n}\b", text)} == set()
