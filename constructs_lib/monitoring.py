@@ -26,11 +26,11 @@ from collections.abc import Sequence
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from constructs_lib.alarm_thresholds import AlarmThresholds
-from constructs_lib.optimized_function import OptimizedFunction
 
 __all__ = ["AlarmThresholds", "PipelineMonitoring"]
 
@@ -75,15 +75,29 @@ class PipelineMonitoring(Construct):
         )
 
     def monitor_function(
-        self, label: str, function: OptimizedFunction, *, provisioned_concurrency: bool = False
-    ) -> None:
-        """Errors, throttles and p99 duration on the ``live`` alias; destination and DLQ delivery
-        failures on the function; with ``provisioned_concurrency``, the alias's spillover and
-        utilization."""
+        self,
+        label: str,
+        target: lambda_.IFunction,
+        *,
+        timeout: Duration | None = None,
+        provisioned_concurrency: bool = False,
+    ) -> list[cloudwatch.Alarm]:
+        """Alarm on one function, any function; return the alarms made.
+
+        Errors, throttles and p99 duration on ``target`` (pass the alias that callers invoke,
+        e.g. ``OptimizedFunction.alias``, and they watch what runs); destination and DLQ delivery
+        failures on its function; with ``provisioned_concurrency``, the target's spillover and
+        utilization.
+
+        :param target: a function, or an alias of one.
+        :param timeout: the function's timeout, for the duration alarm. :default: the function's
+            own, where the construct knows it (a ``Function``), else Lambda's default of 3 s
+        """
         t = self.thresholds
-        alias = function.alias
-        timeout = function.function.timeout
-        timeout_ms = (timeout.to_milliseconds() if timeout else 3000) * t.duration_p99_timeout_ratio
+        function = _function_of(target)
+        timeout = timeout or getattr(function, "timeout", None) or Duration.seconds(3)
+        timeout_ms = timeout.to_milliseconds() * t.duration_p99_timeout_ratio
+        alias = target
         checks = [
             (
                 "Errors",
@@ -105,13 +119,13 @@ class PipelineMonitoring(Construct):
             ),
             (
                 "DestinationDeliveryFailures",
-                self._queue_metric(function, "DestinationDeliveryFailures"),
+                self._function_metric(function, "DestinationDeliveryFailures"),
                 t.destination_delivery_failures,
                 "the next stage could not be invoked",
             ),
             (
                 "DeadLetterErrors",
-                self._queue_metric(function, "DeadLetterErrors"),
+                self._function_metric(function, "DeadLetterErrors"),
                 t.dead_letter_errors,
                 "failed events could not be written to the DLQ: they are lost",
             ),
@@ -120,19 +134,21 @@ class PipelineMonitoring(Construct):
             checks += [
                 (
                     "ProvisionedConcurrencySpillover",
-                    self._alias_metric(function, "ProvisionedConcurrencySpilloverInvocations"),
+                    self._metric(alias, "ProvisionedConcurrencySpilloverInvocations"),
                     t.provisioned_concurrency_spillover,
                     "invocations ran beyond provisioned concurrency (cold starts)",
                 ),
                 (
                     "ProvisionedConcurrencyUtilization",
-                    self._alias_metric(function, "ProvisionedConcurrencyUtilization", "Maximum"),
+                    self._metric(alias, "ProvisionedConcurrencyUtilization", "Maximum"),
                     t.provisioned_concurrency_utilization,
                     "provisioned concurrency is close to saturation",
                 ),
             ]
-        for name, metric, threshold, meaning in checks:
-            function.alarms.append(self._alarm(f"{label}{name}", metric, threshold, meaning))
+        alarms = [
+            self._alarm(f"{label}{name}", metric, threshold, meaning)
+            for name, metric, threshold, meaning in checks
+        ]
 
         self.dashboard.add_widgets(
             self._graph(f"{label}: invocations", [alias.metric_invocations(period=self.period)]),
@@ -150,9 +166,10 @@ class PipelineMonitoring(Construct):
             ),
             self._graph(
                 f"{label}: provisioned concurrency utilization (max)",
-                [self._alias_metric(function, "ProvisionedConcurrencyUtilization", "Maximum")],
+                [self._metric(alias, "ProvisionedConcurrencyUtilization", "Maximum")],
             ),
         )
+        return alarms
 
     def monitor_dead_letter_queue(self, queue: sqs.IQueue) -> None:
         """Any visible message, and the age of the oldest one."""
@@ -251,14 +268,20 @@ class PipelineMonitoring(Construct):
             period=self.period,
         )
 
-    def _alias_metric(
-        self, function: OptimizedFunction, metric_name: str, statistic: str = "Sum"
+    def _metric(
+        self, target: lambda_.IFunction, metric_name: str, statistic: str = "Sum"
     ) -> cloudwatch.Metric:
-        return function.alias.metric(metric_name, period=self.period, statistic=statistic)
+        return target.metric(metric_name, period=self.period, statistic=statistic)
 
-    def _queue_metric(self, function: OptimizedFunction, metric_name: str) -> cloudwatch.Metric:
+    def _function_metric(self, function: lambda_.IFunction, metric_name: str) -> cloudwatch.Metric:
         """A metric of Lambda's async event queue, on ``FunctionName`` alone (module docstring)."""
-        return function.function.metric(metric_name, period=self.period, statistic="Sum")
+        return cloudwatch.Metric(
+            namespace="AWS/Lambda",
+            metric_name=metric_name,
+            dimensions_map={"FunctionName": function.function_name},
+            period=self.period,
+            statistic="Sum",
+        )
 
     def _graph(
         self,
@@ -284,3 +307,11 @@ class PipelineMonitoring(Construct):
 def _api_name(operation: dynamodb.Operation) -> str:
     """``Operation.TRANSACT_WRITE_ITEMS`` -> ``TransactWriteItems`` (the metric's dimension)."""
     return "".join(word.capitalize() for word in operation.name.split("_"))
+
+
+def _function_of(target: lambda_.IFunction) -> lambda_.IFunction:
+    """The function behind ``target``: itself, or the function of a version or an alias."""
+    behind = getattr(target, "lambda_", None)  # a version
+    if behind is None:
+        behind = getattr(getattr(target, "version", None), "lambda_", None)  # an alias
+    return behind if behind is not None else target

@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration, RemovalPolicy, TimeZone
 from aws_cdk import aws_applicationautoscaling as appscaling
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -44,8 +43,9 @@ class OptimizedFunction(Construct):
     """A Lambda function with a ``live`` alias, DLQ, explicit log group and least-privilege role.
 
     Attributes (read-only after construction): ``function``, ``version``, ``alias``,
-    ``log_group``, ``role``, ``dead_letter_queue``, ``scalable_target`` (``None`` without
-    auto scaling) and ``alarms`` (empty until a monitoring construct adds to it).
+    ``log_group``, ``role``, ``dead_letter_queue`` and ``scalable_target`` (``None`` without
+    auto scaling). Alarms are made by whoever monitors it (``PipelineMonitoring`` takes any
+    function or alias and returns its alarms), not by this construct.
 
     Every invoke path should target ``alias``: its async invoke config carries the retry
     attempts, maximum event age and destinations, and its provisioned concurrency only
@@ -212,5 +212,3 @@ class OptimizedFunction(Construct):
                     max_capacity=action.max_capacity,
                     time_zone=TimeZone.of(action.time_zone) if action.time_zone else None,
                 )
-
-        self.alarms: list[cloudwatch.IAlarm] = []

@@ -101,12 +101,15 @@ class PipelineStack(Stack):
         self.monitoring = PipelineMonitoring(
             self, "Monitoring", alarm_action=self.alarm_topic, thresholds=settings.alarms
         )
-        for name, stage in self.stages.items():
-            # The processor is the critical stage: its provisioned concurrency is watched in
-            # every environment (with none configured, those alarms stay OK on no data).
-            self.monitoring.monitor_function(
-                name.capitalize(), stage, provisioned_concurrency=name == "processor"
+        # Alarms per stage, on the live alias that every caller invokes. The processor is the
+        # critical stage: its provisioned concurrency is watched in every environment (with none
+        # configured, those alarms stay OK on no data).
+        self.alarms = {
+            name: self.monitoring.monitor_function(
+                name.capitalize(), stage.alias, provisioned_concurrency=name == "processor"
             )
+            for name, stage in self.stages.items()
+        }
         self.monitoring.monitor_dead_letter_queue(self.dead_letter_queue)
         self.monitoring.monitor_table(self.table, operations=TABLE_OPERATIONS)
 

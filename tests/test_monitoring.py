@@ -197,11 +197,53 @@ def test_thresholds_from_config_change_the_alarms():
     assert {a["EvaluationPeriods"] for a in alarms(template)} == {3}
 
 
-def test_every_alarm_is_exposed_on_its_function(stacks):
+def test_monitoring_returns_each_stages_alarms_and_leaves_the_function_alone(stacks):
     stack = stacks["prod"]
-    assert {name: len(fn.alarms) for name, fn in stack.stages.items()} == {
+    assert {name: len(alarms) for name, alarms in stack.alarms.items()} == {
         "validator": 5,
         "enricher": 5,
         "processor": 7,
     }
     assert len(stack.monitoring.alarms) == 21
+    assert not hasattr(stack.processor, "alarms")
+
+
+def test_any_function_can_be_monitored_with_any_alarm_action():
+    """The construct takes a plain function (not an OptimizedFunction) and an injected action."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_cloudwatch as cloudwatch
+    from aws_cdk import aws_cloudwatch_actions as actions
+    from aws_cdk import aws_lambda as lambda_
+    from aws_cdk import aws_sns as sns
+    from aws_cdk.assertions import Template
+
+    from constructs_lib.monitoring import PipelineMonitoring
+
+    stack = cdk.Stack(cdk.App(), "Plain")
+    fn = lambda_.Function(
+        stack,
+        "Fn",
+        runtime=lambda_.Runtime.PYTHON_3_14,
+        handler="index.handler",
+        code=lambda_.Code.from_inline("def handler(e, c): return e"),
+        timeout=cdk.Duration.seconds(10),
+    )
+    topic = sns.Topic(stack, "Topic")
+    monitoring = PipelineMonitoring(stack, "M", alarm_action=actions.SnsAction(topic))
+    made = monitoring.monitor_function("Plain", fn)
+    assert [a.node.id for a in made] == [
+        "PlainErrors",
+        "PlainThrottles",
+        "PlainDurationP99",
+        "PlainDestinationDeliveryFailures",
+        "PlainDeadLetterErrors",
+    ]
+    assert all(isinstance(a, cloudwatch.Alarm) for a in made)
+    template = Template.from_stack(stack).to_json()
+    fn_id = stack.get_logical_id(fn.node.default_child)
+    found = [props(a) for a in of_type(template, "AWS::CloudWatch::Alarm").values()]
+    (duration,) = [a for a in found if a["MetricName"] == "Duration"]
+    assert duration["Threshold"] == 10 * 1000 * 0.8
+    assert duration["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": fn_id}}]
+    topic_id = stack.get_logical_id(topic.node.default_child)
+    assert all(a["AlarmActions"] == [{"Ref": topic_id}] for a in found)

@@ -202,7 +202,7 @@ def test_attributes_are_exposed_for_wiring(built):
     assert fn.version.node.path == fn.function.current_version.node.path
     assert fn.scalable_target is None and fns["custom"].scalable_target is None
     assert fns["scaled"].scalable_target is not None
-    assert fn.alarms == []
+    assert not hasattr(fn, "alarms")  # monitoring returns alarms; it never mutates this
 
 
 REJECTIONS = [
