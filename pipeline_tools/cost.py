@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from constructs_lib import cron
-from pipeline_tools.template import load_template, ref_id, resources
+from pipeline_tools.template import StackTemplate, load_template, ref_id, resources
 
 DATA = Path(__file__).resolve().parent / "data"
 PRICES_FILE = DATA / "prices.json"
@@ -178,23 +178,22 @@ class Report:
 
 def model_from_template(template: Mapping[str, Any], name: str = "stack") -> StackModel:
     """Read everything that drives cost from a synthesized template."""
-    functions = resources(template, "AWS::Lambda::Function")
-    groups = resources(template, "AWS::Logs::LogGroup")
-    aliases = resources(template, "AWS::Lambda::Alias")
-    targets = resources(template, "AWS::ApplicationAutoScaling::ScalableTarget")
+    stack = StackTemplate.of(template)
+    functions = stack.resources("AWS::Lambda::Function")
+    groups = stack.resources("AWS::Logs::LogGroup")
+    aliases = stack.resources("AWS::Lambda::Alias")
+    targets = stack.resources("AWS::ApplicationAutoScaling::ScalableTarget")
     models = []
-    for fn_id, fn in functions.items():
-        p = fn["Properties"]
+    for stage in stack.stages.values():
+        p = stage.properties
         group_id = ref_id(p.get("LoggingConfig", {}).get("LogGroup"))
         retention = (
             groups[group_id]["Properties"].get("RetentionInDays") if group_id in groups else None
         )
         average, share = 0.0, 0.0
-        for alias_id, alias in aliases.items():
-            if ref_id(alias["Properties"]["FunctionName"]) != fn_id:
-                continue
+        if stage.alias_id is not None:
             fixed = (
-                alias["Properties"]
+                aliases[stage.alias_id]["Properties"]
                 .get("ProvisionedConcurrencyConfig", {})
                 .get("ProvisionedConcurrentExecutions", 0)
             )
@@ -202,14 +201,14 @@ def model_from_template(template: Mapping[str, Any], name: str = "stack") -> Sta
                 (
                     t["Properties"]
                     for t in targets.values()
-                    if alias_id in json.dumps(t["Properties"]["ResourceId"])
+                    if stage.alias_id in json.dumps(t["Properties"]["ResourceId"])
                 ),
                 None,
             )
             average, share = provisioned_floor(fixed, target)
         models.append(
             FunctionModel(
-                stage=p["Handler"].split(".")[0],
+                stage=stage.name,
                 memory_mb=int(p.get("MemorySize", 128)),
                 architecture=(p.get("Architectures") or ["x86_64"])[0],
                 provisioned_average=average,

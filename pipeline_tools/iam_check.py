@@ -25,7 +25,7 @@ from typing import Any
 import botocore.session
 from botocore import xform_name
 
-from pipeline_tools.template import load_template, ref_id, resources
+from pipeline_tools.template import StackTemplate, load_template, ref_id, resources
 
 SHARED_PACKAGE = "pipeline_common"
 TRANSACT_ITEM_ACTIONS = {
@@ -128,14 +128,13 @@ def granted_actions(template: dict[str, Any], function_id: str) -> frozenset[str
 def check(template: dict[str, Any], lambda_src: Path) -> list[StageCheck]:
     """Compare code and grants for every function of ``template``."""
     results = []
-    for function_id, fn in resources(template, "AWS::Lambda::Function").items():
-        stage = fn["Properties"]["Handler"].split(".")[0]
-        dirs = [lambda_src / stage, lambda_src / SHARED_PACKAGE]
+    for stage in StackTemplate.of(template).stages.values():
+        dirs = [lambda_src / stage.name, lambda_src / SHARED_PACKAGE]
         results.append(
             StageCheck(
-                stage,
+                stage.name,
                 code_actions([d for d in dirs if d.is_dir()]),
-                granted_actions(template, function_id),
+                granted_actions(template, stage.function_id),
             )
         )
     return sorted(results, key=lambda r: r.stage)

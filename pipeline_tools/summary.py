@@ -9,24 +9,22 @@ import sys
 from collections import Counter
 from typing import Any
 
-from pipeline_tools.template import load_template, ref_id, resources
+from pipeline_tools.template import StackTemplate, load_template, resources
 
 
 def summarize(template: dict[str, Any]) -> list[str]:
     """One line per function, then the table, queues, alarms and resource counts."""
-    alias_resources = resources(template, "AWS::Lambda::Alias")
-    aliases = {
-        ref_id(a["Properties"]["FunctionName"]): (alias_id, a["Properties"])
-        for alias_id, a in alias_resources.items()
-    }
-    targets = resources(template, "AWS::ApplicationAutoScaling::ScalableTarget").values()
+    stack = StackTemplate.of(template)
+    aliases = stack.resources("AWS::Lambda::Alias")
+    targets = stack.resources("AWS::ApplicationAutoScaling::ScalableTarget").values()
     lines = ["Functions:"]
-    for logical_id, fn in resources(template, "AWS::Lambda::Function").items():
-        p = fn["Properties"]
-        alias_id, alias = aliases.get(logical_id, ("", {}))
+    for name, stage in stack.stages.items():
+        p = stage.properties
+        alias_id = stage.alias_id or ""
+        alias = aliases[alias_id]["Properties"] if alias_id else {}
         pc = _provisioned_concurrency(alias_id, alias, targets)
         lines.append(
-            f"  {p['Handler'].split('.')[0]:<10} {p['MemorySize']:>5} MB  {p['Runtime']} "
+            f"  {name:<10} {p['MemorySize']:>5} MB  {p['Runtime']} "
             f"{'/'.join(p.get('Architectures', ['x86_64']))}  timeout {p['Timeout']} s  "
             f"alias {alias.get('Name', '-')}  provisioned concurrency {pc}"
         )

@@ -39,6 +39,7 @@ from constructs_lib import limits
 from constructs_lib.alarm_thresholds import AlarmThresholds
 from constructs_lib.limits import LimitError
 from constructs_lib.scaling import ProvisionedConcurrencyScaling
+from serverless_stack.stages import STAGES
 
 DEFAULT_ENVIRONMENT = "dev"
 #: Context key that holds the per-environment blocks.
@@ -46,7 +47,7 @@ CONTEXT_KEY = "pipeline"
 #: Environments held to production rules (warm critical stage, retained and protected data).
 PRODUCTION_ENVIRONMENTS = frozenset({"prod"})
 PRODUCTION_MIN_PROCESSOR_CONCURRENCY = 2
-FUNCTION_NAMES = ("validator", "enricher", "processor")
+FUNCTION_NAMES = STAGES
 SCHEMA_FILE = Path(__file__).resolve().parent / "settings.schema.json"
 
 #: How long a failed event can come back: the DLQ keeps a message 14 days (the SQS maximum) and

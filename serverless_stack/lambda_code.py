@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aws_cdk import aws_lambda as lambda_
 
-from serverless_stack.config import FUNCTION_NAMES as STAGES
+from serverless_stack.stages import STAGES
 
 LAMBDA_SRC = Path(__file__).resolve().parent.parent / "lambda_src"
 RUNTIME_REQUIREMENTS = LAMBDA_SRC / "requirements.txt"

@@ -28,6 +28,7 @@ from serverless_stack.config import (
     PipelineConfig,
 )
 from serverless_stack.lambda_code import powertools_release, stage_code, stage_handler
+from serverless_stack.stages import STAGE_METADATA_KEY
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
@@ -142,7 +143,7 @@ class PipelineStack(Stack):
         if name == "processor" and self.ttl_attribute:
             environment["RECORD_TTL_ATTRIBUTE"] = self.ttl_attribute
             environment["RECORD_RETENTION_DAYS"] = str(self.config.settings.record_retention_days)
-        return OptimizedFunction(
+        stage = OptimizedFunction(
             self,
             name.capitalize(),
             code=stage_code(name),
@@ -165,3 +166,6 @@ class PipelineStack(Stack):
             log_retention=retention_days(self.config.settings.log_retention_days),
             description=f"Pipeline stage: {name}",
         )
+        # The tools that read the synthesized template find each stage by this label.
+        stage.function.node.default_child.add_metadata(STAGE_METADATA_KEY, name)  # type: ignore[union-attr]
+        return stage

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline_tools.template import ref_id
+from pipeline_tools.template import StackTemplate, ref_id
 from pipeline_tools.template import resources as of_type
 from serverless_stack.config import FUNCTION_NAMES
 
@@ -20,12 +20,8 @@ def props(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def function_ids(template: dict[str, Any]) -> dict[str, str]:
-    """Stage name -> logical ID of its ``AWS::Lambda::Function`` (found by its handler)."""
-    found = {}
-    for logical_id, fn in of_type(template, "AWS::Lambda::Function").items():
-        stage = props(fn)["Handler"].split(".")[0]
-        found[stage] = logical_id
-    return found
+    """Stage name -> logical ID of its ``AWS::Lambda::Function`` (found by its stage label)."""
+    return {name: stage.function_id for name, stage in StackTemplate.of(template).stages.items()}
 
 
 def alias_ids(template: dict[str, Any]) -> dict[str, str]:

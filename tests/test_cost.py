@@ -25,6 +25,7 @@ SMALL_TEMPLATE = {
     "Resources": {
         "F1": {
             "Type": "AWS::Lambda::Function",
+            "Metadata": {"pipeline:stage": "validator"},
             "Properties": {
                 "Handler": "validator.handler.lambda_handler",
                 "MemorySize": 1024,
@@ -35,6 +36,7 @@ SMALL_TEMPLATE = {
         },
         "F2": {
             "Type": "AWS::Lambda::Function",
+            "Metadata": {"pipeline:stage": "processor"},
             "Properties": {
                 "Handler": "processor.handler.lambda_handler",
                 "MemorySize": 2048,

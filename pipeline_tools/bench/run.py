@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import platform
 import shutil
@@ -21,6 +20,8 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+
+from pipeline_tools.template import asset_dirs
 
 ROOT = Path(__file__).resolve().parents[2]
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
@@ -130,17 +131,8 @@ def import_benchmark(repeat: int, code_dirs: dict[str, Path]) -> dict[str, list[
 
 def asset_sizes(out: Path) -> dict[str, int]:
     """Zipped size (deflate, as the CLI uploads it) of each function's asset."""
-    template = json.loads((out / "DataPipeline-dev.template.json").read_text())
-    files = json.loads((out / "DataPipeline-dev.assets.json").read_text())["files"]
     sizes = {}
-    for resource in template["Resources"].values():
-        if resource["Type"] != "AWS::Lambda::Function":
-            continue
-        stage = resource["Properties"]["Handler"].split(".")[0]
-        asset = (
-            out
-            / files[resource["Properties"]["Code"]["S3Key"].removesuffix(".zip")]["source"]["path"]
-        )
+    for stage, asset in asset_dirs(out, "DataPipeline-dev").items():
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for file in sorted(asset.rglob("*")):
@@ -206,15 +198,7 @@ def main() -> int:
 
 
 def _stage_dirs(out: Path) -> dict[str, Path]:
-    template = json.loads((out / "DataPipeline-dev.template.json").read_text())
-    files = json.loads((out / "DataPipeline-dev.assets.json").read_text())["files"]
-    found = {}
-    for resource in template["Resources"].values():
-        if resource["Type"] == "AWS::Lambda::Function":
-            key = resource["Properties"]["Code"]["S3Key"].removesuffix(".zip")
-            found[resource["Properties"]["Handler"].split(".")[0]] = (
-                out / files[key]["source"]["path"]
-            )
+    found = asset_dirs(out, "DataPipeline-dev")
     # The synth output is deleted after the run: copy the assets aside for the import probes.
     keep = Path(tempfile.mkdtemp(prefix="bench-assets-"))
     return {stage: Path(shutil.copytree(path, keep / stage)) for stage, path in found.items()}

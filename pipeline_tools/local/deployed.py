@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_tools.runner.spec import FunctionSpec
+from pipeline_tools.template import StackTemplate, resources
 
 
 class DeployedCodeMismatch(RuntimeError):
@@ -48,7 +49,7 @@ class DeployedStack:
         return cls(stack_name, template, physical, outputs)
 
     def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
-        return {k: v for k, v in self.template["Resources"].items() if v["Type"] == resource_type}
+        return resources(self.template, resource_type)
 
 
 def specs_from_deployment(
@@ -58,53 +59,46 @@ def specs_from_deployment(
     lam, s3, sqs = session.client("lambda"), session.client("s3"), session.client("sqs")
     account = session.client("sts").get_caller_identity()["Account"]
     notes: list[str] = []
-    functions = stack.of_type("AWS::Lambda::Function")
+    model = StackTemplate.of(stack.template)
     alias_arns: dict[str, str] = {}
-    for fn_id in functions:
-        for alias in lam.list_aliases(FunctionName=stack.physical[fn_id])["Aliases"]:
+    for stage in model.stages.values():
+        for alias in lam.list_aliases(FunctionName=stack.physical[stage.function_id])["Aliases"]:
             if alias["Name"] == "live":
-                alias_arns[alias["AliasArn"]] = fn_id
-    stage_of = {fn_id: fn["Properties"]["Handler"].split(".")[0] for fn_id, fn in functions.items()}
+                alias_arns[alias["AliasArn"]] = stage.name
 
     specs = {}
-    for fn_id, resource in functions.items():
-        stage = stage_of[fn_id]
-        name = stack.physical[fn_id]
-        response = lam.get_function(FunctionName=name)
-        config = response["Configuration"]
-        code_dir = code_root / stage
-        _fetch_code(s3, account, resource["Properties"]["Code"], config["CodeSha256"], code_dir)
+    for name, stage in model.stages.items():
+        physical_name = stack.physical[stage.function_id]
+        config = lam.get_function(FunctionName=physical_name)["Configuration"]
+        code_dir = code_root / name
+        _fetch_code(s3, account, stage.properties["Code"], config["CodeSha256"], code_dir)
 
-        invoke = lam.get_function_event_invoke_config(FunctionName=name, Qualifier="live")
+        invoke = lam.get_function_event_invoke_config(FunctionName=physical_name, Qualifier="live")
         destination = invoke.get("DestinationConfig", {}).get("OnSuccess", {}).get("Destination")
-        on_success = stage_of[alias_arns[destination]] if destination else None
+        on_success = alias_arns[destination] if destination else None
 
         dlq_arn = (config.get("DeadLetterConfig") or {}).get("TargetArn")
         if dlq_arn:
             dlq_url = sqs.get_queue_url(QueueName=dlq_arn.rsplit(":", 1)[1])["QueueUrl"]
         else:
-            target = resource["Properties"].get("DeadLetterConfig", {}).get("TargetArn", {})
-            queue_id = target.get("Fn::GetAtt", [None])[0] if isinstance(target, dict) else None
+            queue_id = stage.dead_letter_queue_id
             dlq_url = stack.physical.get(queue_id) if queue_id else None
             notes.append(
-                f"{stage}: DLQ from the deployed template (the emulator dropped "
+                f"{name}: DLQ from the deployed template (the emulator dropped "
                 "the function's DeadLetterConfig)"
             )
-        specs[stage] = FunctionSpec(
-            name=stage,
+        specs[name] = FunctionSpec.build(
+            name=name,
             code_dir=code_dir,
-            handler=config["Handler"],
+            function=config,
             environment=config.get("Environment", {}).get("Variables", {}),
-            retry_attempts=int(invoke.get("MaximumRetryAttempts", 2)),
-            max_event_age_seconds=int(invoke.get("MaximumEventAgeInSeconds", 21600)),
+            async_config=invoke,
             on_success=on_success,
             dead_letter_queue_url=dlq_url,
-            memory_mb=int(config.get("MemorySize", 128)),
-            timeout_seconds=int(config.get("Timeout", 3)),
             arn=f"{config['FunctionArn']}:live",
         )
         notes.append(
-            f"{stage}: code sha256 {config['CodeSha256']} verified, handler "
+            f"{name}: code sha256 {config['CodeSha256']} verified, handler "
             f"{config['Handler']}, retries {invoke.get('MaximumRetryAttempts')}, "
             f"on success -> {on_success or 'end'}"
         )

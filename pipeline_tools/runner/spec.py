@@ -1,49 +1,87 @@
-"""What the runner needs to know of each function, read from a synthesized cloud assembly."""
+"""What the runner needs to know of each function, from a synthesized cloud assembly.
+
+The stages and their wiring come from the template model (``pipeline_tools/template.py``); the
+local deploy builds the same ``FunctionSpec`` from what the emulator returns
+(``pipeline_tools/local/deployed.py``). Lambda's defaults are applied in one place,
+``FunctionSpec.build``.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_tools.template import ref_id
+from pipeline_tools.template import StackTemplate, TemplateError, asset_dirs
 
 #: Physical values of template resources: logical ID -> {"Ref": ..., "Arn": ...}.
 Physical = Mapping[str, Mapping[str, str]]
+
+#: Lambda's defaults where a function or its async config does not set a value.
+DEFAULT_RETRY_ATTEMPTS = 2
+DEFAULT_MEMORY_MB = 128
+DEFAULT_TIMEOUT_SECONDS = 3
 
 
 @dataclass(frozen=True)
 class FunctionSpec:
     """One function as Lambda would run it, behind its ``live`` alias.
 
-    :param name: the stage name (the handler's top-level package), e.g. ``validator``.
+    :param name: the stage name, e.g. ``validator``.
     :param code_dir: the unzipped deployment package.
     :param handler: ``module.function``, as in the function's ``Handler``.
     :param environment: the function's environment variables, resolved.
-    :param retry_attempts: the alias's ``MaximumRetryAttempts`` (Lambda's default is 2).
-    :param max_event_age_seconds: the alias's ``MaximumEventAgeInSeconds``.
+    :param retry_attempts: the alias's ``MaximumRetryAttempts``.
     :param on_success: the stage whose alias is the on-success destination, if any.
     :param dead_letter_queue_url: where failed events go after the retries, if anywhere.
+    :param arn: the ``live`` alias's ARN (what the invocation context reports).
     """
 
     name: str
     code_dir: Path
     handler: str
     environment: Mapping[str, str]
-    retry_attempts: int = 2
-    max_event_age_seconds: int = 21600
-    on_success: str | None = None
-    dead_letter_queue_url: str | None = None
-    memory_mb: int = 128
-    timeout_seconds: int = 3
-    arn: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    retry_attempts: int
+    on_success: str | None
+    dead_letter_queue_url: str | None
+    memory_mb: int
+    timeout_seconds: int
+    arn: str
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        name: str,
+        code_dir: Path,
+        function: Mapping[str, Any],
+        environment: Mapping[str, str],
+        async_config: Mapping[str, Any],
+        on_success: str | None,
+        dead_letter_queue_url: str | None,
+        arn: str,
+    ) -> FunctionSpec:
+        """A spec from a function's settings and its async config, as either a template or
+        Lambda's API spells them (``Handler``, ``MemorySize``, ``Timeout``,
+        ``MaximumRetryAttempts``), with Lambda's defaults for what is not set."""
+        return cls(
+            name=name,
+            code_dir=Path(code_dir),
+            handler=function["Handler"],
+            environment=dict(environment),
+            retry_attempts=int(async_config.get("MaximumRetryAttempts", DEFAULT_RETRY_ATTEMPTS)),
+            on_success=on_success,
+            dead_letter_queue_url=dead_letter_queue_url,
+            memory_mb=int(function.get("MemorySize", DEFAULT_MEMORY_MB)),
+            timeout_seconds=int(function.get("Timeout", DEFAULT_TIMEOUT_SECONDS)),
+            arn=arn,
+        )
 
 
-class UnsupportedTemplate(ValueError):
-    """The template wires something the runner cannot emulate (it says what)."""
+#: Kept for callers of the runner: a template the runner cannot emulate.
+UnsupportedTemplate = TemplateError
 
 
 def resolve(value: Any, physical: Physical, where: str) -> str:
@@ -56,69 +94,35 @@ def resolve(value: Any, physical: Physical, where: str) -> str:
         logical_id, attribute = value["Fn::GetAtt"]
         if logical_id in physical and attribute in physical[logical_id]:
             return physical[logical_id][attribute]
-    raise UnsupportedTemplate(f"{where}: cannot resolve {json.dumps(value)}")
+    raise TemplateError(f"{where}: cannot resolve {json.dumps(value)}")
 
 
 def specs_from_template(
     template: Mapping[str, Any], code_dirs: Mapping[str, Path], physical: Physical
 ) -> dict[str, FunctionSpec]:
-    """Build a spec per function of ``template``.
+    """Build a spec per stage of ``template``.
 
-    :param code_dirs: function logical ID -> its unzipped code.
+    :param code_dirs: stage -> its unzipped code.
     :param physical: physical values of the resources the functions reference.
     """
-    resources = template["Resources"]
-
-    def of_type(kind: str) -> dict[str, Any]:
-        return {k: v.get("Properties", {}) for k, v in resources.items() if v["Type"] == kind}
-
-    functions = of_type("AWS::Lambda::Function")
-    alias_to_function = {
-        alias_id: ref_id(alias["FunctionName"])
-        for alias_id, alias in of_type("AWS::Lambda::Alias").items()
-    }
-    stage_of = {fn_id: fn["Handler"].split(".")[0] for fn_id, fn in functions.items()}
-    async_config: dict[str, dict[str, Any]] = {}
-    for config_id, config in of_type("AWS::Lambda::EventInvokeConfig").items():
-        qualifier = json.dumps(config.get("Qualifier"))
-        if "$LATEST" in qualifier:
-            raise UnsupportedTemplate(f"{config_id}: async config on $LATEST; invoke the alias")
-        async_config[str(ref_id(config["FunctionName"]))] = config
-
     specs = {}
-    for fn_id, fn in functions.items():
-        stage = stage_of[fn_id]
-        config = async_config.get(fn_id, {})
-        on_success = None
-        destination = config.get("DestinationConfig", {}).get("OnSuccess", {}).get("Destination")
-        if destination is not None:
-            target = alias_to_function.get(str(ref_id(destination)))
-            if target is None:
-                raise UnsupportedTemplate(
-                    f"{fn_id}: on-success destination {json.dumps(destination)} is not a "
-                    "Lambda alias of this stack; only Lambda destinations are emulated"
-                )
-            on_success = stage_of[str(target)]
-        dlq = fn.get("DeadLetterConfig", {}).get("TargetArn")
-        dlq_url = None
-        if dlq is not None:
-            dlq_id = ref_id(dlq)
-            if dlq_id is None or dlq_id not in physical:
-                raise UnsupportedTemplate(f"{fn_id}: unknown dead-letter target {json.dumps(dlq)}")
-            dlq_url = physical[dlq_id]["Ref"]
-        variables = fn.get("Environment", {}).get("Variables", {})
-        specs[stage] = FunctionSpec(
-            name=stage,
-            code_dir=Path(code_dirs[fn_id]),
-            handler=fn["Handler"],
-            environment={k: resolve(v, physical, f"{fn_id}.{k}") for k, v in variables.items()},
-            retry_attempts=int(config.get("MaximumRetryAttempts", 2)),
-            max_event_age_seconds=int(config.get("MaximumEventAgeInSeconds", 21600)),
-            on_success=on_success,
-            dead_letter_queue_url=dlq_url,
-            memory_mb=int(fn.get("MemorySize", 128)),
-            timeout_seconds=int(fn.get("Timeout", 3)),
-            arn=f"arn:aws:lambda:us-east-1:123456789012:function:{stage}:live",
+    for name, stage in StackTemplate.of(template).stages.items():
+        queue = stage.dead_letter_queue_id
+        if "DeadLetterConfig" in stage.properties and (queue is None or queue not in physical):
+            target = json.dumps(stage.properties["DeadLetterConfig"])
+            raise TemplateError(f"{stage.function_id}: unknown dead-letter target {target}")
+        variables = stage.properties.get("Environment", {}).get("Variables", {})
+        specs[name] = FunctionSpec.build(
+            name=name,
+            code_dir=code_dirs[name],
+            function=stage.properties,
+            environment={
+                k: resolve(v, physical, f"{stage.function_id}.{k}") for k, v in variables.items()
+            },
+            async_config=stage.async_config,
+            on_success=stage.on_success,
+            dead_letter_queue_url=physical[queue]["Ref"] if queue else None,
+            arn=f"arn:aws:lambda:us-east-1:123456789012:function:{name}:live",
         )
     return specs
 
@@ -127,16 +131,5 @@ def specs_from_assembly(
     assembly_dir: str | Path, stack_name: str, physical: Physical
 ) -> dict[str, FunctionSpec]:
     """Specs for ``stack_name`` in a cloud assembly (``cdk.out``), with code from its assets."""
-    out = Path(assembly_dir)
-    template = json.loads((out / f"{stack_name}.template.json").read_text())
-    files = json.loads((out / f"{stack_name}.assets.json").read_text())["files"]
-    code_dirs = {}
-    for fn_id, resource in template["Resources"].items():
-        if resource["Type"] != "AWS::Lambda::Function":
-            continue
-        key = resource["Properties"]["Code"].get("S3Key", "")
-        asset = files.get(key.removesuffix(".zip"))
-        if asset is None:
-            raise UnsupportedTemplate(f"{fn_id}: code {key!r} is not an asset of {stack_name}")
-        code_dirs[fn_id] = out / asset["source"]["path"]
-    return specs_from_template(template, code_dirs, physical)
+    template = json.loads((Path(assembly_dir) / f"{stack_name}.template.json").read_text())
+    return specs_from_template(template, asset_dirs(assembly_dir, stack_name), physical)
