@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from enricher.enrichment import UNCATEGORIZED, category_from_item, category_key, enrich
-from pipeline_common.invocation import unwrap
+from pipeline_common.invocation import received
 
 TABLE_NAME = os.environ["TABLE_NAME"]
 
@@ -37,8 +37,7 @@ def lookup_category(record_type: str) -> str:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    record = unwrap(event)
-    logger.set_correlation_id(record.get("id"))
+    record = received(event, logger)
     category = lookup_category(record["type"])
     if category == UNCATEGORIZED:
         metrics.add_metric(name="RecordsUncategorized", unit=MetricUnit.Count, value=1)

@@ -38,3 +38,11 @@ def unwrap(event: object) -> dict[str, Any]:
 def is_invocation_record(event: object) -> bool:
     """True when ``event`` is a Lambda destination invocation record."""
     return isinstance(event, dict) and event.keys() >= INVOCATION_RECORD_KEYS
+
+
+def received(event: object, logger: Any) -> dict[str, Any]:
+    """The record ``event`` carries (see ``unwrap``), with ``logger``'s correlation id set to
+    the record's id, so every log line of the invocation names the record."""
+    record = unwrap(event)
+    logger.set_correlation_id(record.get("id"))
+    return record

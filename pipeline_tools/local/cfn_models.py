@@ -13,7 +13,7 @@ update keeps a defaulted parameter at its default. moto finds the handlers as su
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, ClassVar
 
 from moto.awslambda.models import LambdaFunction, lambda_backends
 from moto.core.common_models import CloudFormationModel
@@ -23,9 +23,14 @@ def _backend(account_id: str, region_name: str) -> Any:
     return lambda_backends[account_id][region_name]
 
 
-class _ReplacedOnUpdate:
-    """What the three handlers share: no name property, created at once, and an update that
-    removes the old resource (``remove``, a no-op unless overridden) and creates the new one."""
+class _Handler:
+    """What the three handlers share: no name property, created at once, ``Fn::GetAtt`` from
+    ``ATTRIBUTES`` (CloudFormation attribute -> instance attribute), and an update that removes
+    the old resource (``remove``, a no-op unless overridden) and creates the new one. A handler
+    implements ``create`` and ``delete`` on the resource's ``Properties`` and moto's Lambda
+    backend."""
+
+    ATTRIBUTES: ClassVar[dict[str, str]] = {}
 
     @staticmethod
     def cloudformation_name_type() -> str:
@@ -34,8 +39,46 @@ class _ReplacedOnUpdate:
     def is_created(self) -> bool:
         return True
 
-    def remove(self, account_id: str, region_name: str) -> None:
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr in cls.ATTRIBUTES
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name not in self.ATTRIBUTES:
+            raise NotImplementedError(attribute_name)
+        return str(getattr(self, self.ATTRIBUTES[attribute_name]))
+
+    def remove(self, backend: Any) -> None:
         return None
+
+    @classmethod
+    def create(cls, p: dict[str, Any], backend: Any) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def delete(cls, p: dict[str, Any], backend: Any) -> None:
+        return None
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        return cls.create(cloudformation_json["Properties"], _backend(account_id, region_name))
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> None:
+        cls.delete(cloudformation_json["Properties"], _backend(account_id, region_name))
 
     @classmethod
     def update_from_cloudformation_json(
@@ -46,14 +89,15 @@ class _ReplacedOnUpdate:
         account_id: str,
         region_name: str,
     ) -> Any:
-        original_resource.remove(account_id, region_name)
-        return cls.create_from_cloudformation_json(  # type: ignore[attr-defined]
-            new_resource_name, cloudformation_json, account_id, region_name
-        )
+        backend = _backend(account_id, region_name)
+        original_resource.remove(backend)
+        return cls.create(cloudformation_json["Properties"], backend)
 
 
-class CloudFormationLambdaAlias(_ReplacedOnUpdate, CloudFormationModel):
+class CloudFormationLambdaAlias(_Handler, CloudFormationModel):
     """``AWS::Lambda::Alias`` -> ``CreateAlias`` on moto's Lambda backend."""
+
+    ATTRIBUTES: ClassVar[dict[str, str]] = {"AliasArn": "arn"}
 
     def __init__(self, arn: str, name: str, function_name: str) -> None:
         self.arn = arn
@@ -64,34 +108,16 @@ class CloudFormationLambdaAlias(_ReplacedOnUpdate, CloudFormationModel):
     def cloudformation_type() -> str:
         return "AWS::Lambda::Alias"
 
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return attr in ("AliasArn",)
-
     @property
     def physical_resource_id(self) -> str:
         return self.arn  # Ref of an alias is its ARN
 
-    def remove(self, account_id: str, region_name: str) -> None:
+    def remove(self, backend: Any) -> None:
         with contextlib.suppress(Exception):  # the function (and its aliases) may be gone
-            _backend(account_id, region_name).delete_alias(self.name, self.function_name)
-
-    def get_cfn_attribute(self, attribute_name: str) -> str:
-        if attribute_name == "AliasArn":
-            return self.arn
-        raise NotImplementedError(attribute_name)
+            backend.delete_alias(self.name, self.function_name)
 
     @classmethod
-    def create_from_cloudformation_json(
-        cls,
-        resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> CloudFormationLambdaAlias:
-        p = cloudformation_json["Properties"]
-        backend = _backend(account_id, region_name)
+    def create(cls, p: dict[str, Any], backend: Any) -> CloudFormationLambdaAlias:
         function = backend.get_function(p["FunctionName"])
         version = p.get("FunctionVersion")
         if not version:  # moto's AWS::Lambda::Version has no Version attribute: take the latest
@@ -109,19 +135,12 @@ class CloudFormationLambdaAlias(_ReplacedOnUpdate, CloudFormationModel):
         return cls(alias.arn, p["Name"], function.function_name)
 
     @classmethod
-    def delete_from_cloudformation_json(
-        cls,
-        resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> None:
-        p = cloudformation_json["Properties"]
+    def delete(cls, p: dict[str, Any], backend: Any) -> None:
         with contextlib.suppress(Exception):  # the function (and its aliases) may be gone
-            _backend(account_id, region_name).delete_alias(p["Name"], p["FunctionName"])
+            backend.delete_alias(p["Name"], p["FunctionName"])
 
 
-class CloudFormationEventInvokeConfig(_ReplacedOnUpdate, CloudFormationModel):
+class CloudFormationEventInvokeConfig(_Handler, CloudFormationModel):
     """``AWS::Lambda::EventInvokeConfig`` -> ``PutFunctionEventInvokeConfig`` on moto."""
 
     def __init__(self, function_name: str, qualifier: str) -> None:
@@ -132,48 +151,25 @@ class CloudFormationEventInvokeConfig(_ReplacedOnUpdate, CloudFormationModel):
     def cloudformation_type() -> str:
         return "AWS::Lambda::EventInvokeConfig"
 
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return False
-
     @property
     def physical_resource_id(self) -> str:
         return f"{self.function_name}:{self.qualifier}"
 
     @classmethod
-    def create_from_cloudformation_json(
-        cls,
-        resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> CloudFormationEventInvokeConfig:
-        p = cloudformation_json["Properties"]
+    def create(cls, p: dict[str, Any], backend: Any) -> CloudFormationEventInvokeConfig:
         config = {
             k: p[k]
             for k in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
             if k in p
         }
-        backend = _backend(account_id, region_name)
-        backend.delete_function_event_invoke_config(p["FunctionName"]) if _has_config(
-            backend, p["FunctionName"]
-        ) else None
+        cls.delete(p, backend)
         backend.put_function_event_invoke_config(p["FunctionName"], config)
         return cls(p["FunctionName"], str(p.get("Qualifier", "$LATEST")))
 
     @classmethod
-    def delete_from_cloudformation_json(
-        cls,
-        resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> None:
-        backend = _backend(account_id, region_name)
-        name = cloudformation_json["Properties"]["FunctionName"]
-        if _has_config(backend, name):
-            backend.delete_function_event_invoke_config(name)
+    def delete(cls, p: dict[str, Any], backend: Any) -> None:
+        if _has_config(backend, p["FunctionName"]):
+            backend.delete_function_event_invoke_config(p["FunctionName"])
 
 
 def _has_config(backend: Any, function_name: str) -> bool:
@@ -184,12 +180,15 @@ def _has_config(backend: Any, function_name: str) -> bool:
     return True
 
 
-class CloudFormationLambdaVersion(_ReplacedOnUpdate, CloudFormationModel):
+class CloudFormationLambdaVersion(_Handler, CloudFormationModel):
     """``AWS::Lambda::Version`` -> ``PublishVersion``, with the ``Version`` attribute.
 
     moto's own handler publishes the version but cannot answer ``Fn::GetAtt [.., Version]``,
-    which CDK uses for an alias's ``FunctionVersion``.
+    which CDK uses for an alias's ``FunctionVersion``. Versions go with their function, so
+    deleting one does nothing.
     """
+
+    ATTRIBUTES: ClassVar[dict[str, str]] = {"Version": "version", "FunctionArn": "arn"}
 
     def __init__(self, arn: str, version: str) -> None:
         self.arn = arn
@@ -199,45 +198,14 @@ class CloudFormationLambdaVersion(_ReplacedOnUpdate, CloudFormationModel):
     def cloudformation_type() -> str:
         return "AWS::Lambda::Version"
 
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return attr in ("Version", "FunctionArn")
-
     @property
     def physical_resource_id(self) -> str:
         return self.arn  # Ref of a version is its ARN
 
-    def get_cfn_attribute(self, attribute_name: str) -> str:
-        if attribute_name == "Version":
-            return self.version
-        if attribute_name == "FunctionArn":
-            return self.arn
-        raise NotImplementedError(attribute_name)
-
     @classmethod
-    def create_from_cloudformation_json(
-        cls,
-        resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> CloudFormationLambdaVersion:
-        p = cloudformation_json["Properties"]
-        published = _backend(account_id, region_name).publish_version(
-            p["FunctionName"], p.get("Description", "")
-        )
+    def create(cls, p: dict[str, Any], backend: Any) -> CloudFormationLambdaVersion:
+        published = backend.publish_version(p["FunctionName"], p.get("Description", ""))
         return cls(published.function_arn, str(published.version))
-
-    @classmethod
-    def delete_from_cloudformation_json(
-        cls,
-        resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> None:
-        return None  # versions go with their function
 
 
 def _skip_layers_of_other_accounts() -> None:

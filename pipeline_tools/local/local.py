@@ -162,29 +162,25 @@ def bootstrap(env: Mapping[str, str]) -> None:
 
 def deploy(env: Mapping[str, str], environment: str = "dev", project: Path = ROOT) -> str:
     """``cdk deploy --method=direct`` (change sets lose the outputs on moto, and updates fail)."""
-    return cdk(
-        [
-            "deploy",
-            stack_name(environment),
-            *context_args(environment),
-            "--method=direct",
-            "--require-approval",
-            "never",
-            "--output",
-            str(_output_dir(project)),
-        ],
-        env,
-        cwd=project,
+    return _stack_command(
+        "deploy", ["--method=direct", "--require-approval", "never"], env, environment, project
     )
 
 
 def destroy(env: Mapping[str, str], environment: str = "dev", project: Path = ROOT) -> str:
+    return _stack_command("destroy", ["--force"], env, environment, project)
+
+
+def _stack_command(
+    command: str, flags: list[str], env: Mapping[str, str], environment: str, project: Path
+) -> str:
+    """``cdk <command> <stack>`` for the local target, its output kept out of the project's."""
     return cdk(
         [
-            "destroy",
+            command,
             stack_name(environment),
             *context_args(environment),
-            "--force",
+            *flags,
             "--output",
             str(_output_dir(project)),
         ],
