@@ -7,17 +7,25 @@ every taggable resource once, at the app, for cost allocation.
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
-import aws_cdk as cdk
+_VENV_PYTHON = Path(__file__).resolve().parent / ".venv" / "bin" / "python"
+try:
+    import aws_cdk as cdk
+except ImportError:  # `npx cdk ...` from a shell without the venv: use the project's venv
+    if _VENV_PYTHON.exists() and Path(sys.executable).resolve() != _VENV_PYTHON.resolve():
+        os.execv(str(_VENV_PYTHON), [str(_VENV_PYTHON), *sys.argv])
+    sys.exit("aws-cdk-lib is not installed for this Python: run `make install` (it creates .venv)")
 
-from serverless_stack.compliance import (
+from serverless_stack.compliance import (  # noqa: E402  (after the venv check above)
     acknowledge_findings,
     attach_rule_packs,
     skip_checkov_checks,
 )
-from serverless_stack.config import ConfigError, load_config
-from serverless_stack.stack import PipelineStack
+from serverless_stack.config import ConfigError, load_config  # noqa: E402
+from serverless_stack.stack import PipelineStack  # noqa: E402
 
 
 def build_app(

@@ -1,0 +1,126 @@
+"""The README's commands work as written, from a fresh shell, in a fresh copy of the project.
+
+Every command the README shows (``make ...``, ``npx cdk ...``, ``python -m ...``, ``aws ...``)
+is either run here, or named with the test that already runs it, or needs an AWS account. A
+command added to the README without a place in one of those lists fails this test.
+
+The fresh copy holds the project's tracked files, with the installed ``.venv`` and
+``node_modules`` linked in (what ``make install`` makes), and the shell has nothing of this
+session: no virtual environment on ``PATH``, no AWS variables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+#: Run here, in this order, as the README writes them (later ones read what earlier ones made).
+RUN = [
+    "make synth",
+    "npx cdk synth -c environment=prod",
+    "python -m pipeline_tools.iam_check cdk.out/DataPipeline-dev.template.json lambda_src",
+    "make rightsize",
+    "python -m serverless_stack.config",
+]
+#: Run by another test (named), or by CI itself.
+COVERED = {
+    "make test": ".ci/run",
+    "make deploy-local": "tests/test_local_deploy.py",
+    "make deploy-local KEEP=1": "tests/test_local_deploy.py",
+    "make destroy-local": "tests/test_local_deploy.py",
+    "python -m pipeline_tools.local drive --records my.json": "tests/test_local_deploy.py",
+    "make install": "every make target",
+    "make synth ENV=prod": "make synth, here, with the environment's default",
+    "make synth-all": "make test (before checkov)",
+    "make checkov": "make test",
+    "make bench": "pipeline_tools/bench (writes BENCHMARKS.md; minutes, not a test)",
+    'make rightsize LOGS="enricher.log validator.log"': "make rightsize, here",
+    "python -m pipeline_tools.rightsize -": "tests/test_rightsize.py",
+    "python -m pipeline_tools.cost --workload my.json cdk.out/DataPipeline-prod.template.json": (
+        "tests/test_cost.py"
+    ),
+    "source .venv/bin/activate": "the shell set-up the commands below it assume",
+    # The Commands table's synopses of the commands above:
+    "make synth [ENV=prod]": "make synth, here",
+    "make cost": "tests/test_cost.py (the report's CLI, terminal and Markdown)",
+    "make cost MARKDOWN=1": "tests/test_cost.py (the report's CLI, terminal and Markdown)",
+    "make cost [MARKDOWN=1] [WORKLOAD=file.json]": "tests/test_cost.py",
+    'make rightsize LOGS="a.log b.log"': "make rightsize, here",
+    "make deploy-local [KEEP=1]": "tests/test_local_deploy.py",
+    "python -m pipeline_tools.local up": "tests/test_local_deploy.py",
+}
+#: Need an AWS account and credentials: never run by the tests.
+NEEDS_AWS = ("aws ", "npx cdk bootstrap", "npx cdk deploy")
+
+_COMMAND = re.compile(r"^(make|npx cdk|python -m|aws|source) ")
+
+
+def readme_commands() -> set[str]:
+    """Commands in the README's code blocks and inline code, comments and prompts stripped."""
+    text = (ROOT / "README.md").read_text()
+    found = set()
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            command = line.split("  #", 1)[0].strip()
+            if _COMMAND.match(command):
+                found.add(command)
+    for inline in re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S)):
+        if _COMMAND.match(inline):
+            found.add(inline.strip())
+    return found
+
+
+def test_every_readme_command_is_run_covered_or_needs_an_account():
+    unplaced = {
+        c
+        for c in readme_commands()
+        if c not in RUN and c not in COVERED and not c.startswith(NEEDS_AWS)
+    }
+    assert unplaced == set(), f"README commands nobody checks: {sorted(unplaced)}"
+    assert set(RUN) <= readme_commands(), "a command checked here is no longer in the README"
+
+
+@pytest.fixture(scope="module")
+def fresh_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("fresh") / "project"
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, tracked):
+        if (ROOT / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+    for installed in (".venv", "node_modules"):
+        (target / installed).symlink_to(ROOT / installed)
+    return target
+
+
+def test_the_readme_commands_work_from_a_fresh_shell(fresh_copy: Path):
+    shell = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    for command in RUN:
+        # `python -m ...` lines follow the README's `source .venv/bin/activate`.
+        line = (
+            f"source .venv/bin/activate && {command}" if command.startswith("python") else command
+        )
+        result = subprocess.run(
+            ["bash", "-c", line],
+            cwd=fresh_copy,
+            env=shell,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, (
+            f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        )
+    schema = (fresh_copy / "serverless_stack" / "settings.schema.json").read_text()
+    assert schema == (ROOT / "serverless_stack" / "settings.schema.json").read_text()
