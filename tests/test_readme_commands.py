@@ -77,6 +77,12 @@ def readme_commands() -> set[str]:
     return found
 
 
+def readme_snippets() -> list[str]:
+    """The README's Python programs meant to be run as they are (marked "# After `make synth`")."""
+    text = (ROOT / "README.md").read_text()
+    return [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if b.startswith("# After")]
+
+
 def test_every_readme_command_is_run_covered_or_needs_an_account():
     unplaced = {
         c
@@ -122,5 +128,19 @@ def test_the_readme_commands_work_from_a_fresh_shell(fresh_copy: Path):
         assert result.returncode == 0, (
             f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
         )
+    snippets = readme_snippets()
+    assert snippets, "the README's runner example is marked to be run"
+    for snippet in snippets:
+        result = subprocess.run(
+            ["bash", "-c", "source .venv/bin/activate && python -"],
+            input=snippet,
+            cwd=fresh_copy,
+            env=shell,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, f"{snippet}\n{result.stderr[-3000:]}"
+        assert "completed" in result.stdout and "dead_lettered" in result.stdout, result.stdout
     schema = (fresh_copy / "serverless_stack" / "settings.schema.json").read_text()
     assert schema == (ROOT / "serverless_stack" / "settings.schema.json").read_text()

@@ -85,6 +85,9 @@ class LoadedFunction:
             with environment_variables(
                 {
                     **RUNTIME_ENVIRONMENT,
+                    # Lambda sets the region of the function; its ARN names it.
+                    "AWS_REGION": self.spec.arn.split(":")[3],
+                    "AWS_DEFAULT_REGION": self.spec.arn.split(":")[3],
                     "AWS_LAMBDA_FUNCTION_NAME": self.spec.name,
                     **self.spec.environment,
                 }
