@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from pipeline_common.contract import MAX_PAYLOAD_BYTES, InvalidRecord, validate
 from pipeline_common.invocation import MalformedEvent, unwrap
 from tests.conftest import load_event
-from validator.validation import MAX_PAYLOAD_BYTES, InvalidRecord, validate
 
 
 def record(**changes):

@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from enricher.enrichment import UNCATEGORIZED, category_from_item, category_key, enrich
-from pipeline_common.invocation import received
+from pipeline_common.invocation import accept
 
 TABLE_NAME = os.environ["TABLE_NAME"]
 
@@ -37,7 +37,7 @@ def lookup_category(record_type: str) -> str:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    record = received(event, logger)
+    record = accept(event, logger, metrics, enriched=True)
     category = lookup_category(record["type"])
     if category == UNCATEGORIZED:
         metrics.add_metric(name="RecordsUncategorized", unit=MetricUnit.Count, value=1)

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
+from pipeline_common.contract import InvalidRecord, validate
+
 #: Keys that every Lambda destination invocation record carries.
 INVOCATION_RECORD_KEYS = frozenset({"requestContext", "requestPayload", "responsePayload"})
 
 
-class MalformedEvent(ValueError):
+class MalformedEvent(InvalidRecord):
     """The event is neither a record object nor an invocation record wrapping one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__([message])
 
 
 def unwrap(event: object) -> dict[str, Any]:
@@ -40,9 +47,28 @@ def is_invocation_record(event: object) -> bool:
     return isinstance(event, dict) and event.keys() >= INVOCATION_RECORD_KEYS
 
 
-def received(event: object, logger: Any) -> dict[str, Any]:
-    """The record ``event`` carries (see ``unwrap``), with ``logger``'s correlation id set to
-    the record's id, so every log line of the invocation names the record."""
-    record = unwrap(event)
-    logger.set_correlation_id(record.get("id"))
-    return record
+def accept(event: object, logger: Any, metrics: Any, *, enriched: bool) -> dict[str, Any]:
+    """The record ``event`` carries, held to the record contract; every stage starts here.
+
+    ``logger``'s correlation id becomes the record's id, so every log line of the invocation
+    names the record. A record that breaks the contract counts once in ``RecordsRejected``, is
+    logged with its defects, and raises :class:`InvalidRecord` (Lambda then sends it to the DLQ
+    with the defects as its error message).
+
+    :param enriched: accept the fields the enricher adds (every stage after the validator).
+    """
+    try:
+        raw = unwrap(event)
+        if isinstance(raw.get("id"), str):
+            logger.set_correlation_id(raw["id"][:128])
+        return validate(raw, enriched=enriched)
+    except InvalidRecord as error:
+        reject(error, logger, metrics)
+        raise
+
+
+def reject(error: Exception, logger: Any, metrics: Any) -> None:
+    """Count and log a record this stage refuses, whatever the reason."""
+    metrics.add_metric(name="RecordsRejected", unit=MetricUnit.Count, value=1)
+    problems = getattr(error, "problems", [str(error)])
+    logger.warning("record rejected", extra={"problems": problems, "error": type(error).__name__})

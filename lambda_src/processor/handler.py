@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pipeline_common.invocation import received
+from pipeline_common.invocation import accept
 from processor.storage import Retention, store
 
 TABLE_NAME = os.environ["TABLE_NAME"]
@@ -34,7 +34,7 @@ dynamodb = boto3.client("dynamodb")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    record = received(event, logger)
+    record = accept(event, logger, metrics, enriched=True)
     result = store(dynamodb, TABLE_NAME, record, datetime.now(UTC), RETENTION)
     if result.status == "stored":
         metrics.add_metric(name="RecordsStored", unit=MetricUnit.Count, value=1)

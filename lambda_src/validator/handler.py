@@ -1,6 +1,7 @@
 """Validator Lambda: the pipeline's gate. Invalid records fail here, deterministically.
 
-The ``live`` alias has ``MaximumRetryAttempts: 0``: a record that fails validation would fail
+The contract itself is ``pipeline_common/contract.py``, which every stage enforces. The
+``live`` alias has ``MaximumRetryAttempts: 0``: a record that fails validation would fail
 every retry too, so it goes straight to the dead-letter queue, with the defects as the
 ``ErrorMessage`` attribute. A valid record is returned, normalised, and Lambda's on-success
 destination hands it to the enricher.
@@ -18,8 +19,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pipeline_common.invocation import unwrap
-from validator.validation import InvalidRecord, validate
+from pipeline_common.invocation import accept
 
 logger = Logger()
 metrics = Metrics()
@@ -28,15 +28,7 @@ metrics = Metrics()
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    raw = unwrap(event)
-    if isinstance(raw.get("id"), str):
-        logger.set_correlation_id(raw["id"][:128])
-    try:
-        record = validate(raw)
-    except InvalidRecord as error:
-        metrics.add_metric(name="RecordsRejected", unit=MetricUnit.Count, value=1)
-        logger.warning("record rejected", extra={"problems": error.problems})
-        raise
+    record = accept(event, logger, metrics, enriched=False)
     metrics.add_metric(name="RecordsValidated", unit=MetricUnit.Count, value=1)
     logger.info("record validated", extra={"record_type": record["type"]})
     return record
