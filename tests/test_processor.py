@@ -106,19 +106,58 @@ def test_counters_are_per_type_and_per_utc_day(pipeline):
     }
 
 
-def test_other_transaction_cancellations_are_not_mistaken_for_duplicates():
-    from processor.storage import _is_duplicate
+def test_other_transaction_cancellations_are_not_mistaken_for_a_stored_record():
+    from processor.storage import _already_stored
+
+    stored = {"pk": {"S": "RECORD#x"}, "digest": {"S": "abc"}}
 
     def cancelled(*codes):
+        reasons = [{"Code": c} for c in codes]
+        reasons[0]["Item"] = stored
         return ClientError(
-            {
-                "Error": {"Code": "TransactionCanceledException"},
-                "CancellationReasons": [{"Code": c} for c in codes],
-            },
+            {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": reasons},
             "TransactWriteItems",
         )
 
-    assert _is_duplicate(cancelled("ConditionalCheckFailed", "None"))
-    assert not _is_duplicate(cancelled("None", "TransactionConflict"))
-    assert not _is_duplicate(cancelled("ConditionalCheckFailed", "ThrottlingError"))
-    assert not _is_duplicate(cancelled("ThrottlingError", "None"))
+    assert _already_stored(cancelled("ConditionalCheckFailed", "None")) == stored
+    assert _already_stored(cancelled("None", "TransactionConflict")) is None
+    assert _already_stored(cancelled("ConditionalCheckFailed", "ThrottlingError")) is None
+    assert _already_stored(cancelled("ThrottlingError", "None")) is None
+
+
+def test_same_id_same_content_is_a_duplicate_different_content_is_a_conflict(pipeline):
+    """The stored record and its counter are untouched by either; a conflict is refused, named
+    and counted in RecordsRejected, so Lambda sends it to the DLQ."""
+    processor = pipeline.functions["processor"]
+    first = enriched()
+    assert processor.invoke(first, "r1")["status"] == "stored"
+    before = table_state(pipeline)
+    # A redelivery enriched later (another received_at) is still the same record.
+    again = enriched(received_at="2026-11-29T09:20:00Z")
+    assert processor.invoke(again, "r2") == {"record_id": first["id"], "status": "duplicate"}
+    changed = enriched(payload={**first["payload"], "amount": 99})
+    with pytest.raises(
+        Exception,
+        match=r"id: 'order-2026-11-29.0001' is already stored with "
+        r"different content",
+    ) as caught:
+        processor.invoke(changed, "r3")
+    assert type(caught.value).__name__ == "RecordConflict"
+    assert table_state(pipeline) == before
+    records, _ = table_state(pipeline)
+    assert json.loads(records[0]["payload"]["S"]) == first["payload"]
+
+
+def test_a_record_stored_before_digests_existed_is_still_recognised(pipeline):
+    """Items written by an earlier release carry no digest: it is computed from their fields."""
+    processor = pipeline.functions["processor"]
+    first = enriched()
+    processor.invoke(first, "r1")
+    client = pipeline.session.client("dynamodb")
+    table = pipeline.specs["processor"].environment["TABLE_NAME"]
+    client.update_item(
+        TableName=table, Key=record_key(first["id"]), UpdateExpression="REMOVE digest"
+    )
+    assert processor.invoke(enriched(), "r2")["status"] == "duplicate"
+    with pytest.raises(Exception, match="already stored with different content"):
+        processor.invoke(enriched(source="other"), "r3")

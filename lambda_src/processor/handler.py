@@ -12,8 +12,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pipeline_common.invocation import accept
-from processor.storage import Retention, store
+from pipeline_common.invocation import accept, reject
+from processor.storage import RecordConflict, Retention, store
 
 TABLE_NAME = os.environ["TABLE_NAME"]
 #: Set by the stack only when records expire (``record_retention_days``); the attribute is the
@@ -35,7 +35,11 @@ dynamodb = boto3.client("dynamodb")
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = accept(event, logger, metrics, enriched=True)
-    result = store(dynamodb, TABLE_NAME, record, datetime.now(UTC), RETENTION)
+    try:
+        result = store(dynamodb, TABLE_NAME, record, datetime.now(UTC), RETENTION)
+    except RecordConflict as error:
+        reject(error, logger, metrics)
+        raise
     if result.status == "stored":
         metrics.add_metric(name="RecordsStored", unit=MetricUnit.Count, value=1)
     else:

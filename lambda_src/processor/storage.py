@@ -3,8 +3,12 @@
 The record item is put only if absent, and the per-type daily counter is incremented in the
 same transaction. DynamoDB applies both or neither, so:
 
-* a duplicate delivery fails the condition, the transaction is cancelled, the counter is
-  untouched, and the record is reported as a duplicate;
+* a second delivery fails the condition, the transaction is cancelled and the counter is
+  untouched. The cancellation returns the stored item (``ReturnValuesOnConditionCheckFailure``),
+  so with no extra read the processor compares the stored ``digest`` (SHA-256 of the record's
+  canonical contract fields) with the new one: the same content is a *duplicate* (nothing
+  changes), different content under the same id a *conflict* (:class:`RecordConflict`, which
+  sends the record to the DLQ, and the stored record stays as it was);
 * a retry after any failure either finds nothing written (and writes both) or finds the
   record (and changes nothing).
 
@@ -20,12 +24,15 @@ it could still arrive. Counters never expire.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
+
+from pipeline_common.contract import canonical
 
 RECORD_SK = "RECORD"
 
@@ -40,6 +47,23 @@ class Retention:
     def expires_at(self, stored_at: datetime) -> int:
         """Epoch seconds, as DynamoDB TTL reads them."""
         return int((stored_at + timedelta(days=self.days)).timestamp())
+
+
+class RecordConflict(ValueError):
+    """A record arrived under an id already stored with different content."""
+
+    def __init__(self, record_id: str, stored: str, received: str) -> None:
+        super().__init__(
+            f"id: {record_id!r} is already stored with different content (stored digest "
+            f"{stored[:12]}, this record {received[:12]}); nothing was changed: send it under "
+            "a new id, or fix the producer"
+        )
+        self.record_id = record_id
+
+
+def digest(record: dict[str, Any]) -> str:
+    """SHA-256 of the record's canonical contract fields: equal content, equal digest."""
+    return hashlib.sha256(canonical(record).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -68,6 +92,7 @@ def record_item(
         "timestamp": {"S": record["timestamp"]},
         "payload": {"S": json.dumps(record["payload"], separators=(",", ":"), sort_keys=True)},
         "stored_at": {"S": stored_at.astimezone(UTC).isoformat().replace("+00:00", "Z")},
+        "digest": {"S": digest(record)},
     }
     for optional in ("received_at", "category"):
         if isinstance(record.get(optional), str):
@@ -86,8 +111,9 @@ def store(
 ) -> StoreResult:
     """Store ``record`` and count it, exactly once; with ``retention``, it expires.
 
-    :raises ClientError: for anything but a duplicate (throttling, conflicts), so that
-        Lambda retries the invocation.
+    :raises RecordConflict: when its id is stored with different content.
+    :raises ClientError: for anything else (throttling, a counter conflict), so that Lambda
+        retries the invocation.
     """
     try:
         client.transact_write_items(
@@ -97,6 +123,7 @@ def store(
                         "TableName": table_name,
                         "Item": record_item(record, now, retention),
                         "ConditionExpression": "attribute_not_exists(pk)",
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                     }
                 },
                 {
@@ -111,19 +138,34 @@ def store(
             ]
         )
     except ClientError as error:
-        if _is_duplicate(error):
-            return StoreResult(record["id"], "duplicate")
-        raise
+        stored = _already_stored(error)
+        if stored is None:
+            raise
+        received, kept = digest(record), _stored_digest(stored)
+        if kept != received:
+            raise RecordConflict(record["id"], kept, received) from None
+        return StoreResult(record["id"], "duplicate")
     return StoreResult(record["id"], "stored")
 
 
-def _is_duplicate(error: ClientError) -> bool:
-    """True when the transaction was cancelled only because the record already exists."""
+def _stored_digest(item: dict[str, Any]) -> str:
+    """The digest of a stored record item; items stored before digests existed are digested
+    from their own fields, so a redelivery of one is still a duplicate."""
+    if "digest" in item:
+        return str(item["digest"]["S"])
+    fields = {name: item[name]["S"] for name in ("id", "type", "source", "timestamp")}
+    return digest({**fields, "payload": json.loads(item["payload"]["S"])})
+
+
+def _already_stored(error: ClientError) -> dict[str, Any] | None:
+    """The stored item, when the transaction was cancelled only because the record exists."""
     if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        return False
+        return None
     reasons = error.response.get("CancellationReasons") or []
-    return (
-        bool(reasons)
+    if not (
+        reasons
         and reasons[0].get("Code") == "ConditionalCheckFailed"
         and all(r.get("Code") in (None, "None") for r in reasons[1:])
-    )
+    ):
+        return None
+    return dict(reasons[0].get("Item") or {})
