@@ -1,16 +1,20 @@
-"""``python -m pipeline_tools.local up|drive|down``: the stack, deployed locally, no AWS account.
+"""``python -m pipeline_tools.local COMMAND``: the stack, deployed locally, no AWS account.
 
 ``up``     start the emulator (moto on 127.0.0.1), bootstrap it, ``cdk deploy`` the dev stack,
            report what the emulator did not create, drive the sample records through the
            deployed code, print the results, and stop the emulator (``--keep`` leaves it up).
-``drive``  send records (a JSON list; default: the samples) through a kept emulator's stack.
+``drive``  send records (default: the samples) through a kept emulator's stack, and print what
+           became of them (the DLQ is read, not consumed).
+``send``, ``dead-letters``, ``redrive``: the operator commands of ``pipeline_tools.operate``,
+           on a kept emulator's stack.
 ``down``   ``cdk destroy`` the stack in a kept emulator and stop it.
+
+Records files are a JSON array, one JSON object, or NDJSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -27,9 +31,11 @@ from pipeline_tools.local.local import (
     destroy,
     drive,
     free_port,
+    operate,
     render_drive,
     stack_name,
 )
+from pipeline_tools.operate import RecordFileError, add_commands, read_records
 
 
 def up(environment: str, port: int, keep: bool, records: Path) -> int:
@@ -58,7 +64,7 @@ def up(environment: str, port: int, keep: bool, records: Path) -> int:
             )
             return 1
         print()
-        sent = json.loads(records.read_text())
+        sent = read_records(records)
         print(render_drive(drive(emulator, environment, sent), len(sent)))
     finally:
         if keep:
@@ -83,9 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     drive_parser = commands.add_parser("drive", help="drive records through a kept emulator")
     for sub in (up_parser, drive_parser):
         sub.add_argument(
-            "--records", type=Path, default=SAMPLE_RECORDS, help="a JSON list of records"
+            "--records",
+            type=Path,
+            default=SAMPLE_RECORDS,
+            help="a JSON array, one JSON object, or NDJSON",
         )
     commands.add_parser("down", help="destroy the stack in a kept emulator and stop it")
+    add_commands(commands)
     args = parser.parse_args(argv)
     environment = "dev"
     try:
@@ -104,9 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         if args.command == "drive":
-            sent = json.loads(args.records.read_text())
+            sent = read_records(args.records)
             print(render_drive(drive(emulator, environment, sent), len(sent)))
             return 0
+        if args.command in ("send", "dead-letters", "redrive"):
+            return operate(emulator, environment, args)
         try:
             destroy(aws_environment(emulator), environment)
             print(f"Destroyed {stack_name(environment)}.")
@@ -117,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     except LocalDeployError as error:
         print(f"local deploy: {error}", file=sys.stderr)
         return 1
+    except RecordFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

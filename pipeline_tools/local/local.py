@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_tools.local.deployed import DeployedStack, specs_from_deployment
+from pipeline_tools.operate import RunnerInvoker, run_command, runner_pipeline
 from pipeline_tools.runner.runner import AsyncPipeline, Outcome, read_dead_letters
 from pipeline_tools.runner.runtime import environment_variables
 
@@ -211,32 +212,46 @@ class DriveResult:
     notes: list[str]
 
 
-def drive(emulator: Emulator, environment: str, records: list[Any]) -> DriveResult:
-    """Send ``records`` through the code deployed in the emulator; read back what it did."""
+@contextmanager
+def deployed_runner(
+    emulator: Emulator, environment: str
+) -> Iterator[tuple[Any, Any, AsyncPipeline, list[str]]]:
+    """The runner over the code deployed in the emulator: ``(session, stack, runner, notes)``.
+
+    The handlers' own output (Powertools JSON logs, EMF metrics) goes to ``.local/handlers.log``,
+    as it would go to CloudWatch Logs, so that what the commands print stays readable.
+    """
     import boto3
 
     with aws_pointed_at(emulator), tempfile.TemporaryDirectory() as code_root:
         session = boto3.Session(region_name=REGION)
         stack = DeployedStack.read(session, stack_name(environment))
         specs, notes = specs_from_deployment(session, stack, Path(code_root))
-        table = stack.outputs["TableName"]
-        ddb = session.client("dynamodb")
         for record_type, category in SEED_CATEGORIES.items():
-            ddb.put_item(
-                TableName=table,
+            session.client("dynamodb").put_item(
+                TableName=stack.outputs["TableName"],
                 Item={
                     "pk": {"S": f"CATEGORY#{record_type}"},
                     "sk": {"S": "META"},
                     "category": {"S": category},
                 },
             )
-        # The handlers' own output (Powertools JSON logs, EMF metrics) goes to a file, as it
-        # would go to CloudWatch Logs, so that the summary below stays readable.
         STATE_DIR.mkdir(exist_ok=True)
         with (STATE_DIR / "handlers.log").open("a") as log, redirect_stdout(log):
-            pipeline = AsyncPipeline(specs, session.client("sqs"))
-            outcomes = pipeline.run(records)
-        notes.append(f"handler logs and metrics: {STATE_DIR / 'handlers.log'}")
+            runner = AsyncPipeline(specs, session.client("sqs"))
+            notes.append(f"handler logs and metrics: {STATE_DIR / 'handlers.log'}")
+            yield session, stack, runner, notes
+
+
+def drive(emulator: Emulator, environment: str, records: list[Any]) -> DriveResult:
+    """Send ``records`` through the code deployed in the emulator; read back what it did.
+
+    The DLQ is read, not consumed: its messages stay for ``dead-letters`` and ``redrive``.
+    """
+    with deployed_runner(emulator, environment) as (session, stack, runner, notes):
+        outcomes = runner.run(records)
+        ddb = session.client("dynamodb")
+        table = stack.outputs["TableName"]
         items = [
             i for page in ddb.get_paginator("scan").paginate(TableName=table) for i in page["Items"]
         ]
@@ -252,6 +267,15 @@ def drive(emulator: Emulator, environment: str, records: list[Any]) -> DriveResu
         }
         letters = read_dead_letters(session.client("sqs"), stack.outputs["DlqUrl"])
         return DriveResult(outcomes, stored, counters, letters, notes)
+
+
+def operate(emulator: Emulator, environment: str, args: Any) -> int:
+    """``send``, ``dead-letters`` or ``redrive`` (``pipeline_tools.operate``) on the emulator."""
+    out = sys.stdout  # the handlers' output goes to the log; the summary to the caller
+    with deployed_runner(emulator, environment) as (session, _, runner, _notes):
+        return run_command(
+            args, session.client("sqs"), runner_pipeline(runner), RunnerInvoker(runner), out=out
+        )
 
 
 def render_drive(result: DriveResult, sent: int) -> str:

@@ -157,16 +157,27 @@ class AsyncPipeline:
 
 
 def read_dead_letters(sqs_client: Any, queue_url: str) -> list[dict[str, Any]]:
-    """Every message in a DLQ as ``{"event", "error_message", "error_code", "request_id"}``."""
+    """Every message in a DLQ as ``{"event", "error_message", "error_code", "request_id"}``.
+
+    The messages stay in the queue: each is received once (hidden while the queue is read) and
+    made visible again, so they can still be inspected and redriven.
+    """
     letters: list[dict[str, Any]] = []
+    handles: list[str] = []
+    seen: set[str] = set()
     while True:
         response = sqs_client.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=120,
+            MessageAttributeNames=["All"],
         )
-        messages = response.get("Messages", [])
+        messages = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
         if not messages:
-            return letters
+            break
         for message in messages:
+            seen.add(message["MessageId"])
+            handles.append(message["ReceiptHandle"])
             attributes = message.get("MessageAttributes", {})
             letters.append(
                 {
@@ -176,4 +187,8 @@ def read_dead_letters(sqs_client: Any, queue_url: str) -> list[dict[str, Any]]:
                     "request_id": attributes.get("RequestID", {}).get("StringValue"),
                 }
             )
-            sqs_client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    for handle in handles:
+        sqs_client.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0
+        )
+    return letters

@@ -1,0 +1,187 @@
+"""Operator commands: records files, send, dead-letters and redrive, on deployed code on moto."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline_tools.operate import (
+    RecordFileError,
+    RunnerInvoker,
+    dead_letters,
+    read_records,
+    redrive,
+    runner_pipeline,
+    send,
+)
+from tests.conftest import load_event
+from tests.faults import fail_before
+
+RECORD = {
+    "id": "r-1",
+    "type": "order",
+    "source": "s",
+    "timestamp": "2026-11-29T10:00:00Z",
+    "payload": {},
+}
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (json.dumps([RECORD, RECORD]), [RECORD, RECORD]),
+        (json.dumps(RECORD), [RECORD]),  # one object is one record, not its keys
+        (json.dumps(RECORD) + "\n\n" + json.dumps(RECORD) + "\n", [RECORD, RECORD]),
+    ],
+)
+def test_a_records_file_is_an_array_one_object_or_ndjson(tmp_path: Path, content, expected):
+    path = tmp_path / "records.json"
+    path.write_text(content)
+    assert read_records(path) == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "empty"),
+        (b"   \n", "empty"),
+        (b'[{"id": "a"', "not valid JSON"),
+        (b'{"id": 1}\n{"id": ', "line 2 is not valid JSON (NDJSON)"),
+        (b"\xff\xfe\x00binary", "not UTF-8 text"),
+        (b'{"payload": {"f": NaN}}', "not valid JSON: NaN is not JSON"),
+    ],
+)
+def test_a_bad_records_file_gets_one_line_naming_file_and_problem(tmp_path, content, problem):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(RecordFileError) as caught:
+        read_records(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and problem in message and "\n" not in message
+
+
+def test_a_missing_records_file_is_named(tmp_path):
+    with pytest.raises(RecordFileError, match=r"missing\.json: no such file"):
+        read_records(tmp_path / "missing.json")
+
+
+def records(n: int) -> list[dict[str, Any]]:
+    base = load_event("valid_record")
+    return [
+        {
+            **base,
+            "id": f"op-{i:03d}",
+            "type": ("order", "signup")[i % 2],
+            "timestamp": f"2026-11-29T23:{i % 60:02d}:00-02:00",
+        }
+        for i in range(n)
+    ]
+
+
+def table(pipeline) -> tuple[list[str], dict[tuple[str, str], int]]:
+    client = pipeline.session.client("dynamodb")
+    name = pipeline.specs["processor"].environment["TABLE_NAME"]
+    items = client.scan(TableName=name)["Items"]
+    stored = sorted(i["id"]["S"] for i in items if i["pk"]["S"].startswith("RECORD#"))
+    counters = {
+        (i["pk"]["S"], i["sk"]["S"]): int(i["count"]["N"])
+        for i in items
+        if i["pk"]["S"].startswith("STATS#")
+    }
+    return stored, counters
+
+
+def queue_depth(pipeline) -> int:
+    url = runner_pipeline(pipeline).dead_letter_queue_url
+    attributes = pipeline.sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def test_redrive_after_a_fix_stores_each_record_exactly_once(pipeline):
+    """The processor's writes fail for a third of the records, through all its retries; they
+    land in the DLQ. With the fault fixed, a redrive stores each once; a second changes nothing."""
+    sent = records(30)
+    broken = {r["id"] for r in sent[::3]}
+    fault = {"on": True}
+
+    def failing(params: dict[str, Any]) -> bool:
+        item = params["TransactItems"][0]["Put"]["Item"]
+        return fault["on"] and item["id"]["S"] in broken
+
+    fail_before(pipeline.module("processor").dynamodb, "TransactWriteItems", failing)
+    invoker = RunnerInvoker(pipeline)
+    ops = runner_pipeline(pipeline)
+    summary = send([*sent, {"id": "bad id"}], invoker, ops.entry, parallel=4)
+    invoker.finish()
+    assert summary.sent == 31 and not summary.refused
+
+    letters = dead_letters(pipeline.sqs, ops)
+    assert Counter(letter.failed_stage for letter in letters) == {
+        "processor": len(broken),
+        "validator": 1,
+    }
+    assert {letter.record_id for letter in letters if letter.failed_stage == "processor"} == broken
+    assert len(dead_letters(pipeline.sqs, ops)) == len(broken) + 1, "listing consumes nothing"
+    assert queue_depth(pipeline) == len(broken) + 1
+
+    dry = redrive(pipeline.sqs, ops, invoker, dry_run=True)
+    assert (dry.redriven, dry.skipped_rejected) == (len(broken), 1)
+    assert queue_depth(pipeline) == len(broken) + 1, "a dry run changes nothing"
+
+    fault["on"] = False
+    first = redrive(pipeline.sqs, ops, invoker)
+    invoker.finish()
+    assert (first.redriven, first.skipped_rejected, first.refused) == (len(broken), 1, [])
+    stored, counters = table(pipeline)
+    assert stored == sorted(r["id"] for r in sent)
+    expected = Counter(
+        (
+            f"STATS#{r['type']}",
+            datetime.fromisoformat(r["timestamp"]).astimezone(UTC).date().isoformat(),
+        )
+        for r in sent
+    )
+    assert counters == dict(expected)
+    assert queue_depth(pipeline) == 1, "the validator rejection stays, skipped"
+
+    second = redrive(pipeline.sqs, ops, invoker)
+    invoker.finish()
+    assert (second.redriven, second.refused) == (0, [])
+    assert table(pipeline) == (stored, counters)
+
+
+def test_a_message_whose_redrive_is_refused_stays_in_the_queue(pipeline):
+    invoker = RunnerInvoker(pipeline)
+    ops = runner_pipeline(pipeline)
+    send([{"id": "bad id"}], invoker, ops.entry)
+    invoker.finish()
+
+    class Refusing:
+        def invoke(self, stage: str, event: Any) -> None:
+            raise RuntimeError("TooManyRequestsException: Rate exceeded")
+
+    result = redrive(pipeline.sqs, ops, Refusing(), include_rejected=True)
+    assert result.redriven == 0 and len(result.refused) == 1
+    assert "Rate exceeded" in result.refused[0][1]
+    assert queue_depth(pipeline) == 1
+    (letter,) = dead_letters(pipeline.sqs, ops)
+    assert letter.failed_stage == "validator" and letter.record_id == "bad id"
+    assert "id: must be 1-128 characters" in letter.error
+
+
+def test_max_limits_a_redrive(pipeline):
+    invoker = RunnerInvoker(pipeline)
+    ops = runner_pipeline(pipeline)
+    send([{"id": f"bad {i}"} for i in range(3)], invoker, ops.entry)
+    invoker.finish()
+    result = redrive(pipeline.sqs, ops, invoker, include_rejected=True, max_messages=2)
+    invoker.finish()  # they fail again at the validator: back in the DLQ as new messages
+    assert result.redriven == 2
+    assert queue_depth(pipeline) == 3
