@@ -100,6 +100,44 @@ def test_records_flow_through_the_deployed_code(emulator):
     assert any("code sha256" in n and "verified" in n for n in result.notes)
 
 
+def test_operator_commands_work_on_the_emulator(emulator, tmp_path, capsys):
+    """send, dead-letters and redrive on the deployed stack (the drive above left two records in
+    the DLQ, unconsumed)."""
+    from pipeline_tools.local.__main__ import main
+
+    assert main(["dead-letters"]) == 0
+    listed = capsys.readouterr().out
+    assert "2 messages in the DLQ (left there)" in listed
+    assert "validator  bad id" in listed and "validator  order-0003" in listed
+
+    more = tmp_path / "more.ndjson"
+    valid = {
+        "id": "order-0100",
+        "type": "order",
+        "source": "ops",
+        "timestamp": "2026-11-30T09:00:00+01:00",
+        "payload": {"n": 1},
+    }
+    more.write_text(json.dumps(valid) + "\n" + json.dumps({**valid, "id": "x y"}) + "\n")
+    assert main(["send", str(more)]) == 0
+    assert "sent 2 of 2 records" in capsys.readouterr().out
+    assert main(["dead-letters"]) == 0
+    assert "3 messages in the DLQ (left there)" in capsys.readouterr().out
+
+    assert main(["redrive", "--dry-run"]) == 0
+    assert "would redrive 0; skipped 3 validator rejections" in capsys.readouterr().out
+    assert main(["redrive", "--include-rejected", "--max", "1"]) == 0
+    assert "redrove 1; skipped 0" in capsys.readouterr().out
+    assert main(["dead-letters"]) == 0  # the rejection failed again: back in the DLQ
+    assert "3 messages in the DLQ (left there)" in capsys.readouterr().out
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"id": ')
+    assert main(["send", str(bad)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {bad}: not valid JSON") and error.count("\n") == 1
+
+
 def test_a_changed_handler_is_redeployed_and_runs(emulator, tmp_path):
     project = copy_project(tmp_path)
     enrichment = project / "lambda_src" / "enricher" / "enrichment.py"

@@ -55,9 +55,14 @@ COVERED = {
     'make rightsize LOGS="a.log b.log"': "make rightsize, here",
     "make deploy-local [KEEP=1]": "tests/test_local_deploy.py",
     "python -m pipeline_tools.local up": "tests/test_local_deploy.py",
+    "python -m pipeline_tools.local dead-letters": "tests/test_local_deploy.py",
+    "python -m pipeline_tools.local send fixed.ndjson": "tests/test_local_deploy.py",
+    "python -m pipeline_tools.local send broken.json": "tests/test_local_deploy.py",
+    "python -m pipeline_tools.local redrive --dry-run": "tests/test_local_deploy.py",
+    "python -m pipeline_tools.local send|dead-letters|redrive": "tests/test_local_deploy.py",
 }
 #: Need an AWS account and credentials: never run by the tests.
-NEEDS_AWS = ("aws ", "npx cdk bootstrap", "npx cdk deploy")
+NEEDS_AWS = ("aws ", "npx cdk bootstrap", "npx cdk deploy", "python -m pipeline_tools.operate")
 
 _COMMAND = re.compile(r"^(make|npx cdk|python -m|aws|source) ")
 
@@ -72,6 +77,7 @@ def readme_commands() -> set[str]:
             if _COMMAND.match(command):
                 found.add(command)
     for inline in re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S)):
+        inline = inline.replace("\\|", "|")  # a pipe escaped in a table cell
         if _COMMAND.match(inline):
             found.add(inline.strip())
     return found
