@@ -393,24 +393,16 @@ class LambdaInvoker:
 
 def deployed_pipeline(session: Any, stack_name: str) -> tuple[Pipeline, LambdaInvoker]:
     """The pipeline of a deployed stack, and the invoker of its aliases."""
-    cloudformation = session.client("cloudformation")
-    body = cloudformation.get_template(StackName=stack_name)["TemplateBody"]
-    template = body if isinstance(body, dict) else json.loads(body)
-    physical = {
-        r["LogicalResourceId"]: r["PhysicalResourceId"]
-        for r in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
-    }
-    outputs = {
-        o["OutputKey"]: o["OutputValue"]
-        for o in cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]["Outputs"]
-    }
-    stages = StackTemplate.of(template).stages
-    names = {name: physical[stage.function_id] for name, stage in stages.items()}
-    pipeline = Pipeline.of(template, names, outputs["DlqUrl"])
+    from pipeline_tools.local.deployed import DeployedStack
+
+    stack = DeployedStack.read(session, stack_name)
+    stages = StackTemplate.of(stack.template).stages
+    names = {name: stack.physical[stage.function_id] for name, stage in stages.items()}
+    pipeline = Pipeline.of(stack.template, names, stack.outputs["DlqUrl"])
     lam = session.client("lambda")
     aliases = {
-        name: f"{lam.get_function(FunctionName=n)['Configuration']['FunctionArn']}:live"
-        for name, n in names.items()
+        name: f"{lam.get_function(FunctionName=function)['Configuration']['FunctionArn']}:live"
+        for name, function in names.items()
     }
     return pipeline, LambdaInvoker(lam, aliases)
 

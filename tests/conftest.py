@@ -113,6 +113,17 @@ def load_event(name: str) -> Any:
     return json.loads((ROOT / "tests" / "events" / f"{name}.json").read_text())
 
 
+def sample_record(**changes: Any) -> dict[str, Any]:
+    """The valid sample record with ``changes`` applied (``...`` removes a field)."""
+    record = load_event("valid_record")
+    for key, value in changes.items():
+        if value is ...:
+            record.pop(key)
+        else:
+            record[key] = value
+    return dict(record)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the ``summary`` property that a test recorded (the fault run's counts)."""
     for outcome in ("passed", "failed"):

@@ -15,17 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import assembly_of, load_event, pipeline_on_moto
+from tests.conftest import assembly_of, pipeline_on_moto, sample_record
 
-
-def base(**changes: Any) -> dict[str, Any]:
-    record = load_event("valid_record")
-    for key, value in changes.items():
-        if value is ...:
-            record.pop(key)
-        else:
-            record[key] = value
-    return record
+base = sample_record
 
 
 def nested(depth: int) -> dict[str, Any]:
@@ -149,8 +141,36 @@ def test_a_hostile_record_is_refused_naming_its_field_at_every_entry(
         refusal(str(result), words)
     assert not items, "a refused record stores nothing"
     # The validator, the enricher and the processor each counted their refusal.
-    assert emitted.count('"RecordsRejected"') >= 3, emitted[-2000:]
+    assert emitted.count('"RecordsRejected":[1.0]') == 3, emitted[-2000:]
 
 
 def test_there_are_at_least_25_hostile_cases():
     assert sum(1 for _, _, words in CASES if words is not None) >= 25
+
+
+def test_a_crash_is_named_and_counted_an_aws_error_is_left_to_lambdas_retry(
+    assembly, capsys, monkeypatch
+):
+    from botocore.exceptions import ClientError
+
+    with pipeline_on_moto(assembly) as pipeline:
+        enricher = pipeline.functions["enricher"]
+
+        def broken(record, category, received_at):
+            raise KeyError("received_at")
+
+        monkeypatch.setattr(enricher.module, "enrich", broken)
+        with pytest.raises(Exception) as caught:
+            enricher.invoke(base(), "crash")
+        assert type(caught.value).__name__ == "StageFailure"
+        assert str(caught.value) == "KeyError: 'received_at'"
+        assert capsys.readouterr().out.count('"RecordsRejected":[1.0]') == 1
+
+        def throttled(**_):
+            raise ClientError({"Error": {"Code": "ThrottlingException"}}, "GetItem")
+
+        monkeypatch.setattr(enricher.module, "enrich", lambda r, c, t: r)
+        monkeypatch.setattr(enricher.module.dynamodb, "get_item", throttled)
+        with pytest.raises(ClientError):
+            enricher.invoke(base(), "throttled")
+        assert '"RecordsRejected"' not in capsys.readouterr().out

@@ -131,6 +131,23 @@ def test_operator_commands_work_on_the_emulator(emulator, tmp_path, capsys):
     assert main(["dead-letters"]) == 0  # the rejection failed again: back in the DLQ
     assert "3 messages in the DLQ (left there)" in capsys.readouterr().out
 
+    # What the AWS-side command reads of a deployed stack, read here from the emulator.
+    from pipeline_tools.operate import deployed_pipeline
+
+    with aws_pointed_at(emulator):
+        ops, invoker = deployed_pipeline(boto3.Session(region_name="us-east-1"), STACK)
+    assert ops.entry == "validator"
+    assert dict(ops.next_stage) == {
+        "validator": "enricher",
+        "enricher": "processor",
+        "processor": None,
+    }
+    assert set(invoker.alias_arns) == {"validator", "enricher", "processor"}
+    assert all(arn.endswith(":live") for arn in invoker.alias_arns.values())
+    with aws_pointed_at(emulator):
+        stack = DeployedStack.read(boto3.Session(region_name="us-east-1"), STACK)
+    assert ops.dead_letter_queue_url == stack.outputs["DlqUrl"]
+
     bad = tmp_path / "bad.json"
     bad.write_text('[{"id": ')
     assert main(["send", str(bad)]) == 2

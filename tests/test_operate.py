@@ -185,3 +185,33 @@ def test_max_limits_a_redrive(pipeline):
     invoker.finish()  # they fail again at the validator: back in the DLQ as new messages
     assert result.redriven == 2
     assert queue_depth(pipeline) == 3
+
+
+def test_the_lambda_invoker_sends_json_async_to_the_alias_and_retries_throttling(monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from pipeline_tools import operate
+
+    monkeypatch.setattr(operate.time, "sleep", lambda seconds: None)
+    calls: list[dict[str, Any]] = []
+
+    class Lambda:
+        def invoke(self, **kwargs: Any) -> dict[str, Any]:
+            calls.append(kwargs)
+            if len(calls) < 3:
+                raise ClientError({"Error": {"Code": "TooManyRequestsException"}}, "Invoke")
+            return {"StatusCode": 202}
+
+    invoker = operate.LambdaInvoker(Lambda(), {"validator": "arn:fn:validator:live"})
+    invoker.invoke("validator", RECORD)
+    assert len(calls) == 3
+    assert calls[-1]["FunctionName"] == "arn:fn:validator:live"
+    assert calls[-1]["InvocationType"] == "Event"
+    assert json.loads(calls[-1]["Payload"]) == RECORD
+
+    class Refusing:
+        def invoke(self, **kwargs: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "Invoke")
+
+    with pytest.raises(ClientError):
+        operate.LambdaInvoker(Refusing(), {"validator": "x"}).invoke("validator", RECORD)

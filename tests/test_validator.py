@@ -8,17 +8,9 @@ import pytest
 
 from pipeline_common.contract import MAX_PAYLOAD_BYTES, InvalidRecord, validate
 from pipeline_common.invocation import MalformedEvent, unwrap
-from tests.conftest import load_event
+from tests.conftest import load_event, sample_record
 
-
-def record(**changes):
-    base = load_event("valid_record")
-    for key, value in changes.items():
-        if value is ...:
-            base.pop(key)
-        else:
-            base[key] = value
-    return base
+record = sample_record
 
 
 def test_valid_record_is_returned_with_timestamp_normalised_to_utc():

@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from enricher.enrichment import UNCATEGORIZED, category_from_item, category_key, enrich
-from pipeline_common.invocation import accept
+from pipeline_common.invocation import accept, rejections_counted
 
 TABLE_NAME = os.environ["TABLE_NAME"]
 
@@ -36,6 +36,7 @@ def lookup_category(record_type: str) -> str:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@rejections_counted(logger, metrics)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = accept(event, logger, metrics, enriched=True)
     category = lookup_category(record["type"])

@@ -9,6 +9,7 @@ directly (replays from the DLQ, tests, back-fills).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -68,7 +69,41 @@ def accept(event: object, logger: Any, metrics: Any, *, enriched: bool) -> dict[
 
 
 def reject(error: Exception, logger: Any, metrics: Any) -> None:
-    """Count and log a record this stage refuses, whatever the reason."""
+    """Count and log a record this stage refuses, whatever the reason (once per error)."""
+    error.counted = True  # type: ignore[attr-defined]
     metrics.add_metric(name="RecordsRejected", unit=MetricUnit.Count, value=1)
     problems = getattr(error, "problems", [str(error)])
     logger.warning("record rejected", extra={"problems": problems, "error": type(error).__name__})
+
+
+class StageFailure(RuntimeError):
+    """An unexpected error in a stage, named: ``<ErrorType>: <message>``."""
+
+
+def rejections_counted(logger: Any, metrics: Any) -> Any:
+    """Decorate a handler so that every record it refuses counts in ``RecordsRejected``.
+
+    Contract violations and conflicts are counted where they are raised. An AWS error
+    (``ClientError``, ``BotoCoreError``) is not a refusal: it propagates as it is, so Lambda
+    retries. Anything else is a crash: it is counted, logged, and raised again as a
+    :class:`StageFailure` that names the original error, never as a bare Python exception.
+    Put it closest to the handler, inside ``@metrics.log_metrics``, so the count is flushed.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    def decorate(handler: Any) -> Any:
+        @functools.wraps(handler)
+        def run(event: Any, context: Any) -> Any:
+            try:
+                return handler(event, context)
+            except (ClientError, BotoCoreError):
+                raise
+            except Exception as error:
+                if getattr(error, "counted", False):
+                    raise
+                reject(error, logger, metrics)
+                raise StageFailure(f"{type(error).__name__}: {error}") from error
+
+        return run
+
+    return decorate

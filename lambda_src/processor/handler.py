@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pipeline_common.invocation import accept, reject
+from pipeline_common.invocation import accept, reject, rejections_counted
 from processor.storage import RecordConflict, Retention, store
 
 TABLE_NAME = os.environ["TABLE_NAME"]
@@ -33,6 +33,7 @@ dynamodb = boto3.client("dynamodb")
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@rejections_counted(logger, metrics)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = accept(event, logger, metrics, enriched=True)
     try:

@@ -19,7 +19,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pipeline_common.invocation import accept
+from pipeline_common.invocation import accept, rejections_counted
 
 logger = Logger()
 metrics = Metrics()
@@ -27,6 +27,7 @@ metrics = Metrics()
 
 @logger.inject_lambda_context
 @metrics.log_metrics
+@rejections_counted(logger, metrics)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = accept(event, logger, metrics, enriched=False)
     metrics.add_metric(name="RecordsValidated", unit=MetricUnit.Count, value=1)
