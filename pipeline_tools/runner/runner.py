@@ -9,6 +9,24 @@ For each event it follows what Lambda does with an async invoke of an alias:
 3. after the last failed attempt, send the event to the function's dead-letter queue with the
    ``RequestID``, ``ErrorCode`` and ``ErrorMessage`` attributes Lambda sets.
 
+Where a bug could hide, it behaves as Lambda does:
+
+* events and responses cross every boundary as JSON, as they do between Lambda and a function.
+  An event over the 1 MB asynchronous payload limit is refused at ``invoke_async``
+  (``RequestEntityTooLargeException``). A response that cannot be serialised, or that is over
+  6 MB, is a function error (``Runtime.MarshalError``), retried and dead-lettered like any other
+  (Invoke: https://docs.aws.amazon.com/lambda/latest/dg/API_Invoke.html);
+* an invocation record is an asynchronous invocation of the destination too: over 1 MB it is
+  not delivered, and ``DestinationDeliveryFailures`` counts it;
+* Lambda may deliver an event more than once even without an error ("Even if your function
+  doesn't return an error, it's possible for it to receive the same event from Lambda multiple
+  times", https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html):
+  ``redeliver`` injects such duplicates at any stage;
+* the invocation record has Lambda's shape: ``version``, ``timestamp``, ``requestContext``
+  (``requestId``, ``functionArn`` with the ``live`` qualifier, ``condition``,
+  ``approximateInvokeCount``), ``requestPayload``, ``responseContext`` (``statusCode``,
+  ``executedVersion``) and ``responsePayload``.
+
 What it does not emulate: the delays between retries, the maximum event age (events are
 processed at once), throttling of the function itself, and concurrency.
 """
@@ -17,8 +35,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import ModuleType
@@ -29,6 +47,17 @@ from pipeline_tools.runner.spec import FunctionSpec
 
 #: Lambda puts the first 1 KB of the error message in the DLQ message's ErrorMessage.
 ERROR_MESSAGE_LIMIT = 1024
+#: Invoke's payload limits: 1 MB for an asynchronous invocation, 6 MB for a response.
+ASYNC_PAYLOAD_LIMIT = 1024 * 1024
+RESPONSE_LIMIT = 6 * 1024 * 1024
+
+
+class FunctionError(RuntimeError):
+    """An error Lambda itself raises for an invocation (the function's code may have run)."""
+
+
+class PayloadTooLarge(ValueError):
+    """``RequestEntityTooLargeException``: Invoke refuses the event."""
 #: The ErrorCode of a function error: the Invoke call itself succeeded.
 FUNCTION_ERROR_CODE = "200"
 
@@ -55,11 +84,52 @@ class _Pending:
     attempt: int = 0
 
 
+def _through_json(value: Any, limit: int, refusal: str) -> Any:
+    """``value`` as the receiving side sees it: serialised to JSON and parsed back."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{refusal}: not JSON: {error}") from None
+    if len(text.encode()) > limit:
+        raise PayloadTooLarge(f"{refusal}: {len(text.encode())} bytes, over {limit}")
+    return json.loads(text)
+
+
+def _response(result: Any) -> Any:
+    """A handler's return value as Lambda's runtime hands it on: JSON, at most 6 MB.
+
+    ``NaN`` and infinities are refused too: what crosses a boundary here is strict JSON (at
+    worst stricter than Lambda, never more lenient)."""
+    try:
+        text = json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise FunctionError(f"Runtime.MarshalError: Unable to marshal response: {error}") from None
+    if len(text.encode()) > RESPONSE_LIMIT:
+        raise FunctionError(
+            f"Response payload size ({len(text.encode())} bytes) exceeded maximum allowed "
+            f"payload size ({RESPONSE_LIMIT} bytes)"
+        )
+    return json.loads(text)
+
+
 class AsyncPipeline:
     """Runs events through functions wired by async invoke configs and destinations."""
 
-    def __init__(self, specs: Mapping[str, FunctionSpec], sqs_client: Any) -> None:
+    def __init__(
+        self,
+        specs: Mapping[str, FunctionSpec],
+        sqs_client: Any,
+        *,
+        redeliver: Callable[[str, Any], bool] | None = None,
+    ) -> None:
+        """
+        :param redeliver: ``(stage, event) -> bool``: deliver this successful invocation's event
+            to the stage once more, as Lambda may. :default: never
+        """
         self.specs = dict(specs)
+        self.redeliver = redeliver or (lambda stage, event: False)
+        #: What Lambda would count in CloudWatch: DestinationDeliveryFailures, DeadLetterErrors.
+        self.metrics: Counter[str] = Counter()
         self.sqs = sqs_client
         self.functions = {name: LoadedFunction(spec) for name, spec in self.specs.items()}
         destinations = {s.on_success for s in self.specs.values() if s.on_success}
@@ -76,7 +146,12 @@ class AsyncPipeline:
         return self.functions[stage].module
 
     def invoke_async(self, event: Any, stage: str | None = None) -> str:
-        """Queue an asynchronous invocation (``InvocationType=Event``); return its request ID."""
+        """Queue an asynchronous invocation (``InvocationType=Event``); return its request ID.
+
+        :raises PayloadTooLarge: over the 1 MB asynchronous payload limit.
+        :raises ValueError: for an event that is not JSON (NaN, infinities, other types).
+        """
+        event = _through_json(event, ASYNC_PAYLOAD_LIMIT, "RequestEntityTooLargeException")
         request_id = str(uuid.uuid4())
         self.outcomes[request_id] = Outcome(request_id=request_id, event=event)
         self._queue.append(_Pending(stage or self.entry, event, request_id, request_id))
@@ -101,6 +176,7 @@ class AsyncPipeline:
         self.invocations[item.stage] += 1
         try:
             result = self.functions[item.stage].invoke(item.event, item.request_id)
+            result = _response(result)
         except Exception as error:  # a function error, as Lambda sees it
             if item.attempt < spec.retry_attempts:
                 item.attempt += 1
@@ -108,15 +184,20 @@ class AsyncPipeline:
                 return
             self._dead_letter(spec, item, outcome, error)
             return
+        if self.redeliver(item.stage, item.event):
+            self._queue.append(_Pending(item.stage, item.event, item.request_id, item.origin))
         if spec.on_success is None:
             outcome.status, outcome.result = "completed", result
             return
-        next_id = str(uuid.uuid4())
-        self._queue.append(
-            _Pending(
-                spec.on_success, self._invocation_record(spec, item, result), next_id, item.origin
+        try:
+            record = _through_json(
+                self._invocation_record(spec, item, result), ASYNC_PAYLOAD_LIMIT, "destination"
             )
-        )
+        except ValueError as error:
+            self.metrics["DestinationDeliveryFailures"] += 1
+            outcome.status, outcome.error = "lost", f"DestinationDeliveryFailure: {error}"
+            return
+        self._queue.append(_Pending(spec.on_success, record, str(uuid.uuid4()), item.origin))
 
     def _invocation_record(self, spec: FunctionSpec, item: _Pending, result: Any) -> dict[str, Any]:
         return {

@@ -1,0 +1,120 @@
+"""The in-process runner behaves like Lambda where a bug could hide: JSON at every boundary,
+Lambda's payload limits, its invocation record, and duplicate deliveries."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from pipeline_tools.runner.runner import PayloadTooLarge, read_dead_letters
+from tests.conftest import sample_record
+
+
+def stored(pipeline) -> tuple[list[str], dict[tuple[str, str], int]]:
+    client = pipeline.session.client("dynamodb")
+    items = client.scan(TableName=pipeline.specs["processor"].environment["TABLE_NAME"])["Items"]
+    ids = sorted(i["id"]["S"] for i in items if i["pk"]["S"].startswith("RECORD#"))
+    counters = {(i["pk"]["S"], i["sk"]["S"]): int(i["count"]["N"]) for i in items if "count" in i}
+    return ids, counters
+
+
+def test_a_response_that_is_not_json_is_a_function_error(pipeline, monkeypatch):
+    """A Python handler that returns a datetime fails in Lambda's runtime
+    (Runtime.MarshalError); the runner must not pass the object on."""
+    module = pipeline.functions["processor"].module
+    monkeypatch.setattr(module, "asdict", lambda result: {"at": datetime.now(UTC)})
+    (outcome,) = pipeline.run([sample_record()])
+    assert outcome.status == "dead_lettered" and outcome.stage == "processor"
+    assert "Runtime.MarshalError: Unable to marshal response" in outcome.error
+    assert pipeline.invocations["processor"] == 3, "a function error is retried twice"
+    (letter,) = read_dead_letters(pipeline.sqs, pipeline.specs["processor"].dead_letter_queue_url)
+    assert "Runtime.MarshalError" in letter["error_message"]
+
+
+def test_stages_see_json_not_python_objects(pipeline, monkeypatch):
+    """A tuple returned by one stage arrives at the next as a list, as through Lambda."""
+    module = pipeline.functions["enricher"].module
+    original = module.enrich
+    monkeypatch.setattr(
+        module, "enrich", lambda r, c, t: {**original(r, c, t), "payload": {"t": (1, 2)}}
+    )
+    (outcome,) = pipeline.run([sample_record()])
+    assert outcome.status == "completed"
+    client = pipeline.session.client("dynamodb")
+    (item,) = [
+        i
+        for i in client.scan(TableName=pipeline.specs["processor"].environment["TABLE_NAME"])[
+            "Items"
+        ]
+        if i["pk"]["S"].startswith("RECORD#")
+    ]
+    assert json.loads(item["payload"]["S"]) == {"t": [1, 2]}
+
+
+def test_an_event_over_the_async_payload_limit_is_refused(pipeline):
+    """Invoke: "For asynchronous invocations, the maximum payload size is 1 MB"."""
+    with pytest.raises(PayloadTooLarge, match="RequestEntityTooLargeException"):
+        pipeline.invoke_async(sample_record(payload={"blob": "x" * (1024 * 1024)}))
+    with pytest.raises(ValueError, match="not JSON"):
+        pipeline.invoke_async(sample_record(payload={"f": float("nan")}))
+
+
+def test_an_invocation_record_over_the_limit_is_not_delivered(pipeline, monkeypatch):
+    module = pipeline.functions["enricher"].module
+    monkeypatch.setattr(module, "enrich", lambda r, c, t: {**r, "big": "x" * (1024 * 1024)})
+    (outcome,) = pipeline.run([sample_record()])
+    assert outcome.status == "lost" and "DestinationDeliveryFailure" in outcome.error
+    assert pipeline.metrics["DestinationDeliveryFailures"] == 1
+    assert pipeline.invocations["processor"] == 0
+
+
+def test_the_invocation_record_has_lambdas_shape(pipeline, monkeypatch):
+    module = pipeline.functions["enricher"].module
+
+    def fail(record, category, received_at):
+        raise RuntimeError("down")
+
+    monkeypatch.setattr(module, "enrich", fail)
+    pipeline.run([sample_record()])
+    (letter,) = read_dead_letters(pipeline.sqs, pipeline.specs["enricher"].dead_letter_queue_url)
+    event = letter["event"]
+    assert event["version"] == "1.0" and event["timestamp"].endswith("Z")
+    context = event["requestContext"]
+    assert context["functionArn"] == pipeline.specs["validator"].arn
+    assert context["functionArn"].endswith(":live")
+    assert (context["condition"], context["approximateInvokeCount"]) == ("Success", 1)
+    assert event["responseContext"]["statusCode"] == 200
+    assert "executedVersion" in event["responseContext"]
+    assert event["responsePayload"]["id"] == sample_record()["id"]
+    assert event["requestPayload"] == sample_record()
+
+
+def test_duplicate_deliveries_at_any_stage_store_and_count_once(dev_assembly):
+    """Lambda may deliver an event twice without any error; every stage is redelivered once
+    here, and still each record is stored once and counted once."""
+    from tests.conftest import pipeline_on_moto
+
+    records = [
+        sample_record(id=f"dup-{i}", timestamp=f"2026-11-29T23:{i:02d}:00-01:00") for i in range(5)
+    ]
+    seen: Counter[tuple[str, str]] = Counter()
+
+    def redeliver(stage: str, event) -> bool:
+        key = (stage, json.dumps(event, sort_keys=True))
+        seen[key] += 1
+        return seen[key] == 1
+
+    with pipeline_on_moto(dev_assembly) as pipeline:
+        pipeline.redeliver = redeliver
+        outcomes = pipeline.run(records)
+        ids, counters = stored(pipeline)
+        invocations = dict(pipeline.invocations)
+    assert {o.status for o in outcomes} == {"completed"}
+    assert ids == sorted(r["id"] for r in records)
+    day = datetime.fromisoformat(records[0]["timestamp"]).astimezone(UTC).date().isoformat()
+    assert counters == {("STATS#order", day): len(records)}
+    assert invocations["validator"] == 2 * len(records)
+    assert invocations["processor"] >= 4 * len(records), "each enricher delivery, twice"
