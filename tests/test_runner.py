@@ -118,3 +118,99 @@ def test_duplicate_deliveries_at_any_stage_store_and_count_once(dev_assembly):
     assert counters == {("STATS#order", day): len(records)}
     assert invocations["validator"] == 2 * len(records)
     assert invocations["processor"] >= 4 * len(records), "each enricher delivery, twice"
+
+
+# --- IAM, enforced from the template ------------------------------------------------------------
+
+
+def run_with_template(dev_assembly, mutate, events):
+    """Run ``events`` through the dev stack's code with a changed copy of its template."""
+    import copy
+
+    import boto3
+    from moto import mock_aws
+
+    from pipeline_tools.runner import AsyncPipeline
+    from pipeline_tools.runner.provision import provision
+    from pipeline_tools.runner.spec import specs_from_template
+    from pipeline_tools.template import StackTemplate, asset_dirs
+
+    directory, name, template = dev_assembly
+    template = copy.deepcopy(template)
+    mutate(template, StackTemplate.of(template))
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        physical = provision(template, session)
+        specs = specs_from_template(template, asset_dirs(directory, name), physical)
+        runner = AsyncPipeline(specs, session.client("sqs"))
+        outcomes = runner.run(events)
+        letters = read_dead_letters(runner.sqs, specs["validator"].dead_letter_queue_url)
+        return outcomes, runner, letters
+
+
+def without(action: str, stage: str):
+    """A template mutation: ``stage``'s role loses ``action``."""
+
+    def mutate(template, model):
+        for policy in template["Resources"].values():
+            if policy["Type"] != "AWS::IAM::Policy":
+                continue
+            if {"Ref": model.stages[stage].role_id} not in policy["Properties"]["Roles"]:
+                continue
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                actions = (
+                    statement["Action"]
+                    if isinstance(statement["Action"], list)
+                    else [statement["Action"]]
+                )
+                statement["Action"] = [a for a in actions if a != action] or ["none:None"]
+
+    return mutate
+
+
+def test_a_handler_call_the_role_does_not_allow_is_denied_as_aws_would(dev_assembly):
+    (outcome,), runner, _ = run_with_template(
+        dev_assembly, without("dynamodb:PutItem", "processor"), [sample_record()]
+    )
+    assert outcome.status == "dead_lettered" and outcome.stage == "processor"
+    assert "AccessDeniedException" in outcome.error
+    assert "dynamodb:PutItem" in outcome.error
+    assert runner.invocations["processor"] == 3
+
+
+def test_a_destination_the_role_may_not_invoke_drops_the_event(dev_assembly):
+    (outcome,), runner, _ = run_with_template(
+        dev_assembly, without("lambda:InvokeFunction", "enricher"), [sample_record()]
+    )
+    assert outcome.status == "lost" and "AccessDenied" in outcome.error
+    assert runner.metrics["DestinationDeliveryFailures"] == 1
+    assert runner.invocations["processor"] == 0
+
+
+def test_a_dlq_the_role_may_not_write_to_loses_the_event(dev_assembly):
+    (outcome,), runner, letters = run_with_template(
+        dev_assembly, without("sqs:SendMessage", "validator"), [{"id": "bad id"}]
+    )
+    assert outcome.status == "lost" and "DeadLetterErrors" in outcome.error
+    assert runner.metrics["DeadLetterErrors"] == 1
+    assert letters == []
+
+
+def test_the_evaluator_follows_iams_order_explicit_deny_allow_implicit_deny():
+    from pipeline_tools.runner.iam import RolePolicy, Statement
+
+    table = "arn:aws:dynamodb:us-east-1:123456789012:table/t"
+    policy = RolePolicy(
+        "role",
+        (
+            Statement("Allow", ("dynamodb:*",), (table,)),
+            Statement("Deny", ("dynamodb:Delete*",), ("*",)),
+            Statement("Allow", ("SQS:SendMessage",), ("arn:aws:sqs:*:*:dlq-?",)),
+        ),
+        {},
+    )
+    assert policy.allows("dynamodb:GetItem", table)
+    assert not policy.allows("dynamodb:DeleteItem", table), "an explicit deny wins"
+    assert not policy.allows("dynamodb:GetItem", table + "2"), "no allow: implicitly denied"
+    assert policy.allows("sqs:sendmessage", "arn:aws:sqs:us-east-1:1:dlq-a"), "case-insensitive"
+    assert not policy.allows("sqs:SendMessage", "arn:aws:sqs:us-east-1:1:dlq-ab")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline_tools.runner.iam import RolePolicy
 from pipeline_tools.runner.spec import FunctionSpec
 from pipeline_tools.template import StackTemplate, resources
 
@@ -66,6 +67,7 @@ def specs_from_deployment(
             if alias["Name"] == "live":
                 alias_arns[alias["AliasArn"]] = stage.name
 
+    physical = _arns(stack, model, account, s3.meta.region_name)
     specs = {}
     for name, stage in model.stages.items():
         physical_name = stack.physical[stage.function_id]
@@ -96,6 +98,14 @@ def specs_from_deployment(
             on_success=on_success,
             dead_letter_queue_url=dlq_url,
             arn=f"{config['FunctionArn']}:live",
+            policy=RolePolicy.of(
+                model,
+                str(stage.role_id),
+                physical,
+                region=s3.meta.region_name,
+                account=account,
+            ),
+            dead_letter_queue_arn=physical.get(stage.dead_letter_queue_id or "", {}).get("Arn"),
         )
         notes.append(
             f"{name}: code sha256 {config['CodeSha256']} verified, handler "
@@ -103,6 +113,29 @@ def specs_from_deployment(
             f"on success -> {on_success or 'end'}"
         )
     return specs, notes
+
+
+def _arns(
+    stack: DeployedStack, model: StackTemplate, account: str, region: str
+) -> dict[str, dict[str, str]]:
+    """Physical values of the resources the roles' policies name: tables, queues, aliases."""
+    found: dict[str, dict[str, str]] = {}
+    for logical_id in stack.of_type("AWS::DynamoDB::Table"):
+        name = stack.physical[logical_id]
+        found[logical_id] = {
+            "Ref": name,
+            "Arn": f"arn:aws:dynamodb:{region}:{account}:table/{name}",
+        }
+    for logical_id in stack.of_type("AWS::SQS::Queue"):
+        url = stack.physical[logical_id]
+        found[logical_id] = {
+            "Ref": url,
+            "Arn": f"arn:aws:sqs:{region}:{account}:{url.rsplit('/', 1)[1]}",
+        }
+    for stage in model.stages.values():
+        if stage.alias_id:
+            found[stage.alias_id] = {"Ref": stack.physical[stage.alias_id]}
+    return found
 
 
 def _fetch_code(

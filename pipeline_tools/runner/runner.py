@@ -58,6 +58,8 @@ class FunctionError(RuntimeError):
 
 class PayloadTooLarge(ValueError):
     """``RequestEntityTooLargeException``: Invoke refuses the event."""
+
+
 #: The ErrorCode of a function error: the Invoke call itself succeeded.
 FUNCTION_ERROR_CODE = "200"
 
@@ -93,6 +95,22 @@ def _through_json(value: Any, limit: int, refusal: str) -> Any:
     if len(text.encode()) > limit:
         raise PayloadTooLarge(f"{refusal}: {len(text.encode())} bytes, over {limit}")
     return json.loads(text)
+
+
+def _parse_payload(payload: bytes | str) -> Any:
+    raw = payload.encode() if isinstance(payload, str) else payload
+    if len(raw) > ASYNC_PAYLOAD_LIMIT:
+        raise PayloadTooLarge(
+            f"RequestEntityTooLargeException: {len(raw)} bytes, over {ASYNC_PAYLOAD_LIMIT}"
+        )
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    try:
+        return json.loads(raw, parse_constant=refuse)
+    except ValueError as error:
+        raise ValueError(f"InvalidRequestContentException: {error}") from None
 
 
 def _response(result: Any) -> Any:
@@ -148,10 +166,17 @@ class AsyncPipeline:
     def invoke_async(self, event: Any, stage: str | None = None) -> str:
         """Queue an asynchronous invocation (``InvocationType=Event``); return its request ID.
 
+        ``event`` is a Python value, or the payload as Lambda's ``Invoke`` takes it: JSON text
+        (``bytes`` or ``str``), parsed as the Python runtime parses it (``1e400`` becomes an
+        infinite float, which the record contract then refuses).
+
         :raises PayloadTooLarge: over the 1 MB asynchronous payload limit.
-        :raises ValueError: for an event that is not JSON (NaN, infinities, other types).
+        :raises ValueError: for a payload that is not JSON (``InvalidRequestContentException``).
         """
-        event = _through_json(event, ASYNC_PAYLOAD_LIMIT, "RequestEntityTooLargeException")
+        if isinstance(event, bytes | str):
+            event = _parse_payload(event)
+        else:
+            event = _through_json(event, ASYNC_PAYLOAD_LIMIT, "RequestEntityTooLargeException")
         request_id = str(uuid.uuid4())
         self.outcomes[request_id] = Outcome(request_id=request_id, event=event)
         self._queue.append(_Pending(stage or self.entry, event, request_id, request_id))
@@ -189,7 +214,12 @@ class AsyncPipeline:
         if spec.on_success is None:
             outcome.status, outcome.result = "completed", result
             return
+        target = self.specs[spec.on_success]
         try:
+            if spec.policy is not None and not spec.policy.allows(
+                "lambda:InvokeFunction", target.arn
+            ):
+                raise ValueError(f"AccessDenied: the role may not invoke {target.arn}")
             record = _through_json(
                 self._invocation_record(spec, item, result), ASYNC_PAYLOAD_LIMIT, "destination"
             )
@@ -221,6 +251,14 @@ class AsyncPipeline:
         outcome.error = f"{type(error).__name__}: {message}"
         if spec.dead_letter_queue_url is None:
             outcome.status = "lost"
+            return
+        if spec.policy is not None and not spec.policy.allows(
+            "sqs:SendMessage", str(spec.dead_letter_queue_arn)
+        ):
+            # Lambda writes to the DLQ with the function's role: denied, the event is lost.
+            self.metrics["DeadLetterErrors"] += 1
+            outcome.status = "lost"
+            outcome.error += " (and DeadLetterErrors: the role may not send to the DLQ)"
             return
         self.sqs.send_message(
             QueueUrl=spec.dead_letter_queue_url,

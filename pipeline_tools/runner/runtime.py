@@ -59,6 +59,11 @@ class LoadedFunction:
         with self.activated():
             self.module = importlib.import_module(module_name)
             self._modules = self._own_modules()
+        if spec.policy is not None:
+            # Handlers create their clients once, at import: each is held to the role's policy.
+            for value in vars(self.module).values():
+                if _is_client(value):
+                    spec.policy.enforce_on(value)
         self.handler: Callable[[Any, Any], Any] = getattr(self.module, function_name)
 
     def invoke(self, event: Any, request_id: str) -> Any:
@@ -102,6 +107,11 @@ class LoadedFunction:
 
     def _own_modules(self) -> dict[str, ModuleType]:
         return {n: m for n, m in sys.modules.items() if n.split(".")[0] in self._packages}
+
+
+def _is_client(value: Any) -> bool:
+    meta = getattr(value, "meta", None)
+    return hasattr(meta, "events") and hasattr(meta, "service_model")
 
 
 @contextmanager

@@ -14,10 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline_tools.runner.iam import RolePolicy
 from pipeline_tools.template import StackTemplate, TemplateError, asset_dirs
 
 #: Physical values of template resources: logical ID -> {"Ref": ..., "Arn": ...}.
 Physical = Mapping[str, Mapping[str, str]]
+
+#: Where the in-process runner says its functions live.
+REGION, ACCOUNT = "us-east-1", "123456789012"
 
 #: Lambda's defaults where a function or its async config does not set a value.
 DEFAULT_RETRY_ATTEMPTS = 2
@@ -49,6 +53,9 @@ class FunctionSpec:
     memory_mb: int
     timeout_seconds: int
     arn: str
+    #: The role's policy, enforced on the handler's calls and Lambda's own (``None``: not).
+    policy: RolePolicy | None = None
+    dead_letter_queue_arn: str | None = None
 
     @classmethod
     def build(
@@ -62,6 +69,8 @@ class FunctionSpec:
         on_success: str | None,
         dead_letter_queue_url: str | None,
         arn: str,
+        policy: RolePolicy | None = None,
+        dead_letter_queue_arn: str | None = None,
     ) -> FunctionSpec:
         """A spec from a function's settings and its async config, as either a template or
         Lambda's API spells them (``Handler``, ``MemorySize``, ``Timeout``,
@@ -77,6 +86,8 @@ class FunctionSpec:
             memory_mb=int(function.get("MemorySize", DEFAULT_MEMORY_MB)),
             timeout_seconds=int(function.get("Timeout", DEFAULT_TIMEOUT_SECONDS)),
             arn=arn,
+            policy=policy,
+            dead_letter_queue_arn=dead_letter_queue_arn,
         )
 
 
@@ -105,8 +116,20 @@ def specs_from_template(
     :param code_dirs: stage -> its unzipped code.
     :param physical: physical values of the resources the functions reference.
     """
+    model = StackTemplate.of(template)
+    arns = {name: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}" for name in model.stages}
+    # The functions and aliases the runner stands in for, so the roles' policies resolve.
+    physical = {
+        **physical,
+        **{s.function_id: {"Ref": name, "Arn": arns[name]} for name, s in model.stages.items()},
+        **{
+            s.alias_id: {"Ref": f"{arns[name]}:live"}
+            for name, s in model.stages.items()
+            if s.alias_id
+        },
+    }
     specs = {}
-    for name, stage in StackTemplate.of(template).stages.items():
+    for name, stage in model.stages.items():
         queue = stage.dead_letter_queue_id
         if "DeadLetterConfig" in stage.properties and (queue is None or queue not in physical):
             target = json.dumps(stage.properties["DeadLetterConfig"])
@@ -122,7 +145,11 @@ def specs_from_template(
             async_config=stage.async_config,
             on_success=stage.on_success,
             dead_letter_queue_url=physical[queue]["Ref"] if queue else None,
-            arn=f"arn:aws:lambda:us-east-1:123456789012:function:{name}:live",
+            arn=f"{arns[name]}:live",
+            policy=RolePolicy.of(
+                model, str(stage.role_id), physical, region=REGION, account=ACCOUNT
+            ),
+            dead_letter_queue_arn=physical[queue].get("Arn") if queue else None,
         )
     return specs
 

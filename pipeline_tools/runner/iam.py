@@ -1,0 +1,174 @@
+"""IAM, enforced in-process from the synthesized template: a small evaluator of a role's policy.
+
+moto does not enforce IAM, so a missing or extra grant would pass every test. The runner asks
+this evaluator, before every AWS call a handler makes and before each call Lambda makes for the
+function (``sqs:SendMessage`` to its DLQ, ``lambda:InvokeFunction`` of its destination), whether
+the function's role allows it, as IAM would for an identity-based policy
+(https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html):
+
+* an explicit ``Deny`` that matches wins;
+* otherwise an ``Allow`` that matches allows;
+* otherwise the request is implicitly denied.
+
+Actions match case-insensitively with ``*`` and ``?`` wildcards; resources match ARNs with the
+same wildcards. A DynamoDB ``TransactWriteItems`` is authorised per item: ``Put`` needs
+``dynamodb:PutItem``, ``Update`` ``dynamodb:UpdateItem``, ``Delete`` ``dynamodb:DeleteItem`` and
+``ConditionCheck`` ``dynamodb:ConditionCheckItem``, each on its table
+(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
+
+Not covered, and refused where a template uses them: ``Condition``, ``NotAction``,
+``NotResource``. Not modelled at all: permissions boundaries, SCPs, session policies, and
+resource-based policies (the DLQ's and the aliases' own policies).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pipeline_tools.template import StackTemplate, TemplateError
+
+#: Physical values of template resources: logical ID -> {"Ref": ..., "Arn": ...}.
+Physical = Mapping[str, Mapping[str, str]]
+
+TRANSACT_ITEM_ACTIONS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
+
+
+@dataclass(frozen=True)
+class Statement:
+    effect: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+
+    def matches(self, action: str, resource: str) -> bool:
+        return any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in self.actions) and any(
+            fnmatch.fnmatchcase(resource, r) for r in self.resources
+        )
+
+
+@dataclass(frozen=True)
+class RolePolicy:
+    """The identity policy of one role, with every resource resolved to an ARN."""
+
+    role: str
+    statements: tuple[Statement, ...]
+    #: Table name -> table ARN, to authorise DynamoDB calls, which name a table.
+    table_arns: Mapping[str, str]
+
+    def allows(self, action: str, resource: str) -> bool:
+        if any(s.effect == "Deny" and s.matches(action, resource) for s in self.statements):
+            return False
+        return any(s.effect == "Allow" and s.matches(action, resource) for s in self.statements)
+
+    def check(self, action: str, resource: str, operation: str) -> None:
+        """Raise ``AccessDeniedException`` as an AWS API would, when not allowed."""
+        if not self.allows(action, resource):
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "AccessDeniedException",
+                        "Message": (
+                            f"User: {self.role} is not authorized to perform: {action} on "
+                            f"resource: {resource} because no identity-based policy allows the "
+                            f"{action} action"
+                        ),
+                    }
+                },
+                operation,
+            )
+
+    @classmethod
+    def of(
+        cls,
+        model: StackTemplate,
+        role_id: str,
+        physical: Physical,
+        *,
+        region: str,
+        account: str,
+        partition: str = "aws",
+    ) -> RolePolicy:
+        pseudo = {"AWS::Region": region, "AWS::AccountId": account, "AWS::Partition": partition}
+        statements = []
+        for raw in model.role_statements(role_id):
+            unsupported = {"Condition", "NotAction", "NotResource", "NotPrincipal"} & set(raw)
+            if unsupported:
+                raise TemplateError(f"{role_id}: the runner's IAM evaluator has no {unsupported}")
+            statements.append(
+                Statement(
+                    effect=raw["Effect"],
+                    actions=tuple(_as_list(raw["Action"])),
+                    resources=tuple(
+                        _resolve(r, physical, pseudo, role_id) for r in _as_list(raw["Resource"])
+                    ),
+                )
+            )
+        tables = {
+            physical[t]["Ref"]: physical[t]["Arn"]
+            for t in model.resources("AWS::DynamoDB::Table")
+            if t in physical and "Arn" in physical[t]
+        }
+        return cls(
+            f"arn:{partition}:sts::{account}:assumed-role/{role_id}", tuple(statements), tables
+        )
+
+    def enforce_on(self, client: Any) -> None:
+        """Check every call ``client`` makes against this policy, before it is sent."""
+        service = client.meta.service_model.service_name
+
+        def check(params: dict[str, Any], model: Any, **_: Any) -> None:
+            for action, resource in _requests(service, model.name, params, self.table_arns):
+                self.check(action, resource, model.name)
+
+        client.meta.events.register(f"provide-client-params.{service}", check)
+
+
+def _requests(
+    service: str, operation: str, params: Mapping[str, Any], arn_of_table: Mapping[str, str]
+) -> Iterator[tuple[str, str]]:
+    """The (action, resource) pairs IAM authorises for one API call."""
+    if service == "dynamodb" and operation == "TransactWriteItems":
+        for item in params.get("TransactItems", []):
+            for kind, request in item.items():
+                yield TRANSACT_ITEM_ACTIONS[kind], _table_arn(request, arn_of_table)
+    elif service == "dynamodb" and "TableName" in params:
+        yield f"dynamodb:{operation}", _table_arn(params, arn_of_table)
+    else:
+        yield f"{service}:{operation}", "*"
+
+
+def _table_arn(request: Mapping[str, Any], arn_of_table: Mapping[str, str]) -> str:
+    name = request["TableName"]
+    return arn_of_table.get(name, name)
+
+
+def _resolve(value: Any, physical: Physical, pseudo: Mapping[str, str], where: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Ref" in value:
+        if value["Ref"] in pseudo:
+            return pseudo[value["Ref"]]
+        if value["Ref"] in physical:
+            return physical[value["Ref"]]["Ref"]
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        logical_id, attribute = value["Fn::GetAtt"]
+        if attribute in physical.get(logical_id, {}):
+            return physical[logical_id][attribute]
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(_resolve(p, physical, pseudo, where) for p in parts)
+    # A resource the runner did not create (a log group): it matches no request it checks.
+    return f"unresolved:{where}:{value}"
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
