@@ -9,9 +9,10 @@ operation of one of those services (per botocore's own service model) is one act
 ``ConditionCheck`` entries become ``PutItem``/``UpdateItem``/``DeleteItem``/
 ``ConditionCheckItem``; they must be written literally for the check to see them.
 
-*Template side*: every action on the function's role, except the grants Lambda itself uses on
-the function's behalf, each on the function's own resources: writing its own log group,
+*Template side*: every action on the function's role, except exactly the grants Lambda itself
+uses on the function's behalf, each action on its own resource: writing its own log group,
 X-Ray segments, sending to its own dead-letter queue, and invoking its on-success destination.
+Any other action, on any resource, must be one the code calls.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import botocore.session
 from botocore import xform_name
 
-from pipeline_tools.template import StackTemplate, load_template, ref_id, resources
+from pipeline_tools.template import StackTemplate, load_template, ref_id
 
 SHARED_PACKAGE = "pipeline_common"
 TRANSACT_ITEM_ACTIONS = {
@@ -88,41 +89,44 @@ def code_actions(package_dirs: list[Path]) -> frozenset[str]:
     return frozenset(actions)
 
 
+#: What Lambda itself does with the function's role, by the resource it does it to.
+LAMBDA_OWN_NEEDS = {
+    "log group": frozenset({"logs:CreateLogStream", "logs:PutLogEvents"}),
+    "dead-letter queue": frozenset({"sqs:SendMessage"}),
+    "destination": frozenset({"lambda:InvokeFunction"}),
+    "*": frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
+}
+
+
 def granted_actions(template: dict[str, Any], function_id: str) -> frozenset[str]:
-    """Actions on the role of ``function_id``, less Lambda's own grants on its own resources."""
-    fn = template["Resources"][function_id]["Properties"]
-    role = ref_id(fn["Role"])
-    own = {
-        ref_id(fn.get("LoggingConfig", {}).get("LogGroup")),
-        ref_id(fn.get("DeadLetterConfig", {}).get("TargetArn")),
+    """Actions on the role of ``function_id``, less exactly what Lambda itself needs.
+
+    Lambda's own needs are matched action by action on their resource: writing to the function's
+    log group, X-Ray segments, sending to its dead-letter queue, invoking its on-success
+    destination. Anything else on the role, on any resource (its own included), is a grant the
+    code must call: ``sqs:ReceiveMessage`` on the DLQ or ``lambda:UpdateAlias`` on the next
+    stage's alias is reported, not excused.
+    """
+    stage = StackTemplate.of(template).stage_by_function(function_id)
+    fn = stage.properties
+    needs: dict[str | None, frozenset[str]] = {
+        ref_id(fn.get("LoggingConfig", {}).get("LogGroup")): LAMBDA_OWN_NEEDS["log group"],
+        stage.dead_letter_queue_id: LAMBDA_OWN_NEEDS["dead-letter queue"],
+        "*": LAMBDA_OWN_NEEDS["*"],
     }
-    for config in resources(template, "AWS::Lambda::EventInvokeConfig").values():
-        p = config["Properties"]
-        if ref_id(p["FunctionName"]) == function_id:
-            for outcome in p.get("DestinationConfig", {}).values():
-                own.add(ref_id(outcome.get("Destination")))
-    own.discard(None)
+    for outcome in stage.async_config.get("DestinationConfig", {}).values():
+        needs[ref_id(outcome.get("Destination"))] = LAMBDA_OWN_NEEDS["destination"]
     actions: set[str] = set()
-    for policy in resources(template, "AWS::IAM::Policy").values():
-        p = policy["Properties"]
-        if role not in {ref_id(r) for r in p["Roles"]}:
-            continue
-        for statement in p["PolicyDocument"]["Statement"]:
-            listed = (
-                statement["Action"]
-                if isinstance(statement["Action"], list)
-                else [statement["Action"]]
-            )
-            targets = (
-                statement["Resource"]
-                if isinstance(statement["Resource"], list)
-                else [statement["Resource"]]
-            )
-            platform = all(a.startswith("xray:") for a in listed) and targets == ["*"]
-            if platform or {ref_id(t) for t in targets} <= own:
-                continue
-            actions |= set(listed)
+    for statement in StackTemplate.of(template).role_statements(str(stage.role_id)):
+        listed = _as_list(statement["Action"])
+        for target in _as_list(statement["Resource"]):
+            key = "*" if target == "*" else ref_id(target)
+            actions |= {a for a in listed if a not in needs.get(key, frozenset())}
     return frozenset(actions)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def check(template: dict[str, Any], lambda_src: Path) -> list[StageCheck]:

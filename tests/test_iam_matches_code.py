@@ -95,7 +95,8 @@ def test_a_changed_grant_in_the_template_fails(template_json, change, expected):
 
 
 def test_lambda_platform_grants_are_not_counted_as_code_actions(template_json):
-    """Logs, traces, the DLQ and the destination are Lambda's own duties, on own resources."""
+    """Logs, traces, the DLQ send and the destination invoke are Lambda's own duties, each
+    action on its own resource, and excused exactly."""
     template = template_json["dev"]
     validator = by_stage(check(template, LAMBDA_SRC))["validator"]
     assert validator.granted == frozenset()
@@ -112,3 +113,41 @@ def test_a_computed_transaction_is_reported_not_guessed(tmp_path):
     )
     with pytest.raises(UnreadableCall, match="TransactItems must be a literal list"):
         code_actions([package])
+
+
+def extra_grant(template: dict, stage: str, actions: list[str], resource_of) -> dict:
+    """A copy of ``template`` whose ``stage`` role also gets ``actions`` on a resource."""
+    template = copy.deepcopy(template)
+    role = role_id(template, stage)
+    for policy in of_type(template, "AWS::IAM::Policy").values():
+        if role in {ref_id(r) for r in props(policy)["Roles"]}:
+            props(policy)["PolicyDocument"]["Statement"].append(
+                {"Effect": "Allow", "Action": actions, "Resource": resource_of(template)}
+            )
+            return template
+    raise AssertionError(f"no policy on {role}")
+
+
+@pytest.mark.parametrize(
+    ("stage", "actions", "resource"),
+    [
+        # The processor may also consume and purge the DLQ (its own DLQ: still not excused).
+        ("processor", ["sqs:ReceiveMessage", "sqs:PurgeQueue"], "queue"),
+        # The validator may also change the enricher's alias (its own destination).
+        ("validator", ["lambda:UpdateAlias", "lambda:UpdateFunctionConfiguration"], "alias"),
+    ],
+)
+def test_an_extra_grant_on_the_functions_own_resources_is_reported(
+    template_json, stage, actions, resource
+):
+    from tests.helpers import alias_ids, single
+
+    def resource_of(template):
+        if resource == "queue":
+            return {"Fn::GetAtt": [single(of_type(template, "AWS::SQS::Queue"))[0], "Arn"]}
+        return {"Ref": alias_ids(template)["enricher"]}
+
+    template = extra_grant(template_json["dev"], stage, actions, resource_of)
+    result = by_stage(check(template, LAMBDA_SRC))[stage]
+    assert not result.ok
+    assert result.granted - result.code == set(actions)

@@ -221,6 +221,53 @@ def test_dynamodb_actions_of_each_role_are_exactly_what_its_code_calls(template)
     assert TABLE_ACTIONS["enricher"] == ("dynamodb:GetItem",)
 
 
+def test_each_role_holds_exactly_the_pairs_its_code_and_lambda_need(template):
+    """The complete set of (action, resource) pairs per role: nothing extra, nothing missing.
+    Written out here from what each stage does, not read from the stack's own constants."""
+    from pipeline_tools.template import StackTemplate
+
+    model = StackTemplate.of(template)
+    table = ("Arn", single(of_type(template, "AWS::DynamoDB::Table"))[0])
+    queue = ("Arn", single(of_type(template, "AWS::SQS::Queue"))[0])
+
+    def log_group(stage: str) -> tuple[str, str]:
+        return ("Arn", ref_id(model.stages[stage].properties["LoggingConfig"]["LogGroup"]))
+
+    def alias(stage: str) -> tuple[str, str]:
+        return ("Ref", model.stages[stage].alias_id)
+
+    def lambda_needs(stage: str) -> set[tuple[str, tuple[str, str] | str]]:
+        return {
+            ("logs:CreateLogStream", log_group(stage)),
+            ("logs:PutLogEvents", log_group(stage)),
+            ("sqs:SendMessage", queue),
+            ("xray:PutTraceSegments", "*"),
+            ("xray:PutTelemetryRecords", "*"),
+        }
+
+    expected = {
+        "validator": lambda_needs("validator") | {("lambda:InvokeFunction", alias("enricher"))},
+        "enricher": lambda_needs("enricher")
+        | {("lambda:InvokeFunction", alias("processor")), ("dynamodb:GetItem", table)},
+        "processor": lambda_needs("processor")
+        | {("dynamodb:PutItem", table), ("dynamodb:UpdateItem", table)},
+    }
+
+    def key(resource) -> tuple[str, str] | str:
+        if resource == "*":
+            return "*"
+        return ("Ref", resource["Ref"]) if "Ref" in resource else ("Arn", ref_id(resource))
+
+    for stage in STAGES:
+        pairs = set()
+        for statement in model.role_statements(str(model.stages[stage].role_id)):
+            assert statement["Effect"] == "Allow" and "Condition" not in statement
+            for action in as_list(statement["Action"]):
+                for resource in as_list(statement["Resource"]):
+                    pairs.add((action, key(resource)))
+        assert pairs == expected[stage], (stage, pairs ^ expected[stage])
+
+
 def test_cost_tags_reach_every_taggable_resource(template, env_name):
     for logical_id, resource in template["Resources"].items():
         if resource["Type"] in UNTAGGABLE:
