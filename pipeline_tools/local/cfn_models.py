@@ -5,9 +5,8 @@ create them: a template resource of either type is skipped, and a ``Ref`` to an 
 to nothing (which breaks any IAM policy naming the alias). These handlers create them through
 moto's own Lambda backend, exactly as the ``CreateAlias`` and ``PutFunctionEventInvokeConfig``
 API calls would. A third answers ``Fn::GetAtt [<version>, Version]``, which moto's own
-version handler cannot; a function update skips public layers as a create does; and a stack
-update keeps a defaulted parameter at its default. moto finds the handlers as subclasses of
-``CloudFormationModel`` once imported.
+version handler cannot. moto finds the handlers as subclasses of ``CloudFormationModel`` once
+imported; the changes to moto's own code are in ``moto_patches.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, ClassVar
 
-from moto.awslambda.models import LambdaFunction, lambda_backends
+from moto.awslambda.models import lambda_backends
 from moto.core.common_models import CloudFormationModel
 
 
@@ -162,22 +161,16 @@ class CloudFormationEventInvokeConfig(_Handler, CloudFormationModel):
             for k in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
             if k in p
         }
+        qualifier = str(p.get("Qualifier", "$LATEST"))
         cls.delete(p, backend)
-        backend.put_function_event_invoke_config(p["FunctionName"], config)
-        return cls(p["FunctionName"], str(p.get("Qualifier", "$LATEST")))
+        backend.put_function_event_invoke_config(p["FunctionName"], config, qualifier)
+        return cls(p["FunctionName"], qualifier)
 
     @classmethod
     def delete(cls, p: dict[str, Any], backend: Any) -> None:
-        if _has_config(backend, p["FunctionName"]):
-            backend.delete_function_event_invoke_config(p["FunctionName"])
-
-
-def _has_config(backend: Any, function_name: str) -> bool:
-    try:
-        backend.get_function_event_invoke_config(function_name)
-    except Exception:
-        return False
-    return True
+        qualifier = str(p.get("Qualifier", "$LATEST"))
+        with contextlib.suppress(Exception):  # none yet, or the function is gone
+            backend.delete_function_event_invoke_config(p["FunctionName"], qualifier)
 
 
 class CloudFormationLambdaVersion(_Handler, CloudFormationModel):
@@ -206,54 +199,3 @@ class CloudFormationLambdaVersion(_Handler, CloudFormationModel):
     def create(cls, p: dict[str, Any], backend: Any) -> CloudFormationLambdaVersion:
         published = backend.publish_version(p["FunctionName"], p.get("Description", ""))
         return cls(published.function_arn, str(published.version))
-
-
-def _skip_layers_of_other_accounts() -> None:
-    """Make a function update treat public layers as a function create does.
-
-    moto drops the ``Layers`` of a function created from a template, but a template *update*
-    passes them to ``UpdateFunctionConfiguration``, which rejects a layer the emulator does not
-    hold (the public Powertools layer lives in AWS's account 017000801446). Layers of other
-    accounts are left out on update too; the gap report lists ``Layers`` as not kept.
-    """
-    original = LambdaFunction._get_layers_data
-
-    def layers_of_this_account(self: LambdaFunction, arns: list[str]) -> Any:
-        return original(self, [arn for arn in arns if arn.split(":")[4] == self.account_id])
-
-    LambdaFunction._get_layers_data = layers_of_this_account  # type: ignore[method-assign,assignment]
-
-
-def _defaulted_parameters_keep_their_default_on_update() -> None:
-    """On a stack update, a parameter left at its default stays at its default.
-
-    The CDK CLI sends ``UsePreviousValue`` for every parameter the deployed stack already has.
-    moto stores only the parameters that were passed in, not the defaulted ones, so the update
-    fails with a ``KeyError`` on the template's ``AWS::SSM::Parameter::Value<String>`` parameter
-    (the Powertools layer's). CloudFormation stores an SSM parameter's *name* and resolves its
-    value again on every create and update
-    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/parameters-section-structure.html#aws-ssm-parameter-types);
-    leaving such a key out makes moto do the same from the template's default.
-    """
-    from moto.cloudformation.models import CloudFormationBackend
-
-    original = getattr(CloudFormationBackend, "_resolve_update_parameters", None)
-    if original is None:
-        raise RuntimeError(
-            "moto.cloudformation.models.CloudFormationBackend._resolve_update_parameters is "
-            "gone: the moto pin changed; update pipeline_tools/local/cfn_models.py"
-        )
-
-    def resolve(self: Any, instance: Any, incoming_params: list[dict[str, str]]) -> Any:
-        kept = [
-            p
-            for p in incoming_params
-            if not (p.get("UsePreviousValue") and p["ParameterKey"] not in instance.parameters)
-        ]
-        return original(self, instance, kept)
-
-    CloudFormationBackend._resolve_update_parameters = resolve  # type: ignore[method-assign]
-
-
-_skip_layers_of_other_accounts()
-_defaulted_parameters_keep_their_default_on_update()
