@@ -21,7 +21,8 @@ without Docker, so there the same invoke goes to the in-process runner running t
   an invocation record names the stage that succeeded (``requestContext.functionArn``), and the
   failed stage is that stage's on-success destination. A message is deleted only once its invoke
   is accepted; validator rejections are skipped unless ``--include-rejected`` (they would fail the
-  same way). The idempotent processor makes a redrive safe to repeat.
+  same way; a validator *crash*, ``unexpected ...``, is redriven). The idempotent processor
+  makes a redrive safe to repeat.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from pipeline_tools.template import StackTemplate
 #: Keys that every Lambda destination invocation record carries.
 INVOCATION_RECORD_KEYS = frozenset({"requestContext", "requestPayload", "responsePayload"})
 THROTTLING_CODES = frozenset({"TooManyRequestsException", "ThrottlingException"})
+#: How a stage's crash begins its DLQ error message (``StageFailure`` in the runtime code).
+CRASH_PREFIX = "unexpected "
 #: How long a received DLQ message stays hidden while a command works on it.
 RECEIVE_VISIBILITY_SECONDS = 120
 
@@ -193,6 +196,11 @@ class DeadLetter:
     record_id: str | None
     age_seconds: float
 
+    def is_rejection(self, entry: str) -> bool:
+        """Refused by the entry stage's contract: it would fail the same way again. A crash
+        there (``unexpected ...``, see ``pipeline_common.invocation.StageFailure``) is not."""
+        return self.failed_stage == entry and not self.error.startswith(CRASH_PREFIX)
+
     def line(self) -> str:
         return (
             f"{self.failed_stage:<10} {self.record_id or '-'!s:<28} "
@@ -296,7 +304,7 @@ def redrive(
     refused: list[tuple[str, str]] = []
     kept: list[DeadLetter] = []
     for letter in sorted(_receive_all(sqs, pipeline), key=lambda item: -item.age_seconds):
-        if letter.failed_stage == pipeline.entry and not include_rejected:
+        if letter.is_rejection(pipeline.entry) and not include_rejected:
             skipped += 1
         elif max_messages is not None and redriven + len(refused) >= max_messages:
             pass

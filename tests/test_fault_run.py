@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from enricher.enrichment import category_key
+from pipeline_tools.operate import RunnerInvoker, redrive, runner_pipeline
 from pipeline_tools.runner.runner import read_dead_letters
 from tests.faults import fail_after, fail_before
 
@@ -85,9 +86,25 @@ def _key(record: dict[str, Any]) -> str:
 
 @pytest.fixture
 def faults(pipeline) -> Counter:
-    """Throttle some processor writes once or twice, and lose the response of a few commits."""
+    """Faults in every stage, chosen by record number:
+
+    * the validator crashes on a few records (it is never retried: they reach the DLQ);
+    * the enricher's reads are throttled once for some, and every time for a few (retries
+      exhausted: the DLQ);
+    * the processor's writes are throttled once or twice for some, every time for a few, and a
+      few commits lose their response;
+    * Lambda redelivers some events to the enricher after a success (a duplicate mid-chain).
+
+    ``injected["fixed"] = True`` ends the faults that exhaust retries (the operator's fix).
+    """
     injected: Counter = Counter()
     remaining: dict[str, int] = {}
+
+    def number(rid: str) -> int:
+        return int(rid.split("-")[1])
+
+    def exhausted(rid: str, divisor: int, rest: int) -> bool:
+        return rid.startswith("rec-") and number(rid) % divisor == rest and not injected["fixed"]
 
     def record_id(params: dict[str, Any]) -> str:
         return params["TransactItems"][0]["Put"]["Item"]["id"]["S"]
@@ -95,6 +112,9 @@ def faults(pipeline) -> Counter:
     def throttle(params: dict[str, Any]) -> bool:
         rid = record_id(params)
         n = int(rid.split("-")[1])
+        if exhausted(rid, 41, 7):
+            injected["processor_exhausted"] += 1
+            return True
         remaining.setdefault(rid, 2 if n % 13 == 0 else 1 if n % 7 == 0 else 0)
         if remaining[rid] > 0:
             remaining[rid] -= 1
@@ -116,6 +136,45 @@ def faults(pipeline) -> Counter:
     client = pipeline.module("processor").dynamodb
     fail_before(client, "TransactWriteItems", throttle)
     fail_after(client, "TransactWriteItems", lose_response)
+
+    enricher_reads: Counter = Counter()
+
+    def throttle_read(params: dict[str, Any]) -> bool:
+        # The enricher reads CATEGORY#<type>; the record comes from the handler's correlation id.
+        rid = str(pipeline.module("enricher").logger.get_correlation_id() or "")
+        if not rid.startswith("rec-"):
+            return False
+        enricher_reads[rid] += 1
+        if exhausted(rid, 43, 11) or (number(rid) % 23 == 4 and enricher_reads[rid] == 1):
+            injected["enricher_throttled"] += 1
+            return True
+        return False
+
+    fail_before(pipeline.module("enricher").dynamodb, "GetItem", throttle_read)
+
+    validate = pipeline.module("validator").accept
+
+    def crashing_accept(event: Any, *args: Any, **kwargs: Any) -> Any:
+        rid = event.get("id", "") if isinstance(event, dict) else ""
+        if exhausted(str(rid), 47, 13):
+            injected["validator_crashed"] += 1
+            raise RuntimeError("validator: simulated crash")
+        return validate(event, *args, **kwargs)
+
+    pipeline.module("validator").accept = crashing_accept
+
+    def redeliver(stage: str, event: Any) -> bool:
+        record = event.get("responsePayload") if isinstance(event, dict) else None
+        rid = str(record.get("id", "")) if isinstance(record, dict) else ""
+        if stage == "enricher" and rid.startswith("rec-") and number(rid) % 19 == 3:
+            key = f"redelivered {rid}"
+            if not injected[key]:
+                injected[key] = 1
+                injected["redelivered"] += 1
+                return True
+        return False
+
+    pipeline.redeliver = redeliver
     return injected
 
 
@@ -130,6 +189,17 @@ def test_thousand_records_with_faults_nothing_lost_nothing_twice(pipeline, fault
         )
 
     outcomes = pipeline.run(events)
+    in_dlq_after_the_run = len(
+        read_dead_letters(pipeline.sqs, pipeline.specs["validator"].dead_letter_queue_url)
+    )
+
+    # The operator's fix: the faults that exhausted retries end, and the DLQ is redriven.
+    faults["fixed"] = True
+    invoker = RunnerInvoker(pipeline)
+    redriven = redrive(pipeline.sqs, runner_pipeline(pipeline), invoker)
+    invoker.finish()
+    again = redrive(pipeline.sqs, runner_pipeline(pipeline), invoker)
+    invoker.finish()
 
     items = [
         i for page in ddb.get_paginator("scan").paginate(TableName=table) for i in page["Items"]
@@ -156,8 +226,12 @@ def test_thousand_records_with_faults_nothing_lost_nothing_twice(pipeline, fault
         "summary",
         (
             f"fault run: {TOTAL} in | {len(stored)} stored | {duplicate_deliveries} duplicate "
-            f"deliveries | {len(letters)} in DLQ | {status['lost']} lost | "
-            f"throttled writes {faults['throttled']} | lost responses {faults['lost_response']} | "
+            f"deliveries | {in_dlq_after_the_run} in DLQ, {redriven.redriven} redriven, "
+            f"{len(letters)} left | {status['lost']} lost | throttled writes "
+            f"{faults['throttled']} | writes failed to exhaustion {faults['processor_exhausted']} "
+            f"| throttled reads {faults['enricher_throttled']} | validator crashes "
+            f"{faults['validator_crashed']} | lost responses {faults['lost_response']} | "
+            f"redelivered mid-chain {faults['redelivered']} | "
             f"invocations {dict(pipeline.invocations)}"
         ),
     )
@@ -170,18 +244,18 @@ def test_thousand_records_with_faults_nothing_lost_nothing_twice(pipeline, fault
     )
     # Daily counters equal the distinct valid records per type and UTC day.
     assert counters == dict(expected_counters)
-    # Every malformed record is in the DLQ with a reason naming its defect.
+    # After the redrive, the DLQ holds the malformed records only, each with its defect named:
+    # the validator's crashes were redriven with the rest (a crash is not a rejection).
     assert len(letters) == MALFORMED
     for letter in letters:
         assert reasons[_key(letter["event"])] in letter["error_message"]
         assert letter["error_code"] == "200" and letter["request_id"]
-    # Nothing lost: in = stored + duplicate deliveries + dead-lettered.
-    assert len(stored) + duplicate_deliveries + len(letters) == TOTAL
-    assert status == Counter({"completed": TOTAL - MALFORMED, "dead_lettered": MALFORMED})
-    # The faults really happened, and the validator never retried.
+    # Nothing lost: in = stored + duplicate deliveries + left in the DLQ (each counted once).
+    assert len(stored) + duplicate_deliveries + MALFORMED == TOTAL
+    assert status["lost"] == 0
+    # The faults really happened, in every stage; the first redrive moved what had exhausted
+    # its retries, and a second redrive found nothing more to do.
     assert faults["throttled"] >= 100 and faults["lost_response"] >= 30
-    assert pipeline.invocations["validator"] == TOTAL
-    assert (
-        pipeline.invocations["processor"]
-        == TOTAL - MALFORMED + faults["throttled"] + faults["lost_response"]
-    )
+    assert faults["processor_exhausted"] >= 3 * 15 and faults["enricher_throttled"] >= 30
+    assert faults["validator_crashed"] >= 10 and faults["redelivered"] >= 30
+    assert redriven.redriven >= 15 + 15 and again.redriven == 0

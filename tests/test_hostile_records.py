@@ -176,7 +176,7 @@ def test_a_crash_is_named_and_counted_an_aws_error_is_left_to_lambdas_retry(
         with pytest.raises(Exception) as caught:
             enricher.invoke(base(), "crash")
         assert type(caught.value).__name__ == "StageFailure"
-        assert str(caught.value) == "KeyError: 'received_at'"
+        assert str(caught.value) == "unexpected KeyError: 'received_at'"
         assert capsys.readouterr().out.count('"RecordsRejected":[1.0]') == 1
 
         def throttled(**_):

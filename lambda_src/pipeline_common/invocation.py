@@ -77,7 +77,8 @@ def reject(error: Exception, logger: Any, metrics: Any) -> None:
 
 
 class StageFailure(RuntimeError):
-    """An unexpected error in a stage, named: ``<ErrorType>: <message>``."""
+    """An unexpected error in a stage, named: ``unexpected <ErrorType>: <message>``. The prefix
+    tells an operator (and ``redrive``) a crash from a contract rejection in the DLQ."""
 
 
 def rejections_counted(logger: Any, metrics: Any) -> Any:
@@ -86,7 +87,8 @@ def rejections_counted(logger: Any, metrics: Any) -> Any:
     Contract violations and conflicts are counted where they are raised. An AWS error
     (``ClientError``, ``BotoCoreError``) is not a refusal: it propagates as it is, so Lambda
     retries. Anything else is a crash: it is counted, logged, and raised again as a
-    :class:`StageFailure` that names the original error, never as a bare Python exception.
+    :class:`StageFailure` (``unexpected KeyError: 'x'``) that names the original error, never as
+    a bare Python exception.
     Put it closest to the handler, inside ``@metrics.log_metrics``, so the count is flushed.
     """
     from botocore.exceptions import BotoCoreError, ClientError
@@ -102,7 +104,7 @@ def rejections_counted(logger: Any, metrics: Any) -> Any:
                 if getattr(error, "counted", False):
                     raise
                 reject(error, logger, metrics)
-                raise StageFailure(f"{type(error).__name__}: {error}") from error
+                raise StageFailure(f"unexpected {type(error).__name__}: {error}") from error
 
         return run
 
