@@ -60,10 +60,9 @@ REPLAY_WINDOW_SECONDS = DLQ_RETENTION_DAYS * 86400 + MAX_EVENT_AGE_SECONDS
 MIN_RECORD_RETENTION_DAYS = REPLAY_WINDOW_SECONDS // 86400 + 1  # whole days, strictly longer
 MAX_RECORD_RETENTION_DAYS = 36500
 
-#: Memory was sized from observed usage: the naive stack ran every function at 3008 MB while
-#: REPORT lines showed about 400 MB Max Memory Used (the enricher about 600 MB, as it holds
-#: reference data); p99 of Max Memory Used plus 20 % headroom, rounded up, gives 512 MB and
-#: 768 MB. Re-derive them from your own logs with the right-sizing tool.
+#: The right-sizing rule (p99 of Max Memory Used plus 20 % headroom, rounded up to 64 MB)
+#: applied to the illustrative sample logs in tests/data gives 512 MB and 768 MB (the enricher
+#: holds reference data). Re-derive them from your own logs with `make rightsize`.
 DEFAULT_MEMORY_MB = {"validator": 512, "enricher": 768, "processor": 512}
 
 #: Keys that were replaced: the error says what to write instead.

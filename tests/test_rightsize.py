@@ -129,3 +129,36 @@ def test_cli_fails_clearly_without_report_lines(tmp_path, capsys):
     assert main([str(empty)]) == 1
     assert "no REPORT lines found in 2 lines" in capsys.readouterr().err
     assert main([str(tmp_path / "missing.log")]) == 1
+
+
+def test_logs_not_shaped_for_this_stack_get_the_p99_computed_here(tmp_path):
+    """REPORT lines drawn from a heavy-tailed distribution (seeded, nothing tuned to land on
+    512 or 768 MB): the recommendation is the nearest-rank p99 computed here, plus 20 %,
+    rounded up to 64 MB, for each function, whatever the tool's own helpers say."""
+    import math
+    import random
+
+    rng = random.Random(7)
+    lines, used_by_function = [], {}
+    for function, base, spread in (("shop-api", 180, 90), ("etl-worker", 900, 400)):
+        used = [int(base + rng.paretovariate(2.5) * spread) for _ in range(1000)]
+        used_by_function[function] = used
+        for n, value in enumerate(used):
+            lines.append(
+                f"2026-11-20T10:00:{n % 60:02d}.000Z\t/aws/lambda/{function}\tstream\t"
+                f"REPORT RequestId: {n:08d}-0000-0000-0000-000000000000\tDuration: 12.34 ms\t"
+                f"Billed Duration: 13 ms\tMemory Size: 3008 MB\tMax Memory Used: {value} MB"
+            )
+    rng.shuffle(lines)
+    path = tmp_path / "mixed.log"
+    path.write_text("\n".join(lines) + "\n")
+    with path.open() as stream:
+        recs = {r.function: r for r in recommendations(read([(str(path), stream)]))}
+    for function, used in used_by_function.items():
+        ordered = sorted(used)
+        p99 = ordered[math.ceil(0.99 * len(ordered)) - 1]
+        expected = max(128, math.ceil(p99 * 1.2 / 64) * 64)
+        assert recs[function].samples == 1000
+        assert recs[function].quantile_mb == p99
+        assert recs[function].recommended_mb == expected, (function, p99)
+    assert {r.recommended_mb for r in recs.values()}.isdisjoint({512, 768})
