@@ -214,3 +214,12 @@ def test_the_evaluator_follows_iams_order_explicit_deny_allow_implicit_deny():
     assert not policy.allows("dynamodb:GetItem", table + "2"), "no allow: implicitly denied"
     assert policy.allows("sqs:sendmessage", "arn:aws:sqs:us-east-1:1:dlq-a"), "case-insensitive"
     assert not policy.allows("sqs:SendMessage", "arn:aws:sqs:us-east-1:1:dlq-ab")
+
+
+def test_running_the_deployed_code_leaves_its_asset_untouched(pipeline):
+    """The runner imports handlers from the synthesized assets: they are read, never written."""
+    from pathlib import Path
+
+    pipeline.run([sample_record()])
+    for spec in pipeline.specs.values():
+        assert not list(Path(spec.code_dir).rglob("__pycache__")), spec.code_dir

@@ -56,9 +56,15 @@ class LoadedFunction:
         }
         self._modules: dict[str, ModuleType] = {}
         module_name, _, function_name = spec.handler.rpartition(".")
-        with self.activated():
-            self.module = importlib.import_module(module_name)
-            self._modules = self._own_modules()
+        # The code directory is the deployed asset (cdk.out, or what the emulator served): it is
+        # read, never written, so no __pycache__ lands in it.
+        writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+        try:
+            with self.activated():
+                self.module = importlib.import_module(module_name)
+                self._modules = self._own_modules()
+        finally:
+            sys.dont_write_bytecode = writes_bytecode
         if spec.policy is not None:
             # Handlers create their clients once, at import: each is held to the role's policy.
             for value in vars(self.module).values():
