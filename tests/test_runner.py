@@ -216,10 +216,16 @@ def test_the_evaluator_follows_iams_order_explicit_deny_allow_implicit_deny():
     assert not policy.allows("sqs:SendMessage", "arn:aws:sqs:us-east-1:1:dlq-ab")
 
 
-def test_running_the_deployed_code_leaves_its_asset_untouched(pipeline):
-    """The runner imports handlers from the synthesized assets: they are read, never written."""
+def test_running_the_deployed_code_leaves_its_asset_untouched(dev_assembly, monkeypatch):
+    """The runner imports handlers from the synthesized assets: they are read, never written
+    (even where Python would write bytecode, as it does without PYTHONDONTWRITEBYTECODE)."""
+    import sys
     from pathlib import Path
 
-    pipeline.run([sample_record()])
+    from tests.conftest import pipeline_on_moto
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    with pipeline_on_moto(dev_assembly) as pipeline:
+        pipeline.run([sample_record()])
     for spec in pipeline.specs.values():
         assert not list(Path(spec.code_dir).rglob("__pycache__")), spec.code_dir
