@@ -52,7 +52,7 @@ bench: install
 
 ## test: lint, type-check, the whole test suite, and checkov on every template
 test: install lint typecheck
-	python -m pytest -n 2 --dist loadgroup
+	python -m pytest -n 2 --dist loadfile
 	$(MAKE) checkov
 
 .venv-checkov/.installed: requirements-checkov.txt

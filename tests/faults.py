@@ -51,3 +51,47 @@ def fail_after(client: Any, operation: str, should_fail: Callable[[dict[str, Any
 
     client.meta.events.register(f"provide-client-params.dynamodb.{operation}", remember)
     client.meta.events.register(f"after-call.dynamodb.{operation}", hook)
+
+
+def item_level_transaction_rollback(monkeypatch: Any) -> None:
+    """A faster DynamoDB backend for the fault run only: moto snapshots *whole tables* before
+    every ``TransactWriteItems`` to roll back a cancelled one, so a run's cost grows with the
+    square of the table (about 75 % of the fault run, profiled). This snapshots the items the
+    transaction touches instead, and restores them if it is cancelled: the same all-or-nothing
+    result, at a cost that does not grow with the table."""
+    import copy
+    import types
+
+    import moto.dynamodb.models as models
+
+    original = models.DynamoDBBackend.transact_write_items
+    no_copy = types.SimpleNamespace(deepcopy=lambda value, memo=None: value)
+
+    def key_of(backend: Any, operation: dict[str, Any]) -> dict[str, Any]:
+        if "Key" in operation:
+            return dict(operation["Key"])
+        table = backend.get_table(operation["TableName"])
+        names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+        return {name: operation["Item"][name] for name in names}
+
+    def transact(self: Any, transact_items: list[dict[str, Any]]) -> Any:
+        touched = []
+        for entry in transact_items:
+            ((_, operation),) = entry.items()
+            key = key_of(self, operation)
+            before = self.get_item(operation["TableName"], key)
+            touched.append((operation["TableName"], key, copy.deepcopy(before)))
+        monkeypatch.setattr(models, "copy", no_copy)
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for table_name, key, before in touched:
+                if before is None:
+                    self.delete_item(table_name, key)
+                else:
+                    self.put_item(table_name, before.to_json()["Attributes"], overwrite=True)
+            raise
+        finally:
+            monkeypatch.setattr(models, "copy", copy)
+
+    monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", transact)

@@ -30,9 +30,6 @@ from pipeline_tools.local.local import (
 
 STACK = stack_name("dev")
 
-#: Steps share one module fixture (and run in order): keep them on one xdist worker.
-pytestmark = pytest.mark.xdist_group("local_deploy")
-
 
 @pytest.fixture(scope="module")
 def emulator():

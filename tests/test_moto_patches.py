@@ -12,9 +12,6 @@ from moto import mock_aws
 
 from pipeline_tools.local import moto_patches
 
-#: The patches are applied once per process by the module fixture: keep the module together.
-pytestmark = pytest.mark.xdist_group("moto_patches")
-
 
 @pytest.fixture(scope="module", autouse=True)
 def patched():

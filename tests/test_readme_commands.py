@@ -66,9 +66,6 @@ NEEDS_AWS = ("aws ", "npx cdk bootstrap", "npx cdk deploy", "python -m pipeline_
 
 _COMMAND = re.compile(r"^(make|npx cdk|python -m|aws|source) ")
 
-#: The tests share one fresh copy (a module fixture): keep them on one xdist worker.
-pytestmark = pytest.mark.xdist_group("readme_commands")
-
 
 def readme_commands() -> set[str]:
     """Commands in the README's code blocks and inline code, comments and prompts stripped."""

@@ -183,7 +183,7 @@ def main() -> int:
                             "-n",
                             "2",
                             "--dist",
-                            "loadgroup",
+                            "loadfile",
                         ]
                     ),
                 },

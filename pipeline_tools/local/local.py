@@ -158,7 +158,9 @@ def context_args(environment: str) -> list[str]:
 
 
 def bootstrap(env: Mapping[str, str]) -> None:
-    cdk(["bootstrap", f"aws://{ACCOUNT}/{REGION}"], env)
+    """``cdk bootstrap``; it synthesizes the app too, into the local target's own output, so it
+    never meets another CLI in the project's ``cdk.out``."""
+    cdk(["bootstrap", f"aws://{ACCOUNT}/{REGION}", "--output", str(_output_dir(ROOT))], env)
 
 
 def deploy(env: Mapping[str, str], environment: str = "dev", project: Path = ROOT) -> str:
