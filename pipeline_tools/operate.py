@@ -39,7 +39,8 @@ from typing import Any, Protocol, TextIO
 
 from pipeline_tools.template import StackTemplate
 
-#: Keys that every Lambda destination invocation record carries.
+#: Keys that every Lambda destination invocation record carries (as the runtime code's
+#: ``pipeline_common.invocation`` reads them; the tools do not import runtime code).
 INVOCATION_RECORD_KEYS = frozenset({"requestContext", "requestPayload", "responsePayload"})
 THROTTLING_CODES = frozenset({"TooManyRequestsException", "ThrottlingException"})
 #: How a stage's crash begins its DLQ error message (``StageFailure`` in the runtime code).

@@ -27,13 +27,18 @@ class MalformedEvent(InvalidRecord):
         super().__init__([message])
 
 
+def is_invocation_record(event: object) -> bool:
+    """True when ``event`` is a Lambda destination invocation record."""
+    return isinstance(event, dict) and event.keys() >= INVOCATION_RECORD_KEYS
+
+
 def unwrap(event: object) -> dict[str, Any]:
     """Return the record carried by ``event``.
 
     :raises MalformedEvent: when the record is not a JSON object.
     """
     payload = event
-    if isinstance(event, dict) and event.keys() >= INVOCATION_RECORD_KEYS:
+    if isinstance(event, dict) and is_invocation_record(event):
         payload = event["responsePayload"]
     if not isinstance(payload, dict):
         raise MalformedEvent(
@@ -41,11 +46,6 @@ def unwrap(event: object) -> dict[str, Any]:
             f"is one), got {type(payload).__name__}"
         )
     return payload
-
-
-def is_invocation_record(event: object) -> bool:
-    """True when ``event`` is a Lambda destination invocation record."""
-    return isinstance(event, dict) and event.keys() >= INVOCATION_RECORD_KEYS
 
 
 def accept(event: object, logger: Any, metrics: Any, *, enriched: bool) -> dict[str, Any]:

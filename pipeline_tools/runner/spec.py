@@ -91,10 +91,6 @@ class FunctionSpec:
         )
 
 
-#: Kept for callers of the runner: a template the runner cannot emulate.
-UnsupportedTemplate = TemplateError
-
-
 def resolve(value: Any, physical: Physical, where: str) -> str:
     """Resolve a template value (a string, ``Ref`` or ``Fn::GetAtt ... Arn``) to a string."""
     if isinstance(value, str):
