@@ -37,8 +37,6 @@ class AlarmThresholds:
     :param dead_letter_errors: failed writes to the DLQ. :default: 0
     :param provisioned_concurrency_spillover: invocations beyond provisioned concurrency.
         :default: 0
-    :param provisioned_concurrency_utilization: the *Maximum* of utilization; the Average
-        hides saturation between samples. :default: 0.9
     :param dlq_visible_messages: messages waiting in the DLQ. :default: 0
     :param dlq_oldest_message_seconds: age of the oldest DLQ message. :default: 3600
     :param table_throttled_requests: throttled table requests per period. :default: 0
@@ -55,7 +53,6 @@ class AlarmThresholds:
     destination_delivery_failures: Count = 0
     dead_letter_errors: Count = 0
     provisioned_concurrency_spillover: Count = 0
-    provisioned_concurrency_utilization: Share = 0.9
     dlq_visible_messages: Count = 0
     dlq_oldest_message_seconds: Count = 3600
     table_throttled_requests: Count = 0
@@ -68,9 +65,12 @@ class AlarmThresholds:
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise LimitError(f.name, value, "must be a number of 0 or more")
-        for name in ("duration_p99_timeout_ratio", "provisioned_concurrency_utilization"):
-            if not 0.01 <= getattr(self, name) <= 1.0:
-                raise LimitError(name, getattr(self, name), "must be from 0.01 to 1.0")
+        if not 0.01 <= self.duration_p99_timeout_ratio <= 1.0:
+            raise LimitError(
+                "duration_p99_timeout_ratio",
+                self.duration_p99_timeout_ratio,
+                "must be from 0.01 to 1.0",
+            )
         low, high = ALARM_PERIOD_SECONDS
         period = self.period_seconds
         if not low <= period <= high or period % ALARM_PERIOD_STEP_SECONDS:

@@ -52,12 +52,15 @@ class PipelineMonitoring(Construct):
         *,
         alarm_action: cloudwatch.IAlarmAction,
         thresholds: AlarmThresholds | None = None,
+        dashboard: bool = True,
         dashboard_name: str | None = None,
     ) -> None:
         """
         :param alarm_action: every alarm's action, e.g. an ``AlarmTopic`` (whose policy then
             lets exactly these alarms publish).
         :param thresholds: :default: ``AlarmThresholds()``
+        :param dashboard: make the dashboard (CloudWatch bills $3 a month for each).
+            :default: True
         :param dashboard_name: :default: ``<stack name>-pipeline``
         """
         super().__init__(scope, construct_id)
@@ -65,14 +68,16 @@ class PipelineMonitoring(Construct):
         self.period = Duration.seconds(self.thresholds.period_seconds)
         self._action = alarm_action
         self.alarms: list[cloudwatch.Alarm] = []
-        self.dashboard = cloudwatch.Dashboard(
-            self,
-            "Dashboard",
-            dashboard_name=dashboard_name or f"{Stack.of(self).stack_name}-pipeline",
-        )
-        self.dashboard.add_widgets(
-            cloudwatch.TextWidget(markdown="# Pipeline, stage by stage", width=24, height=1)
-        )
+        self.dashboard: cloudwatch.Dashboard | None = None
+        if dashboard:
+            self.dashboard = cloudwatch.Dashboard(
+                self,
+                "Dashboard",
+                dashboard_name=dashboard_name or f"{Stack.of(self).stack_name}-pipeline",
+            )
+            self.dashboard.add_widgets(
+                cloudwatch.TextWidget(markdown="# Pipeline, stage by stage", width=24, height=1)
+            )
 
     def monitor_function(
         self,
@@ -81,6 +86,8 @@ class PipelineMonitoring(Construct):
         *,
         timeout: Duration | None = None,
         provisioned_concurrency: bool = False,
+        retries: bool = True,
+        destination: bool = True,
     ) -> list[cloudwatch.Alarm]:
         """Alarm on one function, any function; return the alarms made.
 
@@ -92,19 +99,29 @@ class PipelineMonitoring(Construct):
         :param target: a function, or an alias of one.
         :param timeout: the function's timeout, for the duration alarm. :default: the function's
             own, where the construct knows it (a ``Function``), else Lambda's default of 3 s
+        :param retries: whether failed invocations are retried. Without retries every error
+            goes straight to the dead-letter queue, whose depth alarm already reports it, so no
+            ``Errors`` alarm is made (it would notify twice for one failure). :default: True
+        :param destination: whether the target has an on-success destination; without one, a
+            ``DestinationDeliveryFailures`` alarm could never fire, so none is made.
+            :default: True
         """
         t = self.thresholds
         function = _function_of(target)
         timeout = timeout or getattr(function, "timeout", None) or Duration.seconds(3)
         timeout_ms = timeout.to_milliseconds() * t.duration_p99_timeout_ratio
         alias = target
-        checks = [
-            (
-                "Errors",
-                alias.metric_errors(period=self.period, statistic="Sum"),
-                t.errors,
-                "invocations failed: read the stage's log group for the error",
-            ),
+        checks = []
+        if retries:
+            checks.append(
+                (
+                    "Errors",
+                    alias.metric_errors(period=self.period, statistic="Sum"),
+                    t.errors,
+                    "invocations failed: read the stage's log group for the error",
+                )
+            )
+        checks += [
             (
                 "Throttles",
                 alias.metric_throttles(period=self.period, statistic="Sum"),
@@ -118,39 +135,38 @@ class PipelineMonitoring(Construct):
                 f"p99 duration above {t.duration_p99_timeout_ratio:.0%} of the timeout",
             ),
             (
-                "DestinationDeliveryFailures",
-                self._function_metric(function, "DestinationDeliveryFailures"),
-                t.destination_delivery_failures,
-                "the next stage could not be invoked",
-            ),
-            (
                 "DeadLetterErrors",
                 self._function_metric(function, "DeadLetterErrors"),
                 t.dead_letter_errors,
                 "failed events could not be written to the DLQ: they are lost",
             ),
         ]
+        if destination:
+            checks.append(
+                (
+                    "DestinationDeliveryFailures",
+                    self._function_metric(function, "DestinationDeliveryFailures"),
+                    t.destination_delivery_failures,
+                    "the next stage could not be invoked",
+                )
+            )
         if provisioned_concurrency:
-            checks += [
+            # Spillover is the harm (cold starts). High utilization alone is what auto scaling
+            # aims for: it is on the dashboard, not an alarm.
+            checks.append(
                 (
                     "ProvisionedConcurrencySpillover",
                     self._metric(alias, "ProvisionedConcurrencySpilloverInvocations"),
                     t.provisioned_concurrency_spillover,
                     "invocations ran beyond provisioned concurrency (cold starts)",
-                ),
-                (
-                    "ProvisionedConcurrencyUtilization",
-                    self._metric(alias, "ProvisionedConcurrencyUtilization", "Maximum"),
-                    t.provisioned_concurrency_utilization,
-                    "provisioned concurrency is close to saturation",
-                ),
-            ]
+                )
+            )
         alarms = [
             self._alarm(f"{label}{name}", metric, threshold, meaning)
             for name, metric, threshold, meaning in checks
         ]
 
-        self.dashboard.add_widgets(
+        self._widgets(
             self._graph(f"{label}: invocations", [alias.metric_invocations(period=self.period)]),
             self._graph(
                 f"{label}: errors and throttles",
@@ -192,7 +208,7 @@ class PipelineMonitoring(Construct):
             t.dlq_oldest_message_seconds,
             "a failed record has waited too long for a replay",
         )
-        self.dashboard.add_widgets(
+        self._widgets(
             self._graph("DLQ: visible messages", [visible], width=12),
             self._graph("DLQ: age of oldest message (s)", [oldest], width=12),
         )
@@ -216,7 +232,7 @@ class PipelineMonitoring(Construct):
             t.table_system_errors,
             "DynamoDB returned system errors (HTTP 500)",
         )
-        self.dashboard.add_widgets(
+        self._widgets(
             self._graph(
                 "Table: consumed capacity units",
                 [
@@ -228,6 +244,11 @@ class PipelineMonitoring(Construct):
             self._graph("Table: throttled requests", [throttled]),
             self._graph("Table: system errors", [errors]),
         )
+
+    def _widgets(self, *widgets: cloudwatch.IWidget) -> None:
+        """A row of the dashboard, when there is one."""
+        if self.dashboard is not None:
+            self.dashboard.add_widgets(*widgets)
 
     def _alarm(
         self, name: str, metric: cloudwatch.IMetric, threshold: float, meaning: str

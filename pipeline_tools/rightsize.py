@@ -7,7 +7,10 @@ Usage::
 
 Feed it log lines as exported from CloudWatch Logs (``aws logs tail``, ``filter-log-events``,
 an export to S3), from files or stdin. Each ``REPORT`` line carries ``Memory Size`` and ``Max
-Memory Used``. The function is taken from ``--function``, else from a ``/aws/lambda/<name>``
+Memory Used``; in Lambda's JSON log format (which the stack uses) the same figures are in each
+``platform.report`` line's ``record.metrics``. Lambda writes these lines only at system log
+level INFO or DEBUG (``system_log_level``; prod's WARN drops them, so right-size from staging,
+which runs the same code at INFO). The function is taken from ``--function``, else from a ``/aws/lambda/<name>``
 token on the line, else from the file's name.
 
 For each function: the chosen quantile (nearest rank, default p99) of *Max Memory Used*, plus
@@ -39,6 +42,8 @@ _REPORT = re.compile(
     r"Billed Duration: \d+ ms\s+Memory Size: (?P<size>\d+) MB\s+"
     r"Max Memory Used: (?P<used>\d+) MB"
 )
+#: START/END lines of the text log format, and the start line of the JSON format.
+_START_END = ("START RequestId", "END RequestId", '"platform.start"')
 _LOG_GROUP = re.compile(r"/aws/lambda/(?P<name>[A-Za-z0-9_.-]+)")
 
 
@@ -61,21 +66,38 @@ class Reading:
 
     def add(self, text: str, source: str, number: int, function: str | None) -> None:
         self.lines += 1
+        group = _LOG_GROUP.search(text)
+        name = function or (group.group("name") if group else Path(source).stem)
+        if '"platform.report"' in text:
+            self._add_json_report(text, source, number, name)
+            return
         if "REPORT RequestId" not in text:
-            if "START RequestId" in text or "END RequestId" in text:
+            if any(marker in text for marker in _START_END):
                 self.start_end += 1
             else:
                 self.other += 1
             return
         match = _REPORT.search(text)
-        group = _LOG_GROUP.search(text)
-        name = function or (group.group("name") if group else Path(source).stem)
         if match is None:
             self.unreadable.append((source, number))
             return
+        self._sample(name, int(match.group("used")), int(match.group("size")))
+
+    def _add_json_report(self, text: str, source: str, number: int, name: str) -> None:
+        """A ``platform.report`` line of Lambda's JSON log format (``record.metrics``)."""
+        try:
+            event = json.loads(text[text.index("{") :])
+            metrics = event["record"]["metrics"]
+            used, size = int(metrics["maxMemoryUsedMB"]), int(metrics["memorySizeMB"])
+        except (ValueError, KeyError, TypeError):
+            self.unreadable.append((source, number))
+            return
+        self._sample(name, used, size)
+
+    def _sample(self, name: str, used_mb: int, size_mb: int) -> None:
         samples = self.functions.setdefault(name, FunctionSamples(name))
-        samples.used_mb.append(int(match.group("used")))
-        samples.sizes_mb[int(match.group("size"))] += 1
+        samples.used_mb.append(used_mb)
+        samples.sizes_mb[size_mb] += 1
 
 
 @dataclass(frozen=True)

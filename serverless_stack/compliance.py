@@ -31,6 +31,8 @@ class Acknowledgment:
     target: Callable[[PipelineStack], IConstruct]
     rule: str
     reason: str
+    #: Whether the finding arises in this stack (settings can remove it). :default: always
+    applies: Callable[[PipelineStack], bool] = lambda stack: True
 
 
 def _role_policy(stage: str) -> Callable[[PipelineStack], IConstruct]:
@@ -53,6 +55,14 @@ XRAY_REASON = (
     "X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level permissions "
     "(the service authorization reference lists '*' only); this statement holds those two "
     "actions alone, added by Lambda active tracing. Every other statement names its resource."
+)
+PASS_THROUGH_REASON = (
+    "Tracing is a per-stage setting (functions.<stage>.tracing), PassThrough by default: Lambda "
+    "samples 1 request a second plus 5 %, so at this pipeline's rates nearly every invocation "
+    "is a $5-per-million trace, the largest line of the bill "
+    "(https://docs.aws.amazon.com/lambda/latest/dg/services-xray.html, "
+    "https://aws.amazon.com/xray/pricing/). Errors, throttles and durations are alarmed on from "
+    "Lambda's free metrics; a caller that samples a request is still traced."
 )
 FAILURE_DESTINATION_REASON = (
     "Async failures go to the function's dead-letter queue (DeadLetterConfig, checked by "
@@ -80,6 +90,18 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
         )
         for stage in FUNCTION_NAMES
     ),
+    *(
+        Acknowledgment(
+            f"{stage}-pass-through-tracing",
+            lambda stack, stage=stage: stack.stages[stage].function.node.default_child,  # type: ignore[misc]
+            "Serverless::Serverless-LambdaTracing",
+            PASS_THROUGH_REASON,
+            applies=lambda stack, stage=stage: (  # type: ignore[misc]
+                getattr(stack.config.settings.functions, stage).tracing == "PassThrough"
+            ),
+        )
+        for stage in FUNCTION_NAMES
+    ),
     Acknowledgment(
         "dlq-redrive",
         lambda stack: stack.dead_letter_queue.node.default_child,  # type: ignore[arg-type,return-value]
@@ -98,7 +120,7 @@ def attach_rule_packs(app: cdk.App) -> None:
 def acknowledge_findings(stack: PipelineStack, *, skip: frozenset[str] = frozenset()) -> None:
     """Record every acknowledgment on its resource (``skip`` names ones to leave out)."""
     for ack in ACKNOWLEDGMENTS:
-        if ack.name not in skip:
+        if ack.name not in skip and ack.applies(stack):
             cdk.Validations.of(ack.target(stack)).acknowledge(
                 cdk.Acknowledgment(id=ack.rule, reason=ack.reason)
             )

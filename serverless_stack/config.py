@@ -65,12 +65,24 @@ MAX_RECORD_RETENTION_DAYS = 36500
 #: holds reference data). Re-derive them from your own logs with `make rightsize`.
 DEFAULT_MEMORY_MB = {"validator": 512, "enricher": 768, "processor": 512}
 
+#: Why the application log level stops at INFO: Lambda files a JSON line that has no ``level``
+#: key as INFO (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html),
+#: and the EMF lines that carry the custom metrics have none, so WARN would drop every metric.
+LOG_LEVEL_LIMIT = (
+    "WARN and above would drop the EMF metric lines, which Lambda files as INFO; "
+    "per-record lines are DEBUG, so INFO already logs only warnings, errors and metrics"
+)
+
 #: Keys that were replaced: the error says what to write instead.
 RENAMED_KEYS = {
     "alarm_email": 'renamed to alarm_emails, a list of addresses (e.g. ["ops@example.com"])',
     "powertools_layer_version": (
         "removed: the Powertools release is pinned once, in lambda_src/requirements.txt, and the "
         "layer is resolved from it at deploy time"
+    ),
+    "provisioned_concurrency_utilization": (
+        "removed: high utilization is what auto scaling aims for, so it is on the dashboard; "
+        "provisioned_concurrency_spillover alarms on the harm (invocations beyond it)"
     ),
     "async_events_dropped": (
         "removed: AsyncEventsDropped also counts events delivered to the DLQ, which "
@@ -120,10 +132,11 @@ def _integer(low: int, high: int, *, nullable: bool = False, unit: str = "") -> 
     return _Rule(check, {"type": "integer", "minimum": low, "maximum": high}, nullable)
 
 
-def _one_of(*allowed: Any) -> _Rule:
+def _one_of(*allowed: Any, why: str = "") -> _Rule:
     def check(value: Any) -> Any:
         if isinstance(value, bool) or value not in allowed:
-            raise ValueError(f"must be one of {', '.join(map(str, allowed))}")
+            reason = f" ({why})" if why else ""
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))}{reason}")
         return value
 
     return _Rule(check, {"enum": list(allowed)})
@@ -194,6 +207,13 @@ class FunctionSettings(_Settings):
         description="Provisioned concurrency owned by a scalable target on the live alias "
         "instead of a fixed value; min_capacity is the floor",
     )
+    tracing: Annotated[
+        Literal["Active", "PassThrough"], _one_of("Active", "PassThrough")
+    ] = Field(
+        "PassThrough",
+        description="X-Ray tracing: Active records nearly every invocation at these volumes "
+        "($5 per million traces); PassThrough only traces a caller already sampled",
+    )
 
     @model_validator(mode="after")
     def _one_owner(self) -> FunctionSettings:
@@ -253,6 +273,24 @@ class EnvironmentSettings(_Settings):
         _integer(MIN_RECORD_RETENTION_DAYS, MAX_RECORD_RETENTION_DAYS, nullable=True),
     ] = Field(None, description="Days a stored record is kept (DynamoDB TTL); null: for ever")
     architecture: Annotated[Literal["arm64", "x86_64"], _one_of("arm64", "x86_64")] = "arm64"
+    log_level: Annotated[
+        Literal["DEBUG", "INFO"],
+        _one_of("DEBUG", "INFO", why=LOG_LEVEL_LIMIT),
+    ] = Field(
+        "INFO",
+        description="Application log level (Lambda's JSON log format; Powertools follows it). "
+        "INFO keeps warnings, errors and the EMF metric lines; DEBUG adds a line per record",
+    )
+    system_log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARN"], _one_of("DEBUG", "INFO", "WARN")
+    ] = Field(
+        "INFO",
+        description="Lambda's own log lines: INFO keeps the START and REPORT lines that "
+        "`make rightsize` reads; WARN drops them",
+    )
+    dashboard: Annotated[bool, _boolean()] = Field(
+        True, description="A CloudWatch dashboard of the pipeline ($3 a month)"
+    )
     table: TableSettings = TableSettings()
     alarms: AlarmThresholds = AlarmThresholds()
     functions: FunctionsSettings

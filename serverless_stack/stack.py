@@ -28,11 +28,12 @@ from serverless_stack.config import (
     PipelineConfig,
 )
 from serverless_stack.lambda_code import powertools_release, stage_code, stage_handler
-from serverless_stack.stages import STAGE_METADATA_KEY
+from serverless_stack.stages import STAGE_METADATA_KEY, STAGES
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
 METRICS_NAMESPACE = "DataPipeline"
+TRACING = {"Active": "ACTIVE", "PassThrough": "PASS_THROUGH"}
 
 #: The DynamoDB actions each stage's code calls, and nothing more. The processor's
 #: TransactWriteItems is authorised per item: a Put and an Update.
@@ -41,6 +42,11 @@ TABLE_ACTIONS: dict[str, tuple[str, ...]] = {
     "enricher": ("dynamodb:GetItem",),
     "processor": ("dynamodb:PutItem", "dynamodb:UpdateItem"),
 }
+
+#: Each stage's on-success destination.
+NEXT_STAGE = {"validator": "enricher", "enricher": "processor"}
+#: Async retries per stage. Validation is deterministic: a retry would fail the same way.
+RETRIES = {"validator": 0, "enricher": 2, "processor": 2}
 
 #: The DynamoDB API operations the stages call (what the table's alarms watch).
 TABLE_OPERATIONS = (dynamodb.Operation.GET_ITEM, dynamodb.Operation.TRANSACT_WRITE_ITEMS)
@@ -80,34 +86,38 @@ class PipelineStack(Stack):
         )
 
         # Built back to front: each stage's alias is the next one's on-success destination.
-        functions = settings.functions
-        self.processor = self._stage("processor", functions.processor, retries=2)
-        self.enricher = self._stage(
-            "enricher", functions.enricher, retries=2, next_stage=self.processor
-        )
-        # Validation is deterministic: a retry would fail the same way, so none is made.
-        self.validator = self._stage(
-            "validator", functions.validator, retries=0, next_stage=self.enricher
-        )
-        self.stages = {
-            "validator": self.validator,
-            "enricher": self.enricher,
-            "processor": self.processor,
-        }
+        self.stages: dict[str, OptimizedFunction] = {}
+        for name in reversed(STAGES):
+            following = self.stages[NEXT_STAGE[name]] if name in NEXT_STAGE else None
+            self.stages[name] = self._stage(
+                name, getattr(settings.functions, name), retries=RETRIES[name], next_stage=following
+            )
+        self.stages = {name: self.stages[name] for name in STAGES}
+        self.validator = self.stages["validator"]
+        self.enricher = self.stages["enricher"]
+        self.processor = self.stages["processor"]
 
         for name, stage in self.stages.items():
             if TABLE_ACTIONS[name]:
                 self.table.grant(stage.role, *TABLE_ACTIONS[name])
 
         self.monitoring = PipelineMonitoring(
-            self, "Monitoring", alarm_action=self.alarm_topic, thresholds=settings.alarms
+            self,
+            "Monitoring",
+            alarm_action=self.alarm_topic,
+            thresholds=settings.alarms,
+            dashboard=settings.dashboard,
         )
         # Alarms per stage, on the live alias that every caller invokes. The processor is the
-        # critical stage: its provisioned concurrency is watched in every environment (with none
-        # configured, those alarms stay OK on no data).
+        # critical stage: its provisioned-concurrency spillover is watched in every environment
+        # (with none configured, that alarm stays OK on no data).
         self.alarms = {
             name: self.monitoring.monitor_function(
-                name.capitalize(), stage.alias, provisioned_concurrency=name == "processor"
+                name.capitalize(),
+                stage.alias,
+                provisioned_concurrency=name == "processor",
+                retries=RETRIES[name] > 0,
+                destination=name in NEXT_STAGE,
             )
             for name, stage in self.stages.items()
         }
@@ -133,11 +143,17 @@ class PipelineStack(Stack):
         retries: int,
         next_stage: OptimizedFunction | None = None,
     ) -> OptimizedFunction:
+        log_level = self.config.settings.log_level
         environment = {
             "POWERTOOLS_SERVICE_NAME": name,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            "LOG_LEVEL": "INFO",
+            # Lambda's application log level (AWS_LAMBDA_LOG_LEVEL) wins over this where Lambda
+            # sets it; this keeps the same level wherever it does not (the local runner).
+            "POWERTOOLS_LOG_LEVEL": log_level,
         }
+        if settings.tracing == "PassThrough":
+            # No X-Ray SDK work for traces Lambda does not record.
+            environment["POWERTOOLS_TRACE_DISABLED"] = "true"
         if TABLE_ACTIONS[name]:
             environment["TABLE_NAME"] = self.table.table_name
         if name == "processor" and self.ttl_attribute:
@@ -164,6 +180,9 @@ class PipelineStack(Stack):
             if next_stage
             else None,
             log_retention=retention_days(self.config.settings.log_retention_days),
+            tracing=lambda_.Tracing[TRACING[settings.tracing]],
+            application_log_level=lambda_.ApplicationLogLevel[log_level],
+            system_log_level=lambda_.SystemLogLevel[self.config.settings.system_log_level],
             description=f"Pipeline stage: {name}",
         )
         # The tools that read the synthesized template find each stage by this label.

@@ -42,6 +42,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     category = lookup_category(record["type"])
     if category == UNCATEGORIZED:
         metrics.add_metric(name="RecordsUncategorized", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="RecordsEnriched", unit=MetricUnit.Count, value=1)
-    logger.info("record enriched", extra={"category": category})
+    logger.debug("record enriched", extra={"category": category})
     return enrich(record, category, datetime.now(UTC))

@@ -41,9 +41,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except RecordConflict as error:
         reject(error, logger, metrics)
         raise
-    if result.status == "stored":
-        metrics.add_metric(name="RecordsStored", unit=MetricUnit.Count, value=1)
-    else:
+    if result.status == "duplicate":
         metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=1)
-    logger.info("record processed", extra={"status": result.status})
+    logger.debug("record processed", extra={"status": result.status})
     return asdict(result)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline_common.invocation import accept, rejections_counted
@@ -30,6 +29,5 @@ metrics = Metrics()
 @rejections_counted(logger, metrics)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = accept(event, logger, metrics, enriched=False)
-    metrics.add_metric(name="RecordsValidated", unit=MetricUnit.Count, value=1)
-    logger.info("record validated", extra={"record_type": record["type"]})
+    logger.debug("record validated", extra={"record_type": record["type"]})
     return record
