@@ -1,41 +1,50 @@
-"""Monthly cost of the synthesized stack, line by line, against the naive baseline.
+"""The complete monthly bill of the synthesized stack, line by line, against the naive stack.
 
 Usage::
 
-    python -m pipeline_tools.cost [--workload FILE] [--markdown] [TEMPLATE ...]
+    python -m pipeline_tools.cost [--workload FILE] [--records-per-month N] [--sweep]
+                                  [--chart PNG] [--markdown] [TEMPLATE ...]
 
-With no template it reads ``cdk.out/DataPipeline-{dev,staging,prod}.template.json`` (run
-``make synth-all`` first). Everything that drives cost is read from the template: memory,
-architecture, provisioned concurrency on aliases (the auto-scaling floor and its schedule),
-billing mode, log retention, and the number of alarm metrics and dashboards. The workload
-(records a month, durations, sizes) comes from a JSON profile; prices from
-``pipeline_tools/data/prices.json`` (date, region and sources inside).
+With no template it reads ``cdk.out/DataPipeline-{dev,staging,prod}.template.json`` (``make
+cost`` synthesizes them first). Every line the stack causes is priced:
 
-The baseline is the naive stack this project replaces: the same functions at 3008 MB on
-x86_64 with no provisioned concurrency, a table provisioned at 5 RCU / 5 WCU, logs that never
-expire, no DLQ, no alarms and no dashboard.
+* **from the template**: memory, architecture, tracing mode, log format and levels, log
+  retention, provisioned concurrency (a fixed value, or the scalable target with its schedule
+  *and* its scaling at the load: ``ceil(concurrency / utilization target)`` between the
+  schedule's minimum and maximum, minute by minute over a week), point-in-time recovery, TTL,
+  alarm metrics (standard, high-resolution, composite) and dashboards;
+* **measured from the code** (``pipeline_tools/meter.py``): the handlers from the synthesized
+  assets run on a sample of records of the workload's size, and the meter sizes their DynamoDB
+  writes and reads by DynamoDB's rules, the stored item, the log bytes CloudWatch ingests after
+  Lambda's level filtering, and the distinct EMF metrics they emit;
+* **from the workload** (``pipeline_tools/data/workload.json``, overridable): records a month,
+  durations (100 ms per invocation by default), record size, failed share, and ``months`` of
+  operation for what accumulates (records that never expire, logs kept for ever);
+* **prices**: ``pipeline_tools/data/prices.json``, list prices with their date and sources.
 
-Model (what the handlers really do, per record):
+X-Ray: Lambda's sampling is fixed at 1 request a second plus 5 % of the rest
+(https://docs.aws.amazon.com/lambda/latest/dg/services-xray.html), so each ``Active`` function
+records ``min(r, 1) + 5 % x max(0, r - 1)`` traces a second at ``r`` invocations a second
+(traffic spread evenly over the month), at $5 per million traces recorded.
 
-* the validator runs for every record; the enricher and processor for the valid ones;
-* the enricher reads one small item, eventually consistent: 0.5 read request unit;
-* the processor writes the record and its counter in one transaction: transactional writes
-  cost double, so ``2 x (ceil(item KB) + 1)`` write request units;
-* each failed record costs three SQS requests (Lambda's send, a reader's receive and delete).
-
-Provisioned concurrency is priced at its floor (the auto-scaling minimum, as the schedule sets
-it, hour by hour over a week); invocations during hours with provisioned concurrency are priced
-at the lower provisioned duration rate, assuming the floor covers the traffic.
+The naive stack is the one this project replaces: the same three functions at 3008 MB on x86_64
+with no provisioned concurrency; a table provisioned to carry the volume at 70 % utilisation
+(never below 5 RCU / 5 WCU), written without transactions (half the transaction's units); logs
+in Lambda's default text format at INFO, kept for ever; no tracing, custom metrics, alarms,
+dashboard or DLQ. Record storage is the same data on both sides, so the comparison
+(``ratio``) leaves the ``DynamoDB storage`` line out of both.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
+import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -46,14 +55,21 @@ from pipeline_tools.template import StackTemplate, load_template, ref_id, resour
 DATA = Path(__file__).resolve().parent / "data"
 PRICES_FILE = DATA / "prices.json"
 WORKLOAD_FILE = DATA / "workload.json"
-GIB = 1024**3
+GB = 1024**3
 DAYS_PER_MONTH = 365.25 / 12
+SECONDS_PER_MONTH = DAYS_PER_MONTH * 86400
 MINUTES_PER_WEEK = cron.MINUTES_PER_WEEK
-#: Per item, beyond the record itself: keys, attribute names, received/stored times, category.
-ITEM_OVERHEAD_BYTES = 200
-SQS_REQUESTS_PER_FAILURE = 3
+SQS_REQUESTS_PER_FAILURE = 3  # Lambda's send, an operator's receive and delete
 BASELINE_MEMORY_MB = 3008
 BASELINE_TABLE_CAPACITY = 5
+BASELINE_UTILIZATION = 0.7
+SWEEP = (1_000_000, 10_000_000, 100_000_000)
+#: The line left out of the comparison: the same records, stored on both sides.
+RECORD_STORAGE = "DynamoDB storage"
+REMOVED_WORKLOAD_KEYS = {
+    "log_bytes_per_invocation": "removed: log bytes are measured from the code now",
+    "log_months": "renamed to months (everything that accumulates: logs, records)",
+}
 
 
 class CostInputError(ValueError):
@@ -70,8 +86,7 @@ class Workload:
     records_per_month: int
     duration_ms: Mapping[str, float]
     record_bytes: int
-    log_bytes_per_invocation: int
-    log_months: int
+    months: int
     failed_record_ratio: float
 
     @classmethod
@@ -82,6 +97,9 @@ class Workload:
             override = json.loads(Path(path).read_text())
             if not isinstance(override, dict):
                 raise CostInputError(f"{path}: the workload profile must be a JSON object")
+            for key in override:
+                if key in REMOVED_WORKLOAD_KEYS:
+                    raise CostInputError(f"{path}: {key} {REMOVED_WORKLOAD_KEYS[key]}")
             unknown = set(override) - set(raw)
             if unknown:
                 raise CostInputError(
@@ -114,14 +132,122 @@ class Workload:
             duration_ms={
                 k: number(f"duration_ms.{k}", 1, 900_000, v) for k, v in durations.items()
             },
-            record_bytes=int(number("record_bytes", 1, 400_000)),
-            log_bytes_per_invocation=int(number("log_bytes_per_invocation", 0, 10_000_000)),
-            log_months=int(number("log_months", 1, 120)),
+            record_bytes=int(number("record_bytes", 200, 32_000)),
+            months=int(number("months", 1, 120)),
             failed_record_ratio=number("failed_record_ratio", 0, 1),
         )
 
+    def at(self, records_per_month: int) -> Workload:
+        return replace(self, records_per_month=records_per_month)
+
+
+# --- what the code consumes (measured) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CodeUsage:
+    """What the code consumes, per record and per invocation (``pipeline_tools/meter.py``).
+
+    :param write_units: DynamoDB write units per valid record (every stage together).
+    :param read_units: DynamoDB read units per valid record.
+    :param log_bytes: stage -> bytes CloudWatch ingests per invocation of a valid record.
+    :param failed_log_bytes: bytes ingested per failed record (its validator invocation).
+    :param item_bytes: size of a stored record item.
+    :param items_expire: whether stored items carry the TTL attribute.
+    :param custom_metrics: distinct EMF metrics the code emits.
+    """
+
+    write_units: float
+    read_units: float
+    log_bytes: Mapping[str, float]
+    failed_log_bytes: float
+    item_bytes: float
+    items_expire: bool
+    custom_metrics: int
+
+
+def measure(
+    assembly_dir: Path, stack_name: str, template: Mapping[str, Any], workload: Workload
+) -> tuple[CodeUsage, CodeUsage]:
+    """Meter the stack's code as deployed, and as the naive stack would log it (text, INFO)."""
+    from pipeline_tools.meter import meter
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    def usage(naive: bool) -> CodeUsage:
+        found = meter(
+            assembly_dir,
+            stack_name,
+            record_bytes=workload.record_bytes,
+            progress=progress,
+            template=naive_logging(template) if naive else template,
+        )
+        per_record = found.records
+        return CodeUsage(
+            write_units=sum(u.write_units for u in found.valid.values()) / per_record,
+            read_units=sum(u.read_units for u in found.valid.values()) / per_record,
+            log_bytes={s: u.per_invocation(u.log_bytes) for s, u in found.valid.items()},
+            failed_log_bytes=sum(u.log_bytes for u in found.invalid.values())
+            / max(1, found.invalid_records),
+            item_bytes=found.item_bytes,
+            items_expire=found.items_expire,
+            custom_metrics=len(found.metrics),
+        )
+
+    return usage(False), usage(True)
+
+
+def naive_logging(template: Mapping[str, Any]) -> dict[str, Any]:
+    """``template`` with Lambda's default logging: text format, no levels, Powertools at INFO."""
+    naive = copy.deepcopy(dict(template))
+    for resource in naive["Resources"].values():
+        if resource["Type"] == "AWS::Lambda::Function":
+            props = resource["Properties"]
+            group = props.get("LoggingConfig", {}).get("LogGroup")
+            props["LoggingConfig"] = {"LogGroup": group} if group else {}
+            variables = props.get("Environment", {}).get("Variables", {})
+            if "POWERTOOLS_LOG_LEVEL" in variables:
+                variables["POWERTOOLS_LOG_LEVEL"] = "INFO"
+    return naive
+
 
 # --- the stack, as far as cost goes ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Provisioned concurrency over a week: (minute of the week, minimum, maximum) changes."""
+
+    changes: tuple[tuple[int, int, int], ...] = ()
+    fixed: int = 0
+    utilization_target: float | None = None
+
+    def instances(self, concurrency: float) -> tuple[float, float]:
+        """Instances on average, and the share of the week with any, at ``concurrency``.
+
+        With a scalable target, the capacity is what target tracking asks for
+        (``ceil(concurrency / target)``), held between the minimum and maximum in force.
+        """
+        if not self.changes:
+            return float(self.fixed), 1.0 if self.fixed else 0.0
+        demand = (
+            math.ceil(concurrency / self.utilization_target - 1e-9)
+            if self.utilization_target
+            else 0
+        )
+        low, high = self.changes[-1][1:]  # what the previous week's last action left
+        total = covered = 0
+        upcoming = iter([*self.changes, (MINUTES_PER_WEEK, low, high)])
+        at, next_low, next_high = next(upcoming)
+        for minute in range(MINUTES_PER_WEEK):
+            while minute >= at:
+                low, high = next_low, next_high
+                at, next_low, next_high = next(upcoming)
+            capacity = min(max(demand, low), high)
+            total += capacity
+            covered += capacity > 0
+        return total / MINUTES_PER_WEEK, covered / MINUTES_PER_WEEK
 
 
 @dataclass(frozen=True)
@@ -129,9 +255,8 @@ class FunctionModel:
     stage: str
     memory_mb: int
     architecture: str
-    #: Provisioned concurrency: instances on average over a week, and the share of time with any.
-    provisioned_average: float = 0.0
-    provisioned_share: float = 0.0
+    tracing: str = "PassThrough"
+    capacity: Capacity = field(default_factory=Capacity)
     log_retention_days: int | None = None  # None: never expires
 
 
@@ -142,9 +267,15 @@ class StackModel:
     table_billing: str = "PAY_PER_REQUEST"
     table_rcu: int = 0
     table_wcu: int = 0
+    point_in_time_recovery: bool = False
     has_dead_letter_queue: bool = True
     alarm_metrics: int = 0
+    high_resolution_alarm_metrics: int = 0
+    composite_alarms: int = 0
     dashboards: int = 0
+    #: Days a stored record is kept (the processor's RECORD_RETENTION_DAYS); None: for ever.
+    record_retention_days: int | None = None
+    naive: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,25 +286,31 @@ class LineItem:
 
 
 @dataclass(frozen=True)
-class Report:
-    stack: StackModel
-    baseline: StackModel
+class Bill:
+    model: StackModel
     items: tuple[LineItem, ...]
-    baseline_items: tuple[LineItem, ...]
-    workload: Workload
-    prices: Mapping[str, Any] = field(repr=False)
 
     @property
     def total(self) -> float:
         return sum(i.usd for i in self.items)
 
     @property
-    def baseline_total(self) -> float:
-        return sum(i.usd for i in self.baseline_items)
+    def compared(self) -> float:
+        """The total without record storage (the same data on both sides)."""
+        return sum(i.usd for i in self.items if i.name != RECORD_STORAGE)
+
+
+@dataclass(frozen=True)
+class Report:
+    stack: Bill
+    baseline: Bill
+    workload: Workload
+    prices: Mapping[str, Any] = field(repr=False)
 
     @property
     def ratio(self) -> float:
-        return self.total / self.baseline_total if self.baseline_total else math.inf
+        """This stack's bill as a share of the naive one's, record storage left out of both."""
+        return self.stack.compared / self.baseline.compared if self.baseline.compared else math.inf
 
 
 def model_from_template(template: Mapping[str, Any], name: str = "stack") -> StackModel:
@@ -183,6 +320,7 @@ def model_from_template(template: Mapping[str, Any], name: str = "stack") -> Sta
     groups = stack.resources("AWS::Logs::LogGroup")
     aliases = stack.resources("AWS::Lambda::Alias")
     targets = stack.resources("AWS::ApplicationAutoScaling::ScalableTarget")
+    policies = stack.resources("AWS::ApplicationAutoScaling::ScalingPolicy")
     models = []
     for stage in stack.stages.values():
         p = stage.properties
@@ -190,29 +328,29 @@ def model_from_template(template: Mapping[str, Any], name: str = "stack") -> Sta
         retention = (
             groups[group_id]["Properties"].get("RetentionInDays") if group_id in groups else None
         )
-        average, share = 0.0, 0.0
+        capacity = Capacity()
         if stage.alias_id is not None:
             fixed = (
                 aliases[stage.alias_id]["Properties"]
                 .get("ProvisionedConcurrencyConfig", {})
                 .get("ProvisionedConcurrentExecutions", 0)
             )
-            target = next(
+            target_id, target = next(
                 (
-                    t["Properties"]
-                    for t in targets.values()
+                    (i, t["Properties"])
+                    for i, t in targets.items()
                     if stage.alias_id in json.dumps(t["Properties"]["ResourceId"])
                 ),
-                None,
+                (None, None),
             )
-            average, share = provisioned_floor(fixed, target)
+            capacity = capacity_of(fixed, target, _utilization_target(policies, target_id))
         models.append(
             FunctionModel(
                 stage=stage.name,
                 memory_mb=int(p.get("MemorySize", 128)),
                 architecture=(p.get("Architectures") or ["x86_64"])[0],
-                provisioned_average=average,
-                provisioned_share=share,
+                tracing=p.get("TracingConfig", {}).get("Mode", "PassThrough"),
+                capacity=capacity,
                 log_retention_days=retention,
             )
         )
@@ -221,76 +359,87 @@ def model_from_template(template: Mapping[str, Any], name: str = "stack") -> Sta
         raise CostInputError(f"{name}: expected one DynamoDB table, found {len(tables)}")
     table = tables[0]["Properties"]
     throughput = table.get("ProvisionedThroughput", {})
+    alarms = [a["Properties"] for a in resources(template, "AWS::CloudWatch::Alarm").values()]
     return StackModel(
         name=name,
         functions=tuple(sorted(models, key=lambda m: m.stage)),
         table_billing=table.get("BillingMode", "PROVISIONED"),
         table_rcu=int(throughput.get("ReadCapacityUnits", 0)),
         table_wcu=int(throughput.get("WriteCapacityUnits", 0)),
+        point_in_time_recovery=bool(
+            table.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled")
+        ),
         has_dead_letter_queue=any(
             "DeadLetterConfig" in f["Properties"] for f in functions.values()
         ),
-        alarm_metrics=sum(
-            _alarm_metrics(a["Properties"])
-            for a in resources(template, "AWS::CloudWatch::Alarm").values()
-        ),
+        alarm_metrics=sum(_alarm_metrics(a) for a in alarms if not _high_resolution(a)),
+        high_resolution_alarm_metrics=sum(_alarm_metrics(a) for a in alarms if _high_resolution(a)),
+        composite_alarms=len(resources(template, "AWS::CloudWatch::CompositeAlarm")),
         dashboards=len(resources(template, "AWS::CloudWatch::Dashboard")),
+        record_retention_days=_retention_days_of(stack),
     )
 
 
+def _retention_days_of(stack: StackTemplate) -> int | None:
+    """The processor's ``RECORD_RETENTION_DAYS``: how long records stay (with TTL on)."""
+    for stage in stack.stages.values():
+        variables = stage.properties.get("Environment", {}).get("Variables", {})
+        if variables.get("RECORD_RETENTION_DAYS") is not None:
+            return int(variables["RECORD_RETENTION_DAYS"])
+    return None
+
+
 def baseline_of(model: StackModel) -> StackModel:
-    """The naive stack with the same functions."""
+    """The naive stack with the same functions (its table is sized when priced)."""
     return StackModel(
-        name=f"{model.name} (naive baseline)",
+        name=f"{model.name} (naive)",
         functions=tuple(
             replace(
                 f,
                 memory_mb=BASELINE_MEMORY_MB,
                 architecture="x86_64",
-                provisioned_average=0.0,
-                provisioned_share=0.0,
+                tracing="PassThrough",
+                capacity=Capacity(),
                 log_retention_days=None,
             )
             for f in model.functions
         ),
         table_billing="PROVISIONED",
-        table_rcu=BASELINE_TABLE_CAPACITY,
-        table_wcu=BASELINE_TABLE_CAPACITY,
         has_dead_letter_queue=False,
-        alarm_metrics=0,
-        dashboards=0,
+        record_retention_days=None,
+        naive=True,
     )
 
 
-def provisioned_floor(fixed: int, target: Mapping[str, Any] | None) -> tuple[float, float]:
-    """Provisioned instances on average, and the share of time with any.
-
-    Without auto scaling it is the alias's fixed value all the time. With it, the floor is the
-    target's ``MinCapacity``, changed by each scheduled action when it fires; a week is walked
-    minute by minute (the schedule repeats weekly).
-    """
+def capacity_of(
+    fixed: int, target: Mapping[str, Any] | None, utilization_target: float | None = None
+) -> Capacity:
+    """The provisioned concurrency of an alias: its fixed value, or its scalable target's range
+    changed by each scheduled action when it fires (the schedule repeats weekly)."""
     if target is None:
-        return float(fixed), 1.0 if fixed else 0.0
+        return Capacity(fixed=fixed)
+    low, high = target["MinCapacity"], target["MaxCapacity"]
     actions = target.get("ScheduledActions", [])
-    if not actions:
-        floor = target["MinCapacity"]
-        return float(floor), 1.0 if floor else 0.0
-    events = sorted(
-        (minute, action["ScalableTargetAction"].get("MinCapacity", target["MinCapacity"]))
+    changes = sorted(
+        (
+            minute,
+            action["ScalableTargetAction"].get("MinCapacity", low),
+            action["ScalableTargetAction"].get("MaxCapacity", high),
+        )
         for action in actions
         for minute in _weekly_minutes(action["Schedule"], action.get("ScheduledActionName", "?"))
     )
-    capacity = events[-1][1]  # what the last action of the previous week left
-    total = covered = 0
-    upcoming = iter([*events, (MINUTES_PER_WEEK, None)])
-    at, value = next(upcoming)
-    for minute in range(MINUTES_PER_WEEK):
-        while minute >= at:
-            capacity = value if value is not None else capacity
-            at, value = next(upcoming)
-        total += capacity
-        covered += capacity > 0
-    return total / MINUTES_PER_WEEK, covered / MINUTES_PER_WEEK
+    return Capacity(changes=tuple(changes) or ((0, low, high),), utilization_target=utilization_target)
+
+
+def _utilization_target(policies: Mapping[str, Any], target_id: str | None) -> float | None:
+    for policy in policies.values():
+        p = policy["Properties"]
+        if target_id and ref_id(p.get("ScalingTargetId")) == target_id:
+            tracking = p.get("TargetTrackingScalingPolicyConfiguration", {})
+            if "TargetValue" in tracking:
+                return float(tracking["TargetValue"])
+    return None
 
 
 def _weekly_minutes(schedule: str, name: str) -> list[int]:
@@ -312,93 +461,133 @@ def _alarm_metrics(alarm: Mapping[str, Any]) -> int:
     return 1
 
 
+def _high_resolution(alarm: Mapping[str, Any]) -> bool:
+    """An alarm with a period under 60 s bills at the high-resolution price."""
+    periods = [alarm.get("Period", 60)] + [
+        m["MetricStat"].get("Period", 60) for m in alarm.get("Metrics", []) if "MetricStat" in m
+    ]
+    return min(periods) < 60
+
+
 # --- pricing --------------------------------------------------------------------------------
 
 
 def load_prices(path: str | Path = PRICES_FILE) -> dict[str, Any]:
     prices: dict[str, Any] = json.loads(Path(path).read_text())
-    for key in ("date", "region", "sources", "lambda", "dynamodb", "sqs", "cloudwatch"):
+    for key in ("date", "region", "sources", "lambda", "dynamodb", "sqs", "cloudwatch", "xray"):
         if key not in prices:
             raise CostInputError(f"{path}: missing {key!r}")
     return prices
 
 
-def price(model: StackModel, workload: Workload, prices: Mapping[str, Any]) -> tuple[LineItem, ...]:
-    """The monthly line items of ``model`` under ``workload``."""
+def traces_recorded(invocations: float, prices: Mapping[str, Any]) -> float:
+    """Traces a month from Lambda's fixed sampling: 1 a second, then 5 % of the rest."""
+    xray = prices["xray"]
+    rate = invocations / SECONDS_PER_MONTH
+    reservoir = xray["sampling_reservoir_per_second"]
+    per_second = min(rate, reservoir) + xray["sampling_rate"] * max(0.0, rate - reservoir)
+    return per_second * SECONDS_PER_MONTH
+
+
+def price(
+    model: StackModel, usage: CodeUsage, workload: Workload, prices: Mapping[str, Any]
+) -> Bill:
+    """The monthly line items of ``model`` running code that consumes ``usage``."""
     lam, ddb, cw = prices["lambda"], prices["dynamodb"], prices["cloudwatch"]
     hours = prices["hours_per_month"]
     records = workload.records_per_month
-    valid = records * (1 - workload.failed_record_ratio)
+    failed = records * workload.failed_record_ratio
+    valid = records - failed
     invocations = {f.stage: records if f.stage == "validator" else valid for f in model.functions}
 
     duration = allocation = 0.0
+    instance_hours = 0.0
     for f in model.functions:
         if f.stage not in workload.duration_ms:
             raise CostInputError(f"workload duration_ms has no entry for stage {f.stage!r}")
+        seconds = workload.duration_ms[f.stage] / 1000
         gb = f.memory_mb / 1024
-        gb_seconds = invocations[f.stage] * workload.duration_ms[f.stage] / 1000 * gb
-        warm = gb_seconds * f.provisioned_share
+        concurrency = invocations[f.stage] / SECONDS_PER_MONTH * seconds
+        average, share = f.capacity.instances(concurrency)
+        gb_seconds = invocations[f.stage] * seconds * gb
+        warm = gb_seconds * share
         duration += (gb_seconds - warm) * lam["duration_per_gb_second"][f.architecture]
         duration += warm * lam["provisioned_duration_per_gb_second"][f.architecture]
         allocation += (
-            f.provisioned_average
-            * hours
-            * 3600
-            * gb
-            * lam["provisioned_concurrency_per_gb_second"][f.architecture]
+            average * hours * 3600 * gb * lam["provisioned_concurrency_per_gb_second"][f.architecture]
         )
+        instance_hours += average * hours
     architectures = "/".join(sorted({f.architecture for f in model.functions}))
     memory = ", ".join(f"{f.stage} {f.memory_mb} MB" for f in model.functions)
 
-    item_kb = math.ceil((workload.record_bytes + ITEM_OVERHEAD_BYTES) / 1024)
-    write_units = valid * 2 * (item_kb + 1)
-    read_units = valid * 0.5
+    write_units = valid * usage.write_units
+    read_units = valid * usage.read_units
     if model.table_billing == "PAY_PER_REQUEST":
         reads = LineItem(
             "DynamoDB reads",
             read_units / 1e6 * ddb["on_demand_read_request_per_million"],
-            f"{read_units:,.0f} RRU on demand (GetItem, eventually consistent)",
+            f"{read_units:,.0f} RRU on demand ({usage.read_units:g} a record, measured)",
         )
         writes = LineItem(
             "DynamoDB writes",
             write_units / 1e6 * ddb["on_demand_write_request_per_million"],
-            f"{write_units:,.0f} WRU on demand (transaction: 2 x ({item_kb} + 1) per record)",
+            f"{write_units:,.0f} WRU on demand ({usage.write_units:g} a record, measured)",
         )
     else:
+        # Written without a transaction: half the units. Sized for the month's average rate.
+        wcu = model.table_wcu or _provisioned_units(valid * usage.write_units / 2)
+        rcu = model.table_rcu or _provisioned_units(valid * usage.read_units)
         reads = LineItem(
             "DynamoDB reads",
-            model.table_rcu * hours * ddb["provisioned_rcu_hour"],
-            f"{model.table_rcu} RCU provisioned, all month",
+            rcu * hours * ddb["provisioned_rcu_hour"],
+            f"{rcu} RCU provisioned, all month",
         )
         writes = LineItem(
             "DynamoDB writes",
-            model.table_wcu * hours * ddb["provisioned_wcu_hour"],
-            f"{model.table_wcu} WCU provisioned, all month",
+            wcu * hours * ddb["provisioned_wcu_hour"],
+            f"{wcu} WCU provisioned, all month",
         )
 
-    sqs_requests = records * workload.failed_record_ratio * SQS_REQUESTS_PER_FAILURE
-    log_gib = {
-        f.stage: invocations[f.stage] * workload.log_bytes_per_invocation / GIB
+    retention_days = model.record_retention_days if usage.items_expire else None
+    kept_months = (
+        workload.months
+        if retention_days is None
+        else min(workload.months, retention_days / DAYS_PER_MONTH)
+    )
+    table_gb = valid * kept_months * (usage.item_bytes + ddb["item_overhead_bytes"]) / GB
+
+    sqs_requests = failed * SQS_REQUESTS_PER_FAILURE if model.has_dead_letter_queue else 0.0
+    log_gb = {
+        f.stage: (
+            invocations[f.stage] * usage.log_bytes.get(f.stage, 0.0)
+            + (failed * usage.failed_log_bytes if f.stage == "validator" else 0.0)
+        )
+        / GB
         for f in model.functions
     }
-    stored_gib = sum(
-        log_gib[f.stage]
+    stored_log_gb = sum(
+        log_gb[f.stage]
         * (
-            workload.log_months
+            workload.months
             if f.log_retention_days is None
-            else min(workload.log_months, f.log_retention_days / DAYS_PER_MONTH)
+            else min(workload.months, f.log_retention_days / DAYS_PER_MONTH)
         )
         for f in model.functions
     )
-    retention = sorted(
+    log_retention = sorted(
         {
-            "never expires" if f.log_retention_days is None else f"{f.log_retention_days} days"
+            "kept for ever" if f.log_retention_days is None else f"{f.log_retention_days} days"
             for f in model.functions
         }
     )
-    pc_hours = sum(f.provisioned_average for f in model.functions) * hours
+    traced = {
+        f.stage: traces_recorded(invocations[f.stage], prices)
+        for f in model.functions
+        if f.tracing == "Active"
+    }
+    metrics = 0 if model.naive else usage.custom_metrics
     total_invocations = sum(invocations.values())
-    return (
+    items = (
         LineItem(
             "Lambda requests",
             total_invocations / 1e6 * lam["requests_per_million"],
@@ -408,32 +597,64 @@ def price(model: StackModel, workload: Workload, prices: Mapping[str, Any]) -> t
         LineItem(
             "Provisioned concurrency",
             allocation,
-            f"{pc_hours:,.0f} instance-hours" if pc_hours else "none",
+            f"{instance_hours:,.0f} instance-hours at this load" if instance_hours else "none",
+        ),
+        LineItem(
+            "X-Ray traces",
+            sum(traced.values()) / 1e6 * prices["xray"]["traces_recorded_per_million"],
+            f"{sum(traced.values()):,.0f} traces ({', '.join(traced) or 'no function'} Active)",
         ),
         reads,
         writes,
         LineItem(
+            RECORD_STORAGE,
+            table_gb * ddb["storage_gb_month"],
+            f"{table_gb:.2f} GB ({usage.item_bytes + ddb['item_overhead_bytes']:.0f} B an item, "
+            + (
+                f"kept {retention_days} days)"
+                if retention_days
+                else f"{workload.months} months, never expire)"
+            ),
+        ),
+        LineItem(
+            "DynamoDB point-in-time recovery",
+            table_gb * ddb["pitr_gb_month"] if model.point_in_time_recovery else 0.0,
+            f"{table_gb:.2f} GB" if model.point_in_time_recovery else "off",
+        ),
+        LineItem(
             "SQS requests (DLQ)",
-            sqs_requests / 1e6 * prices["sqs"]["requests_per_million"]
-            if model.has_dead_letter_queue
-            else 0.0,
+            sqs_requests / 1e6 * prices["sqs"]["requests_per_million"],
             f"{sqs_requests:,.0f} requests" if model.has_dead_letter_queue else "no DLQ",
         ),
         LineItem(
             "CloudWatch Logs ingestion",
-            sum(log_gib.values()) * cw["logs_ingestion_per_gb"],
-            f"{sum(log_gib.values()):.2f} GiB a month",
+            sum(log_gb.values()) * cw["logs_ingestion_per_gb"],
+            f"{sum(log_gb.values()):.2f} GB a month (measured: "
+            + ", ".join(f"{s} {b:.0f} B" for s, b in sorted(usage.log_bytes.items()))
+            + " an invocation)",
         ),
         LineItem(
             "CloudWatch Logs storage",
-            stored_gib * cw["logs_storage_per_gb_month"],
-            f"{stored_gib:.2f} GiB kept ({', '.join(retention)}; "
-            f"{workload.log_months} months of logs)",
+            stored_log_gb * cw["logs_storage_per_gb_month"],
+            f"{stored_log_gb:.2f} GB kept ({', '.join(log_retention)})",
+        ),
+        LineItem(
+            "CloudWatch custom metrics",
+            metrics * cw["custom_metric_month"],
+            f"{metrics} EMF metrics (measured)",
         ),
         LineItem(
             "CloudWatch alarms",
-            model.alarm_metrics * cw["alarm_metric_month"],
-            f"{model.alarm_metrics} alarm metrics",
+            model.alarm_metrics * cw["alarm_metric_month"]
+            + model.high_resolution_alarm_metrics * cw["high_resolution_alarm_metric_month"]
+            + model.composite_alarms * cw["composite_alarm_month"],
+            f"{model.alarm_metrics} alarm metrics"
+            + (
+                f", {model.high_resolution_alarm_metrics} high-resolution"
+                if model.high_resolution_alarm_metrics
+                else ""
+            )
+            + (f", {model.composite_alarms} composite" if model.composite_alarms else ""),
         ),
         LineItem(
             "CloudWatch dashboards",
@@ -441,16 +662,45 @@ def price(model: StackModel, workload: Workload, prices: Mapping[str, Any]) -> t
             f"{model.dashboards} dashboards",
         ),
     )
+    return Bill(model, items)
+
+
+def _provisioned_units(units_per_month: float) -> int:
+    """Capacity units that carry ``units_per_month`` at 70 % utilisation, at least 5."""
+    per_second = units_per_month / SECONDS_PER_MONTH
+    return max(BASELINE_TABLE_CAPACITY, math.ceil(per_second / BASELINE_UTILIZATION))
 
 
 def report(
-    template: Mapping[str, Any], name: str, workload: Workload, prices: Mapping[str, Any]
+    template: Mapping[str, Any],
+    name: str,
+    workload: Workload,
+    prices: Mapping[str, Any],
+    usage: CodeUsage,
+    naive_usage: CodeUsage,
 ) -> Report:
     model = model_from_template(template, name)
-    base = baseline_of(model)
     return Report(
-        model, base, price(model, workload, prices), price(base, workload, prices), workload, prices
+        price(model, usage, workload, prices),
+        price(baseline_of(model), naive_usage, workload, prices),
+        workload,
+        prices,
     )
+
+
+def break_even(
+    bills: Callable[[int], Report], low: int = 1_000, high: int = 1_000_000_000
+) -> int | None:
+    """The smallest monthly volume (to 1 %) from which this stack is not dearer than the naive
+    one (record storage left out), or ``None`` if it never is up to ``high``."""
+    if bills(high).ratio > 1:
+        return None
+    if bills(low).ratio <= 1:
+        return low
+    while high / low > 1.01:
+        middle = int(math.sqrt(low * high))
+        low, high = (low, middle) if bills(middle).ratio <= 1 else (middle, high)
+    return high
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -459,35 +709,115 @@ def report(
 def render(result: Report, markdown: bool = False) -> str:
     w, p = result.workload, result.prices
     title = (
-        f"{result.stack.name}: {w.records_per_month:,} records a month, "
-        f"{p['region']} prices of {p['date']}"
+        f"{result.stack.model.name}: {w.records_per_month:,} records a month, "
+        f"{p['region']} list prices of {p['date']}"
     )
     rows = [
         (i.name, i.usd, b.usd, i.detail)
-        for i, b in zip(result.items, result.baseline_items, strict=True)
+        for i, b in zip(result.stack.items, result.baseline.items, strict=True)
     ]
-    ratio = f"{result.ratio:.1%}"
+    summary = (
+        f"{result.ratio:.1%} of the naive stack without record storage "
+        f"(${result.stack.compared:,.2f} against ${result.baseline.compared:,.2f})"
+    )
     if markdown:
         lines = [
             f"**{title}**",
             "",
-            "| line item | this stack | naive baseline | this stack's basis |",
+            "| line item | this stack | naive stack | this stack's basis |",
             "| --- | ---: | ---: | --- |",
         ]
         lines += [f"| {n} | ${a:,.2f} | ${b:,.2f} | {d} |" for n, a, b, d in rows]
         lines += [
-            f"| **total** | **${result.total:,.2f}** | **${result.baseline_total:,.2f}** | "
-            f"**{ratio} of the baseline** |"
+            f"| **total** | **${result.stack.total:,.2f}** | **${result.baseline.total:,.2f}** "
+            f"| **{summary}** |"
         ]
         return "\n".join(lines)
     width = max(len(n) for n, *_ in rows) + 2
-    lines = [title, f"{'line item':<{width}}{'this stack':>12}{'baseline':>12}  basis"]
+    lines = [title, f"{'line item':<{width}}{'this stack':>12}{'naive':>12}  basis"]
     lines += [f"{n:<{width}}{f'${a:,.2f}':>12}{f'${b:,.2f}':>12}  {d}" for n, a, b, d in rows]
     lines += [
-        f"{'total':<{width}}{f'${result.total:,.2f}':>12}{f'${result.baseline_total:,.2f}':>12}",
-        f"this stack costs {ratio} of the naive baseline",
+        f"{'total':<{width}}{f'${result.stack.total:,.2f}':>12}"
+        f"{f'${result.baseline.total:,.2f}':>12}",
+        f"this stack costs {summary}",
     ]
     return "\n".join(lines)
+
+
+def render_sweep(name: str, results: Sequence[Report], even: int | None, markdown: bool) -> str:
+    header = f"{name}: the bill by volume (record storage left out of both sides)"
+    rows = [
+        (
+            f"{r.workload.records_per_month:,}",
+            f"${r.stack.compared:,.2f}",
+            f"${r.baseline.compared:,.2f}",
+            f"{r.ratio:.1%}",
+        )
+        for r in results
+    ]
+    verdict = (
+        f"break-even: from {even:,} records a month this stack is the cheaper one"
+        if even is not None
+        else "break-even: none up to 1,000,000,000 records a month"
+    )
+    if markdown:
+        lines = [
+            f"**{header}**",
+            "",
+            "| records a month | this stack | naive stack | ratio |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join([*lines, "", verdict])
+    lines = [header, f"{'records':>15}{'this stack':>14}{'naive':>14}{'ratio':>9}"]
+    lines += [f"{a:>15}{b:>14}{c:>14}{d:>9}" for a, b, c, d in rows]
+    return "\n".join([*lines, verdict])
+
+
+def chart(results: Sequence[Report], path: Path) -> None:
+    """Monthly cost against volume: this stack stacked by line item, the naive stack's total."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    volumes = [r.workload.records_per_month for r in results]
+    names = [i.name for i in results[0].stack.items if i.name != RECORD_STORAGE]
+    layers = [
+        [next(i.usd for i in r.stack.items if i.name == name) for r in results] for name in names
+    ]
+    shown = [(n, v) for n, v in zip(names, layers, strict=True) if max(v) >= 0.005 * max(
+        r.stack.compared for r in results
+    )]
+    other = [
+        sum(v[k] for n, v in zip(names, layers, strict=True) if (n, v) not in shown)
+        for k in range(len(volumes))
+    ]
+    figure, axis = plt.subplots(figsize=(9, 5.5), dpi=110)
+    axis.stackplot(
+        volumes,
+        *[v for _, v in shown],
+        other,
+        labels=[*(n for n, _ in shown), "everything else"],
+        alpha=0.85,
+    )
+    axis.plot(
+        volumes,
+        [r.baseline.compared for r in results],
+        color="black",
+        linewidth=2.2,
+        label="naive stack (total)",
+    )
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("records a month")
+    axis.set_ylabel("USD a month (record storage left out)")
+    axis.set_title(f"{results[0].stack.model.name}: monthly bill against volume")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -498,26 +828,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         "templates",
         nargs="*",
         type=Path,
-        help="synthesized templates (default: cdk.out/DataPipeline-{dev,staging,prod})",
+        help="synthesized templates, in their cloud assembly (default: "
+        "cdk.out/DataPipeline-{dev,staging,prod})",
     )
     parser.add_argument(
         "--workload", type=Path, help=f"workload profile JSON (default: {WORKLOAD_FILE})"
     )
+    parser.add_argument(
+        "--records-per-month", type=int, help="the volume to price (default: the workload's)"
+    )
+    parser.add_argument(
+        "--sweep", action="store_true", help=f"also price {', '.join(f'{v:,}' for v in SWEEP)}"
+    )
+    parser.add_argument("--chart", type=Path, help="write a PNG chart of the last template")
     parser.add_argument("--prices", type=Path, default=PRICES_FILE, help="price file")
-    parser.add_argument("--markdown", action="store_true", help="Markdown tables, for the README")
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        default=os.environ.get("MARKDOWN", "") not in ("", "0"),
+        help="Markdown tables, for the README (also MARKDOWN=1)",
+    )
     args = parser.parse_args(argv)
     templates = args.templates or [
         Path(f"cdk.out/DataPipeline-{e}.template.json") for e in ("dev", "staging", "prod")
     ]
     try:
         workload = Workload.load(args.workload)
+        if args.records_per_month is not None:
+            if args.records_per_month < 1:
+                raise CostInputError(
+                    f"--records-per-month = {args.records_per_month}: must be 1 or more"
+                )
+            workload = workload.at(args.records_per_month)
         prices = load_prices(args.prices)
         outputs = []
         for path in templates:
             name = path.name.removesuffix(".template.json")
-            outputs.append(
-                render(report(load_template(path), name, workload, prices), args.markdown)
-            )
+            template = load_template(path)
+            usage, naive = measure(path.parent, name, template, workload)
+
+            def bill(volume: int, t: Mapping[str, Any] = template, n: str = name) -> Report:
+                return report(t, n, workload.at(volume), prices, usage, naive)
+
+            outputs.append(render(bill(workload.records_per_month), args.markdown))
+            if args.sweep or args.chart:
+                results = [bill(v) for v in SWEEP]
+                outputs.append(render_sweep(name, results, break_even(bill), args.markdown))
+            if args.chart and path == templates[-1]:
+                points = [int(10 ** (5 + k / 4)) for k in range(17)]  # 100 k to 100 M
+                chart([bill(v) for v in points], args.chart)
+                print(f"chart: {args.chart}", file=sys.stderr)
     except (CostInputError, FileNotFoundError, json.JSONDecodeError) as error:
         print(f"cost report: {error}", file=sys.stderr)
         return 1

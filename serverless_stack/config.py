@@ -288,6 +288,11 @@ class EnvironmentSettings(_Settings):
         description="Lambda's own log lines: INFO keeps the START and REPORT lines that "
         "`make rightsize` reads; WARN drops them",
     )
+    payload_encoding: Annotated[Literal["json", "deflate"], _one_of("json", "deflate")] = Field(
+        "json",
+        description="How the processor stores a payload: json text, or deflate (zlib-compressed "
+        "text, lossless) where that saves a DynamoDB write unit",
+    )
     dashboard: Annotated[bool, _boolean()] = Field(
         True, description="A CloudWatch dashboard of the pipeline ($3 a month)"
     )

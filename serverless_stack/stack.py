@@ -156,6 +156,8 @@ class PipelineStack(Stack):
             environment["POWERTOOLS_TRACE_DISABLED"] = "true"
         if TABLE_ACTIONS[name]:
             environment["TABLE_NAME"] = self.table.table_name
+        if name == "processor":
+            environment["PAYLOAD_ENCODING"] = self.config.settings.payload_encoding
         if name == "processor" and self.ttl_attribute:
             environment["RECORD_TTL_ATTRIBUTE"] = self.ttl_attribute
             environment["RECORD_RETENTION_DAYS"] = str(self.config.settings.record_retention_days)

@@ -24,6 +24,9 @@ RETENTION = (
     else None
 )
 
+#: ``json`` or ``deflate`` (``payload_encoding`` in cdk.json; see ``processor/storage.py``).
+PAYLOAD_ENCODING = os.environ.get("PAYLOAD_ENCODING", "json")
+
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
@@ -37,7 +40,9 @@ dynamodb = boto3.client("dynamodb")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = accept(event, logger, metrics, enriched=True)
     try:
-        result = store(dynamodb, TABLE_NAME, record, datetime.now(UTC), RETENTION)
+        result = store(
+            dynamodb, TABLE_NAME, record, datetime.now(UTC), RETENTION, PAYLOAD_ENCODING
+        )
     except RecordConflict as error:
         reject(error, logger, metrics)
         raise

@@ -13,8 +13,12 @@ same transaction. DynamoDB applies both or neither, so:
   record (and changes nothing).
 
 The counter's day is the record's own UTC date, so a retry on another day counts the same day.
-The payload is stored as its JSON text: lossless for every JSON number, and never near
-DynamoDB's nesting limits.
+The payload is stored as its compact JSON text: lossless for every JSON number, and never near
+DynamoDB's nesting limits. With the ``deflate`` encoding, a payload whose item would start one
+more KB (one more write unit, doubled in the transaction) is stored instead as that same text
+compressed with zlib (RFC 1950) in the binary attribute ``payload_deflate``: still lossless, and
+read back with ``zlib.decompress`` (:func:`read_payload`). A payload that gains nothing from it
+stays plain text.
 
 With a retention, the record item carries its expiry as epoch seconds in the table's TTL
 attribute, and DynamoDB deletes it (at no charge) some time after that moment. The stack only
@@ -26,6 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -35,6 +41,8 @@ from botocore.exceptions import ClientError
 from pipeline_common.contract import canonical
 
 RECORD_SK = "RECORD"
+#: ``json``: the payload as JSON text; ``deflate``: compressed where it saves a write unit.
+PAYLOAD_ENCODINGS = ("json", "deflate")
 
 
 @dataclass(frozen=True)
@@ -82,9 +90,16 @@ def counter_key(record: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 
 def record_item(
-    record: dict[str, Any], stored_at: datetime, retention: Retention | None = None
-) -> dict[str, dict[str, str]]:
-    item = {
+    record: dict[str, Any],
+    stored_at: datetime,
+    retention: Retention | None = None,
+    encoding: str = "json",
+) -> dict[str, dict[str, Any]]:
+    """The record's item; with ``encoding="deflate"``, its payload compressed when that makes
+    the item cost fewer write units."""
+    if encoding not in PAYLOAD_ENCODINGS:
+        raise ValueError(f"payload encoding {encoding!r}: must be one of {PAYLOAD_ENCODINGS}")
+    item: dict[str, dict[str, Any]] = {
         **record_key(record["id"]),
         "id": {"S": record["id"]},
         "type": {"S": record["type"]},
@@ -99,7 +114,37 @@ def record_item(
             item[optional] = {"S": record[optional]}
     if retention is not None:
         item[retention.attribute] = {"N": str(retention.expires_at(stored_at))}
+    if encoding == "deflate":
+        compact = {k: v for k, v in item.items() if k != "payload"}
+        compact["payload_deflate"] = {"B": zlib.compress(item["payload"]["S"].encode(), 9)}
+        if _write_units(compact) < _write_units(item):
+            return compact
     return item
+
+
+def read_payload(item: dict[str, Any]) -> Any:
+    """The payload of a stored record item, whichever encoding stored it."""
+    if "payload_deflate" in item:
+        return json.loads(zlib.decompress(bytes(item["payload_deflate"]["B"])))
+    return json.loads(item["payload"]["S"])
+
+
+def _write_units(item: dict[str, dict[str, Any]]) -> int:
+    """Write units of putting ``item``: a unit per started KB of its size, the size being each
+    attribute's name plus its value (strings and binaries by length, numbers about a byte per
+    two digits plus one), https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html.
+    This item has only strings, binaries and a whole number."""
+    size = 0
+    for name, value in item.items():
+        (kind, inner), *_ = value.items()
+        if kind == "S":
+            size += len(inner.encode())
+        elif kind == "N":
+            size += math.ceil(len(inner.lstrip("-")) / 2) + 1
+        else:
+            size += len(inner)
+        size += len(name.encode())
+    return math.ceil(size / 1024)
 
 
 def store(
@@ -108,6 +153,7 @@ def store(
     record: dict[str, Any],
     now: datetime,
     retention: Retention | None = None,
+    encoding: str = "json",
 ) -> StoreResult:
     """Store ``record`` and count it, exactly once; with ``retention``, it expires.
 
@@ -121,7 +167,7 @@ def store(
                 {
                     "Put": {
                         "TableName": table_name,
-                        "Item": record_item(record, now, retention),
+                        "Item": record_item(record, now, retention, encoding),
                         "ConditionExpression": "attribute_not_exists(pk)",
                         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                     }
@@ -154,7 +200,7 @@ def _stored_digest(item: dict[str, Any]) -> str:
     if "digest" in item:
         return str(item["digest"]["S"])
     fields = {name: item[name]["S"] for name in ("id", "type", "source", "timestamp")}
-    return digest({**fields, "payload": json.loads(item["payload"]["S"])})
+    return digest({**fields, "payload": read_payload(item)})
 
 
 def _already_stored(error: ClientError) -> dict[str, Any] | None:

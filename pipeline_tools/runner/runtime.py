@@ -8,6 +8,7 @@ packages of the same name (here each ships ``pipeline_common``) without seeing e
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import time
@@ -59,6 +60,7 @@ class LoadedFunction:
         # The code directory is the deployed asset (cdk.out, or what the emulator served): it is
         # read, never written, so no __pycache__ lands in it.
         writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+        _fresh_service_logger(spec.environment.get("POWERTOOLS_SERVICE_NAME"))
         try:
             with self.activated():
                 self.module = importlib.import_module(module_name)
@@ -113,6 +115,24 @@ class LoadedFunction:
 
     def _own_modules(self) -> dict[str, ModuleType]:
         return {n: m for n, m in sys.modules.items() if n.split(".")[0] in self._packages}
+
+
+def _fresh_service_logger(service: str | None) -> None:
+    """Forget a Powertools logger configured by an earlier function of the same service name.
+
+    Python's loggers are process-wide, and Powertools configures a service's logger once (it
+    marks it preconfigured and skips the set-up after that), so without this a function loaded
+    second would inherit the first one's level and handlers. In Lambda each function has its
+    own process; here each gets its own logger set-up.
+    """
+    if not service:
+        return
+    existing = logging.getLogger(service)
+    for handler in list(existing.handlers):
+        existing.removeHandler(handler)
+    for attribute in [a for a in vars(existing) if a.startswith("powertools") or a == "init"]:
+        delattr(existing, attribute)
+    existing.setLevel(logging.NOTSET)
 
 
 def _is_client(value: Any) -> bool:

@@ -79,7 +79,7 @@ class FunctionSpec:
             name=name,
             code_dir=Path(code_dir),
             handler=function["Handler"],
-            environment=dict(environment),
+            environment={**logging_environment(function.get("LoggingConfig", {})), **environment},
             retry_attempts=int(async_config.get("MaximumRetryAttempts", DEFAULT_RETRY_ATTEMPTS)),
             on_success=on_success,
             dead_letter_queue_url=dead_letter_queue_url,
@@ -89,6 +89,18 @@ class FunctionSpec:
             policy=policy,
             dead_letter_queue_arn=dead_letter_queue_arn,
         )
+
+
+def logging_environment(logging_config: Mapping[str, Any]) -> dict[str, str]:
+    """The variables Lambda sets from a function's ``LoggingConfig`` (template and API spell it
+    alike): ``AWS_LAMBDA_LOG_FORMAT``, and with the JSON format ``AWS_LAMBDA_LOG_LEVEL``, which
+    Powertools' Logger obeys over its own setting
+    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html)."""
+    log_format = logging_config.get("LogFormat", "Text")
+    variables = {"AWS_LAMBDA_LOG_FORMAT": log_format}
+    if log_format == "JSON":
+        variables["AWS_LAMBDA_LOG_LEVEL"] = logging_config.get("ApplicationLogLevel", "INFO")
+    return variables
 
 
 def resolve(value: Any, physical: Physical, where: str) -> str:
