@@ -7,7 +7,7 @@ PYTHON ?= python3
 # so `cdk` and the jsii runtime behind aws-cdk-lib both run on it.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install synth synth-all test lint typecheck checkov cost rightsize deploy-local destroy-local bench clean
+.PHONY: install synth synth-all test lint typecheck checkov cost cost-chart rightsize deploy-local destroy-local bench clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -27,11 +27,18 @@ synth: install
 
 ## synth-all: the dev, staging and prod templates in cdk.out (cdk-nag runs on each)
 synth-all: install
-	for env in dev staging prod; do cdk synth --quiet -c environment=$$env || exit 1; done
+	@for env in dev staging prod; do cdk synth --quiet -c environment=$$env >&2 || exit 1; done
 
-## cost: monthly cost of dev, staging and prod against the naive baseline (WORKLOAD=file.json)
+## cost: the complete monthly bill of dev, staging and prod against the naive stack, measured
+## from the code, with the 1 M / 10 M / 100 M sweep (WORKLOAD=file.json, RECORDS=N; MARKDOWN=1
+## prints clean Markdown on stdout, progress goes to stderr)
 cost: synth-all
-	python -m pipeline_tools.cost $(if $(WORKLOAD),--workload $(WORKLOAD)) $(if $(MARKDOWN),--markdown)
+	@python -m pipeline_tools.cost --sweep $(if $(WORKLOAD),--workload $(WORKLOAD)) \
+	  $(if $(RECORDS),--records-per-month $(RECORDS))
+
+## cost-chart: the README's chart of prod's bill against volume (docs/cost-prod.png)
+cost-chart: synth-all
+	@python -m pipeline_tools.cost --chart docs/cost-prod.png cdk.out/DataPipeline-prod.template.json
 
 ## rightsize: memory recommendations from REPORT log lines (LOGS="file ..."; default: the samples)
 rightsize: install

@@ -786,13 +786,14 @@ def chart(results: Sequence[Report], path: Path) -> None:
     layers = [
         [next(i.usd for i in r.stack.items if i.name == name) for r in results] for name in names
     ]
-    shown = [(n, v) for n, v in zip(names, layers, strict=True) if max(v) >= 0.005 * max(
-        r.stack.compared for r in results
-    )]
-    other = [
-        sum(v[k] for n, v in zip(names, layers, strict=True) if (n, v) not in shown)
-        for k in range(len(volumes))
+    # A line item gets its own band where it is at least 5 % of the bill at some volume.
+    totals = [r.stack.compared for r in results]
+    shown = [
+        (n, v)
+        for n, v in zip(names, layers, strict=True)
+        if any(x >= 0.05 * t for x, t in zip(v, totals, strict=True))
     ]
+    other = [t - sum(v[k] for _, v in shown) for k, t in enumerate(totals)]
     figure, axis = plt.subplots(figsize=(9, 5.5), dpi=110)
     axis.stackplot(
         volumes,
@@ -875,7 +876,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results = [bill(v) for v in SWEEP]
                 outputs.append(render_sweep(name, results, break_even(bill), args.markdown))
             if args.chart and path == templates[-1]:
-                points = [int(10 ** (5 + k / 4)) for k in range(17)]  # 100 k to 100 M
+                points = [int(10 ** (5 + k / 4)) for k in range(13)]  # 100 k to 100 M
                 chart([bill(v) for v in points], args.chart)
                 print(f"chart: {args.chart}", file=sys.stderr)
     except (CostInputError, FileNotFoundError, json.JSONDecodeError) as error:
