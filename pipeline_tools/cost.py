@@ -429,7 +429,9 @@ def capacity_of(
         for action in actions
         for minute in _weekly_minutes(action["Schedule"], action.get("ScheduledActionName", "?"))
     )
-    return Capacity(changes=tuple(changes) or ((0, low, high),), utilization_target=utilization_target)
+    return Capacity(
+        changes=tuple(changes) or ((0, low, high),), utilization_target=utilization_target
+    )
 
 
 def _utilization_target(policies: Mapping[str, Any], target_id: str | None) -> float | None:
@@ -514,7 +516,11 @@ def price(
         duration += (gb_seconds - warm) * lam["duration_per_gb_second"][f.architecture]
         duration += warm * lam["provisioned_duration_per_gb_second"][f.architecture]
         allocation += (
-            average * hours * 3600 * gb * lam["provisioned_concurrency_per_gb_second"][f.architecture]
+            average
+            * hours
+            * 3600
+            * gb
+            * lam["provisioned_concurrency_per_gb_second"][f.architecture]
         )
         instance_hours += average * hours
     architectures = "/".join(sorted({f.architecture for f in model.functions}))
@@ -868,8 +874,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             template = load_template(path)
             usage, naive = measure(path.parent, name, template, workload)
 
-            def bill(volume: int, t: Mapping[str, Any] = template, n: str = name) -> Report:
-                return report(t, n, workload.at(volume), prices, usage, naive)
+            def bill(
+                volume: int,
+                t: Mapping[str, Any] = template,
+                n: str = name,
+                u: CodeUsage = usage,
+                b: CodeUsage = naive,
+            ) -> Report:
+                return report(t, n, workload.at(volume), prices, u, b)
 
             outputs.append(render(bill(workload.records_per_month), args.markdown))
             if args.sweep or args.chart:

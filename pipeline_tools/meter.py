@@ -255,13 +255,13 @@ class LogMeter:
         handlers = [
             h for h in logging.getLogger(service).handlers if isinstance(h, logging.StreamHandler)
         ]
-        streams = [h.setStream(buffer) for h in handlers]  # type: ignore[arg-type]
+        streams = [h.setStream(buffer) for h in handlers]
         try:
             with contextlib.redirect_stdout(buffer):
                 yield buffer
         finally:
             for handler, stream in zip(handlers, streams, strict=True):
-                handler.setStream(stream)  # type: ignore[arg-type]
+                handler.setStream(stream)
 
     def account(self, output: str, usage: StageUsage) -> None:
         """Add one invocation's output, filtered as Lambda filters it, and its system lines."""
@@ -355,8 +355,8 @@ def sample_records(count: int, record_bytes: int, prefix: str = "meter") -> list
     a run of one repeated character would.
     """
     words = (
-        "cable adapter monitor stand desk lamp chair keyboard mouse dock charger headset "
-        "webcam cover sleeve bag bottle notebook pen marker tape label box"
+        "cable adapter monitor stand desk lamp chair keyboard mouse dock charger headset webcam "
+        "cover sleeve bag bottle notebook pen marker tape label box"
     ).split()
     generator = random.Random(f"{prefix}-{count}-{record_bytes}")
     records = []
@@ -381,9 +381,9 @@ def sample_records(count: int, record_bytes: int, prefix: str = "meter") -> list
                 "qty": generator.randrange(1, 10),
                 "price": round(generator.uniform(1, 500), 2),
             }
-            if _json_bytes({**record, "payload": {**record["payload"], "items": [*items, item]}}) > (
-                record_bytes
-            ):
+            if _json_bytes(
+                {**record, "payload": {**record["payload"], "items": [*items, item]}}
+            ) > (record_bytes):
                 break
             items.append(item)
         records.append(record)
@@ -442,13 +442,11 @@ def meter(
         dynamo = {stage: DynamoDBMeter(reader, key_names) for stage in specs}
         for stage, function in pipeline.functions.items():
             for value in vars(function.module).values():
-                if getattr(getattr(value, "meta", None), "service_model", None) is not None:
-                    if value.meta.service_model.service_name == "dynamodb":
-                        dynamo[stage].attach(value)
+                model_of = getattr(getattr(value, "meta", None), "service_model", None)
+                if model_of is not None and model_of.service_name == "dynamodb":
+                    dynamo[stage].attach(value)
         logs = {
-            stage: LogMeter(
-                model.stages[stage].properties.get("LoggingConfig", {}), spec.memory_mb
-            )
+            stage: LogMeter(model.stages[stage].properties.get("LoggingConfig", {}), spec.memory_mb)
             for stage, spec in specs.items()
         }
         say(f"metering {stack_name}: {records} valid records of {record_bytes} bytes")
@@ -456,7 +454,9 @@ def meter(
         scan = reader.scan(TableName=table_name)["Items"]
         stored = [i for i in scan if i["pk"]["S"].startswith("RECORD#")]
         say(f"metering {stack_name}: {invalid_records} invalid records")
-        bad = [{**r, "timestamp": "not a date"} for r in sample_records(invalid_records, 200, "bad")]
+        bad = [
+            {**r, "timestamp": "not a date"} for r in sample_records(invalid_records, 200, "bad")
+        ]
         invalid = _run(pipeline, dynamo, logs, bad)
     metrics = frozenset().union(*(m.metrics for m in logs.values()))
     return Metering(

@@ -10,8 +10,8 @@ an export to S3), from files or stdin. Each ``REPORT`` line carries ``Memory Siz
 Memory Used``; in Lambda's JSON log format (which the stack uses) the same figures are in each
 ``platform.report`` line's ``record.metrics``. Lambda writes these lines only at system log
 level INFO or DEBUG (``system_log_level``; prod's WARN drops them, so right-size from staging,
-which runs the same code at INFO). The function is taken from ``--function``, else from a ``/aws/lambda/<name>``
-token on the line, else from the file's name.
+which runs the same code at INFO). The function is taken from ``--function``, else from a
+``/aws/lambda/<name>`` token on the line, else from the file's name.
 
 For each function: the chosen quantile (nearest rank, default p99) of *Max Memory Used*, plus
 headroom (default 20 %), rounded up to a 64 MB step, never below 128 MB (nor above 10,240 MB).

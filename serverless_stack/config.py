@@ -207,9 +207,7 @@ class FunctionSettings(_Settings):
         description="Provisioned concurrency owned by a scalable target on the live alias "
         "instead of a fixed value; min_capacity is the floor",
     )
-    tracing: Annotated[
-        Literal["Active", "PassThrough"], _one_of("Active", "PassThrough")
-    ] = Field(
+    tracing: Annotated[Literal["Active", "PassThrough"], _one_of("Active", "PassThrough")] = Field(
         "PassThrough",
         description="X-Ray tracing: Active records nearly every invocation at these volumes "
         "($5 per million traces); PassThrough only traces a caller already sampled",

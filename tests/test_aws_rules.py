@@ -149,11 +149,15 @@ def test_async_queue_alarms_watch_the_dimension_lambda_documents(template_json, 
         by_metric.setdefault(alarm.get("MetricName", ""), []).append(alarm)
     assert "AsyncEventsDropped" not in by_metric
     functions = function_ids(template)
-    for metric in ("DeadLetterErrors", "DestinationDeliveryFailures"):
+    # Delivery failures only where there is a destination: the validator and the enricher.
+    for metric, stages in (
+        ("DeadLetterErrors", ("validator", "enricher", "processor")),
+        ("DestinationDeliveryFailures", ("validator", "enricher")),
+    ):
         dimensions = sorted(json.dumps(a["Dimensions"]) for a in by_metric[metric])
         assert dimensions == sorted(
-            json.dumps([{"Name": "FunctionName", "Value": {"Ref": fn_id}}])
-            for fn_id in functions.values()
+            json.dumps([{"Name": "FunctionName", "Value": {"Ref": functions[stage]}}])
+            for stage in stages
         ), metric
 
 

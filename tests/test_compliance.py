@@ -46,20 +46,30 @@ def test_every_environment_passes_both_rule_packs(tmp_path, environment):
         "Serverless": "success",
     }
     suppressed = [s for p in report["pluginReports"] for s in p["suppressedViolations"]]
-    assert len(suppressed) == len(ACKNOWLEDGMENTS)
+    functions = cdk_context()["pipeline"][environment]["functions"]
+    traced = sum(f.get("tracing") == "Active" for f in functions.values())
+    # Every acknowledgment is used, but a stage that traces Active has no tracing finding.
+    assert len(suppressed) == len(ACKNOWLEDGMENTS) - traced
     assert all(len(s["reason"]) > 80 for s in suppressed), "each acknowledgment explains itself"
 
 
 @pytest.mark.parametrize("ack", ACKNOWLEDGMENTS, ids=lambda a: a.name)
-def test_removing_any_one_acknowledgment_fails_synth(tmp_path, ack):
-    error, report = synth_report(tmp_path, "dev", skip=frozenset({ack.name}))
-    assert error is not None and "ValidationFailed" in str(error)
+def test_removing_any_one_acknowledgment_reports_its_finding(tmp_path, ack):
+    """Each acknowledgment is needed: without it, its finding is reported. cdk-nag's
+    Serverless-LambdaTracing is a warning (synth goes on, the report names it); every other
+    finding here fails synth."""
+    environment = "prod"  # where every stage passes its traces through
+    error, report = synth_report(tmp_path, environment, skip=frozenset({ack.name}))
+    if ack.rule.endswith("Serverless-LambdaTracing"):
+        assert error is None
+    else:
+        assert error is not None and "ValidationFailed" in str(error)
     (found,) = violations(report)
     rule = ack.rule.split("::", 1)[1]
     assert found[0] == rule
     stage = ack.name.split("-")[0]
     expected_scope = "DeadLetterQueue" if stage == "dlq" else stage.capitalize()
-    assert found[1].startswith(f"DataPipeline-dev/{expected_scope}/")
+    assert found[1].startswith(f"DataPipeline-{environment}/{expected_scope}/")
 
 
 def test_acknowledgments_are_narrow_one_resource_and_one_finding_each():

@@ -43,7 +43,7 @@ def test_each_environment_in_cdk_json_is_valid_and_typed():
     scaling = prod.functions.processor.auto_scaling
     assert isinstance(scaling, ProvisionedConcurrencyScaling) and scaling.min_capacity >= 2
     assert {a.name for a in scaling.schedule} == {"BusinessHours", "OffHours"}
-    assert prod.record_retention_days is None and dev.record_retention_days == 30
+    assert prod.record_retention_days == 60 and dev.record_retention_days == 30
     assert dev.alarm_emails == ()
     assert isinstance(dev.alarms, AlarmThresholds)
     fns = dev.functions
@@ -349,3 +349,30 @@ def test_the_readme_configuration_table_matches_the_schema():
     text = monitoring + section
     names = {p.split(".", 1)[1] for p in alarms} | {p.rsplit(".", 1)[1] for p in scaling}
     assert {n for n in names if not re.search(rf"\b{n}\b", text)} == set()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("log_level", "WARN", "would drop the EMF metric lines"),
+        ("log_level", "WARNING", "must be one of DEBUG, INFO"),
+        ("system_log_level", "ERROR", "must be one of DEBUG, INFO, WARN"),
+        ("functions.processor.tracing", "active", "must be one of Active, PassThrough"),
+        ("dashboard", "yes", "must be true or false"),
+        ("payload_encoding", "gzip", "must be one of json, deflate"),
+    ],
+)
+def test_cost_levers_refuse_what_they_cannot_do(path, value, expected):
+    """Each lever names the key, the value and what is allowed."""
+    from serverless_stack.config import ConfigError, load_config
+
+    settings = copy.deepcopy(cdk_context()["pipeline"])
+    node = settings["prod"]
+    *parents, leaf = path.split(".")
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    with pytest.raises(ConfigError) as raised:
+        load_config("prod", settings)
+    message = str(raised.value)
+    assert f"pipeline.prod.{path} = {value!r}" in message and expected in message

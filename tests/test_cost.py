@@ -311,4 +311,3 @@ def test_cli_names_bad_input(tmp_path, capsys):
     assert "log_months renamed to months" in capsys.readouterr().err
     assert main(["--records-per-month", "0"]) == 1
     assert "--records-per-month = 0" in capsys.readouterr().err
-

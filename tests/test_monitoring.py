@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import pytest
@@ -12,19 +13,19 @@ from tests.conftest import cdk_context, synth_app
 from tests.helpers import STAGES, function_ids, of_type, props, single
 
 ALIAS_ALARMS = [
-    # metric, statistic field, statistic, threshold (None: from the timeout)
-    ("Errors", "Statistic", "Sum", 0),
-    ("Throttles", "Statistic", "Sum", 0),
-    ("Duration", "ExtendedStatistic", "p99", None),
+    # metric, statistic field, statistic, threshold (None: from the timeout), stages
+    ("Errors", "Statistic", "Sum", 0, ("enricher", "processor")),  # the stages that retry
+    ("Throttles", "Statistic", "Sum", 0, STAGES),
+    ("Duration", "ExtendedStatistic", "p99", None, STAGES),
 ]
 #: Lambda's async event-queue metrics, alarmed on FunctionName alone (see test_aws_rules.py).
 FUNCTION_ALARMS = [
-    ("DestinationDeliveryFailures", "Statistic", "Sum", 0),
-    ("DeadLetterErrors", "Statistic", "Sum", 0),
+    # the stages with an on-success destination
+    ("DestinationDeliveryFailures", "Statistic", "Sum", 0, ("validator", "enricher")),
+    ("DeadLetterErrors", "Statistic", "Sum", 0, STAGES),
 ]
 PROCESSOR_ALARMS = [
     ("ProvisionedConcurrencySpilloverInvocations", "Statistic", "Sum", 0),
-    ("ProvisionedConcurrencyUtilization", "Statistic", "Maximum", 0.9),
 ]
 
 
@@ -69,8 +70,10 @@ def assert_common(template: dict[str, Any], alarm: dict[str, Any]) -> None:
     assert alarm["AlarmDescription"]
 
 
-@pytest.mark.parametrize("stage", STAGES)
-@pytest.mark.parametrize(("metric", "field", "statistic", "threshold"), ALIAS_ALARMS)
+@pytest.mark.parametrize(
+    ("metric", "field", "statistic", "threshold", "stage"),
+    [(*alarm[:4], stage) for alarm in ALIAS_ALARMS for stage in alarm[4]],
+)
 def test_function_alarm_on_the_live_alias(
     template_json, env_name, stage, metric, field, statistic, threshold
 ):
@@ -83,8 +86,10 @@ def test_function_alarm_on_the_live_alias(
     assert_common(template, alarm)
 
 
-@pytest.mark.parametrize("stage", STAGES)
-@pytest.mark.parametrize(("metric", "field", "statistic", "threshold"), FUNCTION_ALARMS)
+@pytest.mark.parametrize(
+    ("metric", "field", "statistic", "threshold", "stage"),
+    [(*alarm[:4], stage) for alarm in FUNCTION_ALARMS for stage in alarm[4]],
+)
 def test_async_queue_alarm_on_the_function(
     template_json, env_name, stage, metric, field, statistic, threshold
 ):
@@ -102,9 +107,7 @@ def test_processor_provisioned_concurrency_alarms(
 ):
     template = template_json[env_name]
     alarm = alias_alarm(template, "processor", metric)
-    assert alarm[field] == statistic, (
-        "utilization must alarm on the Maximum, which shows saturation"
-    )
+    assert alarm[field] == statistic
     assert alarm["Threshold"] == threshold
     assert_common(template, alarm)
 
@@ -156,12 +159,38 @@ def test_table_alarms_sum_every_operation_the_code_calls(template_json, env_name
 
 def test_alarm_count_is_what_the_readme_lists(template_json):
     for env in ("dev", "prod"):
-        # 5 per stage, 2 for the processor's provisioned concurrency, 2 DLQ, 2 table.
-        assert len(alarms(template_json[env])) == 5 * 3 + 2 + 2 + 2
+        # Throttles, p99 duration and DLQ writes on each of 3 stages; Errors on the 2 that
+        # retry; delivery failures on the 2 with a destination; the processor's spillover;
+        # 2 DLQ; 2 table.
+        assert len(alarms(template_json[env])) == 3 * 3 + 2 + 2 + 1 + 2 + 2
 
 
-def test_dashboard_shows_every_stage_queue_and_table(template_json, env_name):
-    _, dashboard = single(of_type(template_json[env_name], "AWS::CloudWatch::Dashboard"))
+def test_no_duplicate_alarms(template_json):
+    """One failure, one notification: the validator never retries, so each of its errors is a
+    DLQ message (``DeadLetterQueueNotEmpty``), and the processor has no destination to fail."""
+    template = template_json["prod"]
+    by_stage = {
+        stage: {a["MetricName"] for a in alarms(template) if fn_id in json.dumps(a)}
+        for stage, fn_id in function_ids(template).items()
+    }
+    assert "Errors" not in by_stage["validator"]
+    assert "DestinationDeliveryFailures" not in by_stage["processor"]
+    assert not any("Utilization" in m for names in by_stage.values() for m in names)
+
+
+def test_the_dashboard_is_a_setting_and_stays_under_50_metrics(template_json):
+    """CloudWatch's dashboard price assumes up to 50 metrics a dashboard
+    (https://aws.amazon.com/cloudwatch/pricing/); dev, which sets ``dashboard: false``, has none."""
+    assert not of_type(template_json["dev"], "AWS::CloudWatch::Dashboard")
+    _, dashboard = single(of_type(template_json["prod"], "AWS::CloudWatch::Dashboard"))
+    body = json.dumps(props(dashboard)["DashboardBody"])
+    # Each metric of a graph is one entry of "metrics": count the metric names in them.
+    metrics = len(re.findall(r'\\"(AWS/Lambda|AWS/SQS|AWS/DynamoDB)\\"', body))
+    assert 0 < metrics <= 50, metrics
+
+
+def test_dashboard_shows_every_stage_queue_and_table(template_json):
+    _, dashboard = single(of_type(template_json["prod"], "AWS::CloudWatch::Dashboard"))
     body = json.dumps(props(dashboard)["DashboardBody"])
     for title in (
         "Validator: invocations",
@@ -182,16 +211,12 @@ def test_thresholds_from_config_change_the_alarms():
     settings["dev"]["alarms"] = {
         "duration_p99_timeout_ratio": 0.5,
         "dlq_oldest_message_seconds": 600,
-        "provisioned_concurrency_utilization": 0.75,
         "evaluation_periods": 3,
     }
     from aws_cdk.assertions import Template
 
     template = Template.from_stack(synth_app("dev", {"pipeline": settings})).to_json()
     assert alias_alarm(template, "validator", "Duration")["Threshold"] == 30 * 1000 * 0.5
-    assert (
-        alias_alarm(template, "processor", "ProvisionedConcurrencyUtilization")["Threshold"] == 0.75
-    )
     (age,) = [a for a in alarms(template) if a.get("MetricName") == "ApproximateAgeOfOldestMessage"]
     assert age["Threshold"] == 600
     assert {a["EvaluationPeriods"] for a in alarms(template)} == {3}
@@ -200,11 +225,11 @@ def test_thresholds_from_config_change_the_alarms():
 def test_monitoring_returns_each_stages_alarms_and_leaves_the_function_alone(stacks):
     stack = stacks["prod"]
     assert {name: len(alarms) for name, alarms in stack.alarms.items()} == {
-        "validator": 5,
+        "validator": 4,
         "enricher": 5,
-        "processor": 7,
+        "processor": 5,
     }
-    assert len(stack.monitoring.alarms) == 21
+    assert len(stack.monitoring.alarms) == 18
     assert not hasattr(stack.processor, "alarms")
 
 
@@ -235,8 +260,8 @@ def test_any_function_can_be_monitored_with_any_alarm_action():
         "PlainErrors",
         "PlainThrottles",
         "PlainDurationP99",
-        "PlainDestinationDeliveryFailures",
         "PlainDeadLetterErrors",
+        "PlainDestinationDeliveryFailures",
     ]
     assert all(isinstance(a, cloudwatch.Alarm) for a in made)
     template = Template.from_stack(stack).to_json()

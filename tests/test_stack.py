@@ -57,11 +57,33 @@ def test_each_stage_has_its_right_sized_memory_and_none_exceeds_1024_mb(template
         assert memory <= 1024
 
 
-def test_functions_run_latest_python_on_arm64_with_active_tracing(template):
+def test_functions_run_latest_python_on_arm64(template):
     for fn in of_type(template, "AWS::Lambda::Function").values():
         assert props(fn)["Runtime"] == "python3.14"
         assert props(fn)["Architectures"] == ["arm64"]
-        assert props(fn)["TracingConfig"] == {"Mode": "Active"}
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+def test_cost_levers_reach_each_function_as_documented(template_json, environment):
+    """tracing, log_level, system_log_level and payload_encoding, as cdk.json sets them."""
+    from tests.conftest import cdk_context
+
+    settings = cdk_context()["pipeline"][environment]
+    template = template_json[environment]
+    for stage, fn_id in function_ids(template).items():
+        function = props(template["Resources"][fn_id])
+        variables = function["Environment"]["Variables"]
+        tracing = settings["functions"][stage].get("tracing", "PassThrough")
+        assert function["TracingConfig"] == {"Mode": tracing}
+        # No X-Ray SDK work where Lambda records no trace.
+        assert ("POWERTOOLS_TRACE_DISABLED" in variables) == (tracing == "PassThrough")
+        logging = function["LoggingConfig"]
+        assert logging["LogFormat"] == "JSON"  # log-level filtering needs it
+        assert logging["ApplicationLogLevel"] == settings.get("log_level", "INFO")
+        assert logging["SystemLogLevel"] == settings.get("system_log_level", "INFO")
+        assert variables["POWERTOOLS_LOG_LEVEL"] == logging["ApplicationLogLevel"]
+        if stage == "processor":
+            assert variables["PAYLOAD_ENCODING"] == settings.get("payload_encoding", "json")
 
 
 def test_every_function_has_a_live_alias_on_a_published_version_of_itself(template):
@@ -354,5 +376,5 @@ def test_summary_shows_who_owns_provisioned_concurrency_and_the_ttl(template_jso
     prod = "\n".join(summarize(template_json["prod"]))
     dev = "\n".join(summarize(template_json["dev"]))
     assert "processor" in prod and "auto-scaled 2-10, 2 scheduled actions" in prod
-    assert "TTL off (records kept for ever)" in prod
+    assert "TTL on expires_at" in prod
     assert "TTL on expires_at" in dev and "auto-scaled" not in dev

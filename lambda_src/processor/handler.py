@@ -40,9 +40,7 @@ dynamodb = boto3.client("dynamodb")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = accept(event, logger, metrics, enriched=True)
     try:
-        result = store(
-            dynamodb, TABLE_NAME, record, datetime.now(UTC), RETENTION, PAYLOAD_ENCODING
-        )
+        result = store(dynamodb, TABLE_NAME, record, datetime.now(UTC), RETENTION, PAYLOAD_ENCODING)
     except RecordConflict as error:
         reject(error, logger, metrics)
         raise
