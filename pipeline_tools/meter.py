@@ -354,10 +354,31 @@ def sample_records(count: int, record_bytes: int, prefix: str = "meter") -> list
     hexadecimal ids, from a fixed seed), so that they compress about as real JSON does, not as
     a run of one repeated character would.
     """
-    words = (
-        "cable adapter monitor stand desk lamp chair keyboard mouse dock charger headset webcam "
-        "cover sleeve bag bottle notebook pen marker tape label box"
-    ).split()
+    words = [
+        "cable",
+        "adapter",
+        "monitor",
+        "stand",
+        "desk",
+        "lamp",
+        "chair",
+        "keyboard",
+        "mouse",
+        "dock",
+        "charger",
+        "headset",
+        "webcam",
+        "cover",
+        "sleeve",
+        "bag",
+        "bottle",
+        "notebook",
+        "pen",
+        "marker",
+        "tape",
+        "label",
+        "box",
+    ]
     generator = random.Random(f"{prefix}-{count}-{record_bytes}")
     records = []
     for index in range(count):
