@@ -64,6 +64,8 @@ BASELINE_MEMORY_MB = 3008
 BASELINE_TABLE_CAPACITY = 5
 BASELINE_UTILIZATION = 0.7
 SWEEP = (1_000_000, 10_000_000, 100_000_000)
+#: Where the break-even point is looked for (records a month).
+BREAK_EVEN_RANGE = (1_000, 1_000_000_000)
 #: The line left out of the comparison: the same records, stored on both sides.
 RECORD_STORAGE = "DynamoDB storage"
 REMOVED_WORKLOAD_KEYS = {
@@ -169,7 +171,8 @@ class CodeUsage:
 def measure(
     assembly_dir: Path, stack_name: str, template: Mapping[str, Any], workload: Workload
 ) -> tuple[CodeUsage, CodeUsage]:
-    """Meter the stack's code as deployed, and as the naive stack would log it (text, INFO)."""
+    """Meter the stack's code as deployed, and as the naive stack would run it (text logs at
+    INFO, plain JSON payloads)."""
     from pipeline_tools.meter import meter
 
     def progress(line: str) -> None:
@@ -181,7 +184,7 @@ def measure(
             stack_name,
             record_bytes=workload.record_bytes,
             progress=progress,
-            template=naive_logging(template) if naive else template,
+            template=naive_settings(template) if naive else template,
         )
         per_record = found.records
         return CodeUsage(
@@ -198,8 +201,9 @@ def measure(
     return usage(False), usage(True)
 
 
-def naive_logging(template: Mapping[str, Any]) -> dict[str, Any]:
-    """``template`` with Lambda's default logging: text format, no levels, Powertools at INFO."""
+def naive_settings(template: Mapping[str, Any]) -> dict[str, Any]:
+    """``template`` as the naive stack runs the same code: Lambda's default logging (text format,
+    no levels, Powertools at INFO) and the payload stored as plain JSON."""
     naive = copy.deepcopy(dict(template))
     for resource in naive["Resources"].values():
         if resource["Type"] == "AWS::Lambda::Function":
@@ -209,6 +213,8 @@ def naive_logging(template: Mapping[str, Any]) -> dict[str, Any]:
             variables = props.get("Environment", {}).get("Variables", {})
             if "POWERTOOLS_LOG_LEVEL" in variables:
                 variables["POWERTOOLS_LOG_LEVEL"] = "INFO"
+            if "PAYLOAD_ENCODING" in variables:
+                variables["PAYLOAD_ENCODING"] = "json"
     return naive
 
 
@@ -695,10 +701,13 @@ def report(
 
 
 def break_even(
-    bills: Callable[[int], Report], low: int = 1_000, high: int = 1_000_000_000
+    bills: Callable[[int], Report],
+    low: int = 1_000,
+    high: int = 1_000_000_000,
 ) -> int | None:
     """The smallest monthly volume (to 1 %) from which this stack is not dearer than the naive
-    one (record storage left out), or ``None`` if it never is up to ``high``."""
+    one (record storage left out), or ``None`` if it never is up to ``high``. Bisection on a log
+    scale: it assumes one crossing, as a bill of fixed costs plus a smaller slope has."""
     if bills(high).ratio > 1:
         return None
     if bills(low).ratio <= 1:
@@ -761,11 +770,12 @@ def render_sweep(name: str, results: Sequence[Report], even: int | None, markdow
         )
         for r in results
     ]
-    verdict = (
-        f"break-even: from {even:,} records a month this stack is the cheaper one"
-        if even is not None
-        else "break-even: none up to 1,000,000,000 records a month"
-    )
+    if even is None:
+        verdict = "break-even: none up to 1,000,000,000 records a month"
+    elif even <= BREAK_EVEN_RANGE[0]:
+        verdict = f"break-even: none needed, this stack is the cheaper one from {even:,} records"
+    else:
+        verdict = f"break-even: from {even:,} records a month this stack is the cheaper one"
     if markdown:
         lines = [
             f"**{header}**",

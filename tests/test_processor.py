@@ -161,3 +161,39 @@ def test_a_record_stored_before_digests_existed_is_still_recognised(pipeline):
     assert processor.invoke(enriched(), "r2")["status"] == "duplicate"
     with pytest.raises(Exception, match="already stored with different content"):
         processor.invoke(enriched(source="other"), "r3")
+
+
+def test_deflate_encoding_compresses_only_where_it_saves_a_write_unit():
+    """``payload_encoding: deflate``: a payload that would start another KB is stored as its
+    zlib-compressed JSON text, losslessly; a small one stays readable JSON text."""
+    from pipeline_tools.meter import item_bytes, sample_records, write_units
+    from processor.storage import read_payload
+
+    (big,) = sample_records(1, 1024)
+    big = {**big, "category": "sales", "received_at": "2026-11-29T09:15:02Z"}
+    plain, compact = record_item(big, NOW), record_item(big, NOW, encoding="deflate")
+    # The meter's own sizing (not the processor's) confirms the saving.
+    assert write_units(item_bytes(plain)) == 2 and write_units(item_bytes(compact)) == 1
+    assert "payload" not in compact and read_payload(compact) == big["payload"]
+    small = record_item(enriched(), NOW, encoding="deflate")
+    assert small == record_item(enriched(), NOW)  # nothing to gain: plain JSON text
+    with pytest.raises(ValueError, match="payload encoding 'gzip'"):
+        record_item(big, NOW, encoding="gzip")
+
+
+def test_a_deflated_record_is_a_duplicate_or_a_conflict_like_any_other(pipeline, monkeypatch):
+    from pipeline_tools.meter import sample_records
+
+    module = pipeline.module("processor")
+    monkeypatch.setattr(module, "PAYLOAD_ENCODING", "deflate")
+    (big,) = sample_records(1, 1024)
+    record = {**big, "category": "sales", "received_at": "2026-11-29T09:15:02Z"}
+    processor = pipeline.functions["processor"]
+    assert processor.invoke(record, "r1")["status"] == "stored"
+    assert processor.invoke(record, "r2")["status"] == "duplicate"
+    changed = {**record, "payload": {**record["payload"], "currency": "USD"}}
+    with pytest.raises(Exception, match="already stored with different content"):
+        processor.invoke(changed, "r3")
+    records, counters = table_state(pipeline)
+    assert len(records) == 1 and "payload_deflate" in records[0]
+    assert counters == {("STATS#order", "2026-11-29"): 1}
