@@ -8,7 +8,7 @@ destination hands it to the enricher.
 
 No Powertools Tracer here: the validator calls no AWS API, so the X-Ray SDK would add no
 subsegment, only its import (it builds two X-Ray clients at import, about 140 ms of every cold
-start). Lambda's active tracing still records each invocation in the trace.
+start). Where the stage's ``tracing`` is Active, Lambda still records each invocation.
 """
 
 from __future__ import annotations
