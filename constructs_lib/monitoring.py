@@ -187,6 +187,72 @@ class PipelineMonitoring(Construct):
         )
         return alarms
 
+    def monitor_new_version(
+        self,
+        label: str,
+        alias: lambda_.Alias,
+        *,
+        timeout: Duration | None = None,
+        signals: Sequence[str] = ("errors", "duration"),
+    ) -> dict[str, cloudwatch.Alarm]:
+        """Rollback alarms on the version an alias runs: ``errors`` and ``duration`` (p99).
+
+        They watch the ``ExecutedVersion`` dimension, which Lambda publishes for invocations
+        through an alias, per version
+        (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics.html, "Using
+        dimensions"): during a canary the alias's own metrics mix 90 % of old-version traffic
+        into the signal, these see the new version alone. The dimension's value is the alias's
+        version number, so each deploy points them at the version it brings. They notify no one
+        (a rollback fails the stack update, and the alias's alarms notify): a deployment
+        group rolls back on them.
+        """
+        t = self.thresholds
+        function = _function_of(alias)
+        timeout = timeout or getattr(function, "timeout", None) or Duration.seconds(3)
+        dimensions = {
+            "FunctionName": function.function_name,
+            "Resource": f"{function.function_name}:{alias.alias_name}",
+            "ExecutedVersion": alias.version.version,
+        }
+
+        def metric(name: str, statistic: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/Lambda",
+                metric_name=name,
+                dimensions_map=dimensions,
+                period=self.period,
+                statistic=statistic,
+            )
+
+        checks = {
+            "errors": (
+                "NewVersionErrors",
+                metric("Errors", "Sum"),
+                t.errors,
+                "the new version failed invocations: the deployment rolls back",
+            ),
+            "duration": (
+                "NewVersionDurationP99",
+                metric("Duration", "p99"),
+                timeout.to_milliseconds() * t.duration_p99_timeout_ratio,
+                "the new version runs near its timeout: the deployment rolls back",
+            ),
+        }
+        unknown = [s for s in signals if s not in checks]
+        if unknown:
+            raise ValueError(f"signals: {unknown} are not version alarms; use {list(checks)}")
+        return {
+            signal: self._alarm(f"{label}{checks[signal][0]}", *checks[signal][1:], notify=False)
+            for signal in signals
+        }
+
+    def alarm(self, name: str) -> cloudwatch.Alarm:
+        """The alarm made under ``name`` (e.g. ``ValidatorThrottles``)."""
+        found = [a for a in self.alarms if a.node.id == name]
+        if not found:
+            raise KeyError(f"no alarm {name!r}; made: {[a.node.id for a in self.alarms]}")
+        return found[0]
+
     def monitor_dead_letter_queue(self, queue: sqs.IQueue) -> None:
         """Any visible message, and the age of the oldest one."""
         t = self.thresholds
@@ -251,7 +317,13 @@ class PipelineMonitoring(Construct):
             self.dashboard.add_widgets(*widgets)
 
     def _alarm(
-        self, name: str, metric: cloudwatch.IMetric, threshold: float, meaning: str
+        self,
+        name: str,
+        metric: cloudwatch.IMetric,
+        threshold: float,
+        meaning: str,
+        *,
+        notify: bool = True,
     ) -> cloudwatch.Alarm:
         alarm = cloudwatch.Alarm(
             self,
@@ -263,7 +335,8 @@ class PipelineMonitoring(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=f"{name}: {meaning}.",
         )
-        alarm.add_alarm_action(self._action)
+        if notify:
+            alarm.add_alarm_action(self._action)
         self.alarms.append(alarm)
         return alarm
 

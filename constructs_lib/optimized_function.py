@@ -28,10 +28,16 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from constructs_lib import limits
+from constructs_lib.deployment import DeploymentPreference, SafeDeployment
 from constructs_lib.dead_letter_queue import dead_letter_queue as new_dead_letter_queue
 from constructs_lib.scaling import ProvisionedConcurrencyScaling, ScheduledCapacity
 
-__all__ = ["OptimizedFunction", "ProvisionedConcurrencyScaling", "ScheduledCapacity"]
+__all__ = [
+    "DeploymentPreference",
+    "OptimizedFunction",
+    "ProvisionedConcurrencyScaling",
+    "ScheduledCapacity",
+]
 
 
 def _require_range(name: str, value: float, low: float, high: float, unit: str = "") -> None:
@@ -43,8 +49,8 @@ class OptimizedFunction(Construct):
     """A Lambda function with a ``live`` alias, DLQ, explicit log group and least-privilege role.
 
     Attributes (read-only after construction): ``function``, ``version``, ``alias``,
-    ``log_group``, ``role``, ``dead_letter_queue`` and ``scalable_target`` (``None`` without
-    auto scaling). Alarms are made by whoever monitors it (``PipelineMonitoring`` takes any
+    ``log_group``, ``role``, ``dead_letter_queue``, ``scalable_target`` (``None`` without
+    auto scaling) and ``deployment`` (``None`` without a deployment preference). Alarms are made by whoever monitors it (``PipelineMonitoring`` takes any
     function or alias and returns its alarms), not by this construct.
 
     Every invoke path should target ``alias``: its async invoke config carries the retry
@@ -77,6 +83,7 @@ class OptimizedFunction(Construct):
         tracing: lambda_.Tracing = lambda_.Tracing.ACTIVE,
         application_log_level: lambda_.ApplicationLogLevel = lambda_.ApplicationLogLevel.INFO,
         system_log_level: lambda_.SystemLogLevel = lambda_.SystemLogLevel.INFO,
+        deployment: DeploymentPreference | None = None,
         description: str | None = None,
     ) -> None:
         """Create the function and everything around it.
@@ -120,6 +127,10 @@ class OptimizedFunction(Construct):
             and REPORT lines (REPORT has ``maxMemoryUsedMB``, for right-sizing), WARN drops them
             (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html).
             :default: INFO
+        :param deployment: shift ``live`` to each new version with CodeDeploy (all at once,
+            canary or linear), rolling back on the preference's alarms; more rollback alarms
+            can be added with ``deployment.add_rollback_alarm``. :default: none (CloudFormation
+            points the alias at the new version at once)
         :param description: :default: none
         """
         super().__init__(scope, construct_id)
@@ -209,6 +220,13 @@ class OptimizedFunction(Construct):
             max_event_age=max_event_age,
             on_success=on_success,
         )
+
+        #: The CodeDeploy deployment of ``alias`` (``None`` without a deployment preference).
+        self.deployment: SafeDeployment | None = None
+        if deployment is not None:
+            self.deployment = SafeDeployment(
+                self, "Deployment", alias=self.alias, preference=deployment
+            )
 
         self.scalable_target: lambda_.IScalableFunctionAttribute | None = None
         if auto_scaling is not None:

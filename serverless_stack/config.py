@@ -37,6 +37,7 @@ from pydantic_core import core_schema
 
 from constructs_lib import limits
 from constructs_lib.alarm_thresholds import AlarmThresholds
+from constructs_lib.deployment_settings import DeploymentSettings
 from constructs_lib.limits import LimitError
 from constructs_lib.scaling import ProvisionedConcurrencyScaling
 from serverless_stack.stages import STAGES
@@ -296,6 +297,11 @@ class EnvironmentSettings(_Settings):
     )
     table: TableSettings = TableSettings()
     alarms: AlarmThresholds = AlarmThresholds()
+    deployment: DeploymentSettings = Field(
+        DeploymentSettings(),
+        description="How each stage's live alias moves to a new version (CodeDeploy): config, "
+        "and the stage's own alarms that roll it back",
+    )
     functions: FunctionsSettings
 
 
@@ -393,6 +399,20 @@ def _production_rules(config: PipelineConfig, key: str) -> None:
                     f"production keeps the critical stage warm whenever a schedule keeps it "
                     f"on: 0 (off) or at least {minimum}",
                 )
+    deployment = config.settings.deployment
+    if not deployment.gradual:
+        raise ConfigError(
+            f"{key}.deployment.config",
+            deployment.config,
+            "production shifts traffic gradually (a canary_... or linear_... config), so the "
+            "stage's alarms can roll a bad release back before it takes all traffic",
+        )
+    if "errors" not in deployment.rollback_on:
+        raise ConfigError(
+            f"{key}.deployment.rollback_on",
+            list(deployment.rollback_on),
+            "production rolls back on the new version's errors at least: include \"errors\"",
+        )
     table = config.settings.table
     if table.removal_policy != "retain":
         raise ConfigError(

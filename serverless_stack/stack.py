@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -17,6 +18,7 @@ from constructs import Construct
 from constructs_lib.alarm_topic import AlarmTopic
 from constructs_lib.data_table import TTL_ATTRIBUTE, DataTable
 from constructs_lib.dead_letter_queue import dead_letter_queue
+from constructs_lib.deployment import DeploymentPreference, deployment_config
 from constructs_lib.monitoring import PipelineMonitoring
 from constructs_lib.optimized_function import OptimizedFunction
 from constructs_lib.powertools_layer import powertools_layer
@@ -56,11 +58,24 @@ class PipelineStack(Stack):
     """Validator, enricher and processor on one table, with one DLQ and one alarm topic."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: PipelineConfig, **kwargs: Any
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: PipelineConfig,
+        deployments: bool = True,
+        **kwargs: Any,
     ) -> None:
+        """
+        :param deployments: CodeDeploy deployment groups on the aliases, as ``deployment`` in
+            the settings says. Only the local emulator, which has no CodeDeploy, goes without.
+        """
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         settings = config.settings
+        self.deploy_application = (
+            codedeploy.LambdaApplication(self, "Deployments") if deployments else None
+        )
         self.architecture = ARCHITECTURES[settings.architecture]
 
         # TTL only where the processor writes it: with a record retention set.
@@ -121,6 +136,20 @@ class PipelineStack(Stack):
             )
             for name, stage in self.stages.items()
         }
+        # Each stage's deployment rolls back on its own alarms: the new version's errors and
+        # p99 duration, and the alias's throttles (a throttled request runs no version).
+        signals = settings.deployment.rollback_on
+        for name, stage in self.stages.items():
+            if stage.deployment is None or not signals:
+                continue
+            label = name.capitalize()
+            rollback = self.monitoring.monitor_new_version(
+                label, stage.alias, signals=[s for s in signals if s != "throttles"]
+            )
+            if "throttles" in signals:
+                rollback["throttles"] = self.monitoring.alarm(f"{label}Throttles")
+            for signal in signals:
+                stage.deployment.add_rollback_alarm(rollback[signal])
         self.monitoring.monitor_dead_letter_queue(self.dead_letter_queue)
         self.monitoring.monitor_table(self.table, operations=TABLE_OPERATIONS)
 
@@ -185,6 +214,12 @@ class PipelineStack(Stack):
             tracing=lambda_.Tracing[TRACING[settings.tracing]],
             application_log_level=lambda_.ApplicationLogLevel[log_level],
             system_log_level=lambda_.SystemLogLevel[self.config.settings.system_log_level],
+            deployment=DeploymentPreference(
+                config=deployment_config(self.config.settings.deployment.config),
+                application=self.deploy_application,
+            )
+            if self.deploy_application is not None
+            else None,
             description=f"Pipeline stage: {name}",
         )
         # The tools that read the synthesized template find each stage by this label.

@@ -155,6 +155,11 @@ def stand_ins(path: Path = KNOWN_GAPS_FILE) -> list[dict[str, str]]:
     return list(json.loads(path.read_text()).get("stand_ins", []))
 
 
+def left_out(path: Path = KNOWN_GAPS_FILE) -> list[dict[str, str]]:
+    """What the app synthesized for the emulator does not make (the emulator lacks it)."""
+    return list(json.loads(path.read_text()).get("left_out", []))
+
+
 def split_gaps(gaps: list[Gap]) -> tuple[list[tuple[Gap, str]], list[Gap]]:
     """(allowlisted gaps with their reasons, gaps that are not on the allowlist)."""
     allowed = known_gaps()
@@ -180,4 +185,6 @@ def render(gaps: list[Gap]) -> str:
         lines.append(f"  NEW    {gap.describe()}")
     for stand_in in stand_ins():
         lines.append(f"  stand-in  {stand_in['what']}: {stand_in['reason']}")
+    for missing in left_out():
+        lines.append(f"  left out  {missing['what']}: {missing['reason']}")
     return "\n".join(lines)
