@@ -1,4 +1,4 @@
-"""How a new version of a ``live`` alias takes traffic: the CodeDeploy config and what rolls it back.
+"""How a new version of a ``live`` alias takes traffic: the CodeDeploy config, what rolls back.
 
 Plain data with no CDK in it, like ``scaling.py``: the settings model parses the ``deployment``
 block of ``cdk.json`` straight into :class:`DeploymentSettings`, and the stack turns it into an

@@ -28,8 +28,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from constructs_lib import limits
-from constructs_lib.deployment import DeploymentPreference, SafeDeployment
 from constructs_lib.dead_letter_queue import dead_letter_queue as new_dead_letter_queue
+from constructs_lib.deployment import DeploymentPreference, SafeDeployment
 from constructs_lib.scaling import ProvisionedConcurrencyScaling, ScheduledCapacity
 
 __all__ = [
@@ -50,8 +50,9 @@ class OptimizedFunction(Construct):
 
     Attributes (read-only after construction): ``function``, ``version``, ``alias``,
     ``log_group``, ``role``, ``dead_letter_queue``, ``scalable_target`` (``None`` without
-    auto scaling) and ``deployment`` (``None`` without a deployment preference). Alarms are made by whoever monitors it (``PipelineMonitoring`` takes any
-    function or alias and returns its alarms), not by this construct.
+    auto scaling) and ``deployment`` (``None`` without a deployment preference). Alarms are
+    made by whoever monitors it (``PipelineMonitoring`` takes any function or alias and returns
+    its alarms), not by this construct.
 
     Every invoke path should target ``alias``: its async invoke config carries the retry
     attempts, maximum event age and destinations, and its provisioned concurrency only

@@ -411,7 +411,7 @@ def _production_rules(config: PipelineConfig, key: str) -> None:
         raise ConfigError(
             f"{key}.deployment.rollback_on",
             list(deployment.rollback_on),
-            "production rolls back on the new version's errors at least: include \"errors\"",
+            'production rolls back on the new version\'s errors at least: include "errors"',
         )
     table = config.settings.table
     if table.removal_policy != "retain":

@@ -1,0 +1,243 @@
+"""Safe deployments of ``live``: CodeDeploy shifts each alias gradually in prod and rolls back on
+the stage's own alarms; dev shifts at once; the local emulator's app has none of it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Template
+
+from tests.conftest import cdk_context, synth_app
+from tests.helpers import alias_ids, function_ids, of_type, props, ref_id
+
+
+def groups(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return of_type(template, "AWS::CodeDeploy::DeploymentGroup")
+
+
+def group_of(template: dict[str, Any], stage: str) -> tuple[str, dict[str, Any]]:
+    alias = template["Resources"][alias_ids(template)[stage]]
+    update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    group_id = ref_id(update["DeploymentGroupName"])
+    return group_id, props(template["Resources"][group_id])
+
+
+@pytest.mark.parametrize("stage", ["validator", "enricher", "processor"])
+def test_prod_shifts_every_alias_gradually_and_rolls_back_on_its_own_alarms(template_json, stage):
+    template = template_json["prod"]
+    alias_id = alias_ids(template)[stage]
+    alias = template["Resources"][alias_id]
+    (application_id, _) = of_type(template, "AWS::CodeDeploy::Application").popitem()
+    update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    assert ref_id(update["ApplicationName"]) == application_id
+    group_id, group = group_of(template, stage)
+    # The alias updates (and the shift starts) only once its group and alarms are up to date.
+    assert group_id in alias["DependsOn"]
+    assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaCanary10Percent5Minutes"
+    assert group["DeploymentStyle"] == {
+        "DeploymentOption": "WITH_TRAFFIC_CONTROL",
+        "DeploymentType": "BLUE_GREEN",
+    }
+    assert group["AutoRollbackConfiguration"]["Enabled"] is True
+    assert set(group["AutoRollbackConfiguration"]["Events"]) == {
+        "DEPLOYMENT_FAILURE",
+        "DEPLOYMENT_STOP_ON_ALARM",
+    }
+    assert group["AlarmConfiguration"]["Enabled"] is True
+    alarm_ids = [ref_id(a["Name"]) for a in group["AlarmConfiguration"]["Alarms"]]
+    found = {i: props(template["Resources"][i]) for i in alarm_ids}
+    assert sorted(a["MetricName"] for a in found.values()) == ["Duration", "Errors", "Throttles"]
+    fn_id = function_ids(template)[stage]
+    version_id = ref_id(props(alias)["FunctionVersion"])
+    for alarm in found.values():
+        dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+        # The stage's own: its function, through its live alias.
+        assert dimensions["FunctionName"] == {"Ref": fn_id}
+        assert dimensions["Resource"] == {"Fn::Join": ["", [{"Ref": fn_id}, ":live"]]}
+        if alarm["MetricName"] == "Throttles":
+            # A throttled request runs no version: the alias's own alarm, which also notifies.
+            assert "ExecutedVersion" not in dimensions and alarm["AlarmActions"]
+        else:
+            # The new version alone: the very version the alias is being moved to.
+            assert dimensions["ExecutedVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
+            assert props(alias)["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
+            assert "AlarmActions" not in alarm  # roll back; the alias's alarms notify
+
+
+@pytest.mark.parametrize("stage", ["validator", "enricher", "processor"])
+def test_the_deployment_role_has_exactly_what_codedeploy_needs(template_json, stage):
+    """No AWS-managed policy (aws-cdk-lib's group would attach AWSCodeDeployRoleForLambdaLimited,
+    whose actions are on "*"): the alias's own actions on this alias, DescribeAlarms on this
+    group's alarms, nothing else."""
+    template = template_json["prod"]
+    _, group = group_of(template, stage)
+    role_id = group["ServiceRoleArn"]["Fn::GetAtt"][0]
+    role = props(template["Resources"][role_id])
+    assert "ManagedPolicyArns" not in role
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Action": "sts:AssumeRole",
+            "Effect": "Allow",
+            "Principal": {"Service": "codedeploy.amazonaws.com"},
+        }
+    ]
+    policies = [
+        props(p)
+        for p in of_type(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in props(p)["Roles"]
+    ]
+    (policy,) = policies
+    fn_id = function_ids(template)[stage]
+    alarm_arns = sorted(
+        json.dumps({"Fn::GetAtt": [ref_id(a["Name"]), "Arn"]})
+        for a in group["AlarmConfiguration"]["Alarms"]
+    )
+    statements = policy["PolicyDocument"]["Statement"]
+    assert statements == [
+        {
+            "Action": [
+                "lambda:GetAlias",
+                "lambda:GetProvisionedConcurrencyConfig",
+                "lambda:UpdateAlias",
+            ],
+            "Effect": "Allow",
+            "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [fn_id, "Arn"]}, ":live"]]},
+        },
+        {
+            "Action": "cloudwatch:DescribeAlarms",
+            "Effect": "Allow",
+            "Resource": statements[1]["Resource"],
+        },
+    ]
+    assert sorted(json.dumps(r) for r in statements[1]["Resource"]) == alarm_arns
+
+
+def test_dev_shifts_at_once_without_rollback_alarms(template_json):
+    template = template_json["dev"]
+    assert len(groups(template)) == 3
+    for stage in ("validator", "enricher", "processor"):
+        _, group = group_of(template, stage)
+        assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaAllAtOnce"
+        assert not group.get("AlarmConfiguration", {}).get("Alarms")
+    assert not [i for i in of_type(template, "AWS::CloudWatch::Alarm") if "NewVersion" in i]
+
+
+def test_the_processor_stays_warm_through_a_shift(template_json):
+    """prod's processor alias has provisioned concurrency from its scalable target alone (no
+    fixed value on the alias, which CodeDeploy's alias updates would fight), and the deployment
+    role may read it: during a canary Lambda spreads the alias's provisioned concurrency over the
+    two versions by their weights (the API's ``AllocatedProvisionedConcurrentExecutions``
+    "fluctuates" in linear and canary deployments,
+    https://docs.aws.amazon.com/lambda/latest/api/API_ProvisionedConcurrencyConfigListItem.html),
+    and the alias, the scalable target's resource, stays the same."""
+    template = template_json["prod"]
+    alias_id = alias_ids(template)["processor"]
+    assert "ProvisionedConcurrencyConfig" not in props(template["Resources"][alias_id])
+    (target,) = of_type(template, "AWS::ApplicationAutoScaling::ScalableTarget").values()
+    assert alias_id in json.dumps(props(target)["ResourceId"])
+    _, group = group_of(template, "processor")
+    role_id = group["ServiceRoleArn"]["Fn::GetAtt"][0]
+    policy = next(
+        props(p)
+        for p in of_type(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in props(p)["Roles"]
+    )
+    assert "lambda:GetProvisionedConcurrencyConfig" in json.dumps(policy)
+
+
+def test_the_local_emulators_app_leaves_codedeploy_out_and_says_so():
+    from app import build_app
+    from pipeline_tools.local.gaps import left_out
+
+    context = {**cdk_context(), "environment": "dev", "local_emulator": "true"}
+    app = build_app(cdk.App(context=context))
+    (stack,) = [c for c in app.node.children if isinstance(c, cdk.Stack)]
+    template = Template.from_stack(stack).to_json()
+    assert not [r for r in template["Resources"].values() if "CodeDeploy" in r["Type"]]
+    assert not [r for r in template["Resources"].values() if "UpdatePolicy" in r]
+    (entry,) = left_out()
+    assert "AWS::CodeDeploy::DeploymentGroup" in entry["what"] and "UpdatePolicy" in entry["what"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"config": "canary_50_percent"},
+            "deployment.config = 'canary_50_percent': must be one of",
+        ),
+        (
+            {"rollback_on": ["errors", "latency"]},
+            "deployment.rollback_on = ['errors', 'latency']: must list each stage alarm at most "
+            "once, from errors, duration, throttles (no alarm 'latency')",
+        ),
+        ({"config": "all_at_once"}, "production shifts traffic gradually"),
+        ({"rollback_on": ["duration"]}, 'include "errors"'),
+    ],
+)
+def test_configuration_refuses_unknown_configs_and_alarms(change, expected):
+    import copy
+
+    from serverless_stack.config import ConfigError, load_config
+
+    settings = copy.deepcopy(cdk_context()["pipeline"])
+    settings["prod"]["deployment"] = {**settings["prod"]["deployment"], **change}
+    with pytest.raises(ConfigError, match=r"pipeline\.prod\.deployment") as raised:
+        load_config("prod", settings)
+    assert expected in str(raised.value)
+
+
+def test_the_construct_takes_hooks_and_grants_only_them():
+    from aws_cdk import aws_lambda as lambda_
+
+    from constructs_lib.deployment import DeploymentPreference, deployment_config
+    from constructs_lib.optimized_function import OptimizedFunction
+
+    stack = cdk.Stack(cdk.App(), "Alone")
+    code = lambda_.Code.from_inline("def handler(e, c): return e")
+    hook = lambda_.Function(
+        stack, "Hook", runtime=lambda_.Runtime.PYTHON_3_14, handler="index.handler", code=code
+    )
+    fn = OptimizedFunction(
+        stack,
+        "Fn",
+        code=code,
+        handler="index.handler",
+        memory_size=256,
+        deployment=DeploymentPreference(
+            config=deployment_config("linear_10_percent_every_1_minute"),
+            pre_traffic_hook=hook,
+        ),
+    )
+    assert fn.deployment is not None
+    template = Template.from_stack(stack).to_json()
+    (group,) = groups(template).values()
+    assert (
+        props(group)["DeploymentConfigName"]
+        == "CodeDeployDefault.LambdaLinear10PercentEvery1Minute"
+    )
+    alias = next(iter(of_type(template, "AWS::Lambda::Alias").values()))
+    hook_id = stack.get_logical_id(hook.node.default_child)
+    assert alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["BeforeAllowTrafficHook"] == {
+        "Ref": hook_id
+    }
+    role_id = props(group)["ServiceRoleArn"]["Fn::GetAtt"][0]
+    assert "ManagedPolicyArns" not in props(template["Resources"][role_id])
+    policy = json.dumps(
+        [
+            p
+            for p in of_type(template, "AWS::IAM::Policy").values()
+            if {"Ref": role_id} in props(p)["Roles"]
+        ]
+    )
+    assert '"lambda:InvokeFunction"' in policy and hook_id in policy
+    with pytest.raises(ValueError, match="deployment config 'fast'"):
+        deployment_config("fast")
+
+
+def test_synth_app_keeps_deployments_for_real_accounts():
+    template = Template.from_stack(synth_app("staging")).to_json()
+    assert len(groups(template)) == 3
