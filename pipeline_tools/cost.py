@@ -894,7 +894,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return report(t, n, workload.at(volume), prices, u, b)
 
             outputs.append(render(bill(workload.records_per_month), args.markdown))
-            if args.sweep or args.chart:
+            if args.sweep:
                 results = [bill(v) for v in SWEEP]
                 outputs.append(render_sweep(name, results, break_even(bill), args.markdown))
             if args.chart and path == templates[-1]:
