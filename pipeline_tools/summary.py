@@ -17,6 +17,7 @@ def summarize(template: dict[str, Any]) -> list[str]:
     stack = StackTemplate.of(template)
     aliases = stack.resources("AWS::Lambda::Alias")
     targets = stack.resources("AWS::ApplicationAutoScaling::ScalableTarget").values()
+    groups = stack.resources("AWS::CodeDeploy::DeploymentGroup")
     lines = ["Functions:"]
     for name, stage in stack.stages.items():
         p = stage.properties
@@ -28,6 +29,8 @@ def summarize(template: dict[str, Any]) -> list[str]:
             f"{'/'.join(p.get('Architectures', ['x86_64']))}  timeout {p['Timeout']} s  "
             f"alias {alias.get('Name', '-')}  provisioned concurrency {pc}"
         )
+        update = aliases.get(alias_id, {}).get("UpdatePolicy", {})
+        lines.append(f"             deploys {_deployment(update, groups)}")
     for table in resources(template, "AWS::DynamoDB::Table").values():
         p = table["Properties"]
         pitr = p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled")
@@ -53,6 +56,19 @@ def summarize(template: dict[str, Any]) -> list[str]:
     )
     lines.append("Outputs: " + ", ".join(sorted(template.get("Outputs", {}))))
     return lines
+
+
+def _deployment(update: dict[str, Any], groups: dict[str, Any]) -> str:
+    """How the alias takes a new version: its CodeDeploy config and rollback alarms."""
+    group_ref = update.get("CodeDeployLambdaAliasUpdate", {}).get("DeploymentGroupName", {})
+    group = groups.get(group_ref.get("Ref", "") if isinstance(group_ref, dict) else "")
+    if group is None:
+        return "at once (no CodeDeploy deployment group)"
+    p = group["Properties"]
+    config = str(p.get("DeploymentConfigName", "")).removeprefix("CodeDeployDefault.Lambda")
+    alarms = p.get("AlarmConfiguration", {})
+    count = len(alarms.get("Alarms", [])) if alarms.get("Enabled") else 0
+    return f"with CodeDeploy {config}, rolling back on {count} alarms"
 
 
 def _provisioned_concurrency(alias_id: str, alias: dict[str, Any], targets: Any) -> str:
