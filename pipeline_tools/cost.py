@@ -27,6 +27,9 @@ X-Ray: Lambda's sampling is fixed at 1 request a second plus 5 % of the rest
 records ``min(r, 1) + 5 % x max(0, r - 1)`` traces a second at ``r`` invocations a second
 (traffic spread evenly over the month), at $5 per million traces recorded.
 
+CodeDeploy, which shifts each alias to a new version, has no charge for Lambda
+(https://aws.amazon.com/codedeploy/pricing/); its rollback alarms are priced with the others.
+
 The naive stack is the one this project replaces: the same three functions at 3008 MB on x86_64
 with no provisioned concurrency; a table provisioned to carry the volume at 70 % utilisation
 (never below 5 RCU / 5 WCU), written without transactions (half the transaction's units); logs

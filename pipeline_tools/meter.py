@@ -207,7 +207,11 @@ class DynamoDBMeter:
     def _before_call(self, params: Mapping[str, Any], model: Any, **_: Any) -> None:
         operation = model.name
         self._before = [
-            (operation, {"table": t, "key": k, "kind": kind, "params": params}, _size(self, t, k))
+            (
+                operation,
+                {"table": t, "key": k, "kind": kind, "params": params},
+                item_bytes(self._item(t, k)),
+            )
             for t, k, kind in self._targets(operation, params)
         ]
 
@@ -223,10 +227,6 @@ class DynamoDBMeter:
             size = max(before, after, _request_item_bytes(operation, target["params"], index))
             self.write_units += factor * write_units(size)
         self._before = []
-
-
-def _size(meter: DynamoDBMeter, table: str, key: Mapping[str, Any]) -> int:
-    return item_bytes(meter._item(table, key))
 
 
 def _request_item_bytes(operation: str, params: Mapping[str, Any], index: int) -> int:
