@@ -705,8 +705,8 @@ def report(
 
 def break_even(
     bills: Callable[[int], Report],
-    low: int = 1_000,
-    high: int = 1_000_000_000,
+    low: int = BREAK_EVEN_RANGE[0],
+    high: int = BREAK_EVEN_RANGE[1],
 ) -> int | None:
     """The smallest monthly volume (to 1 %) from which this stack is not dearer than the naive
     one (record storage left out), or ``None`` if it never is up to ``high``. Bisection on a log

@@ -35,7 +35,7 @@ from serverless_stack.stages import STAGE_METADATA_KEY, STAGES
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
 METRICS_NAMESPACE = "DataPipeline"
-TRACING = {"Active": "ACTIVE", "PassThrough": "PASS_THROUGH"}
+TRACING = {"Active": lambda_.Tracing.ACTIVE, "PassThrough": lambda_.Tracing.PASS_THROUGH}
 
 #: The DynamoDB actions each stage's code calls, and nothing more. The processor's
 #: TransactWriteItems is authorised per item: a Put and an Update.
@@ -211,7 +211,7 @@ class PipelineStack(Stack):
             if next_stage
             else None,
             log_retention=retention_days(self.config.settings.log_retention_days),
-            tracing=lambda_.Tracing[TRACING[settings.tracing]],
+            tracing=TRACING[settings.tracing],
             application_log_level=lambda_.ApplicationLogLevel[log_level],
             system_log_level=lambda_.SystemLogLevel[self.config.settings.system_log_level],
             deployment=DeploymentPreference(

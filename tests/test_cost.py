@@ -250,24 +250,25 @@ def test_prod_meets_its_cost_targets(prod_cost):
 
 
 @pytest.fixture(scope="module")
-def prod_cost(stacks):
+def prod_usage(stacks):
+    """prod's template and its code metered once for the module: (name, template, usage, naive)."""
+    from pipeline_tools.cost import measure
     from tests.conftest import assembly_of
 
     directory, name, template = assembly_of(stacks["prod"])
-    from pipeline_tools.cost import measure
+    return (name, template, *measure(directory, name, template, Workload.load()))
 
-    workload = Workload.load()
-    usage, naive = measure(directory, name, template, workload)
+
+@pytest.fixture(scope="module")
+def prod_cost(prod_usage):
+    name, template, usage, naive = prod_usage
     volumes = [1_000_000, 3_000_000, 10_000_000, 30_000_000, 100_000_000]
+    workload = Workload.load()
     return [report(template, name, workload.at(v), PRICES, usage, naive) for v in volumes]
 
 
-def test_prod_measured_usage_is_what_the_settings_promise(stacks):
-    from pipeline_tools.cost import measure
-    from tests.conftest import assembly_of
-
-    directory, name, template = assembly_of(stacks["prod"])
-    usage, naive = measure(directory, name, template, Workload.load())
+def test_prod_measured_usage_is_what_the_settings_promise(prod_usage):
+    _, _, usage, naive = prod_usage
     # INFO application and WARN system levels: a valid record writes no log line at all.
     assert usage.log_bytes == {"validator": 0, "enricher": 0, "processor": 0}
     # The same code in the text format: START, END and REPORT for every invocation.
