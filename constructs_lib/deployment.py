@@ -9,14 +9,27 @@ the stack update with it. CodeDeploy for Lambda has no charge
 
 The deployment group's role holds no AWS-managed policy. aws-cdk-lib's
 ``LambdaDeploymentGroup`` attaches ``AWSCodeDeployRoleForLambdaLimited`` (``cloudwatch:
-DescribeAlarms``, ``lambda:GetAlias``, ``lambda:UpdateAlias``, ``lambda:
-GetProvisionedConcurrencyConfig`` and ``sns:Publish`` on ``*``, S3 reads of revisions, and
-invoking any ``CodeDeployHook_*`` function) to any role it can change, so it gets this role
-*without policy updates*, and the role's own policy grants exactly this alias's alias actions,
-``DescribeAlarms`` on exactly the rollback alarms (the action takes alarm ARNs, as AWS's own
-examples scope it: https://docs.aws.amazon.com/r53recovery/latest/dg/security_iam_region_switch_cloudwatch.html),
-and ``lambda:InvokeFunction`` on exactly the hooks. No SNS triggers and no S3 revisions are
-used: CloudFormation passes the AppSpec itself.
+DescribeAlarms``, ``lambda:GetAlias``, ``lambda:UpdateAlias`` and ``lambda:
+GetProvisionedConcurrencyConfig`` on ``*``, S3 reads of revisions, and invoking any
+``CodeDeployHook_*`` function; no ``sns:Publish``:
+https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSCodeDeployRoleForLambdaLimited.html)
+to any role it can change, so it gets this role *without policy updates*. The role's own policy
+holds what CodeDeploy calls, each on the resource form Lambda authorises it against
+(https://docs.aws.amazon.com/lambda/latest/dg/lambda-api-permissions-ref.html, "Function
+actions"):
+
+* ``GetAlias`` and ``UpdateAlias`` act on the *function*: the unqualified ARN. A grant on
+  ``<function>:live`` alone is denied (the first deploy creates the alias without CodeDeploy and
+  passes; every later one would fail);
+* ``GetProvisionedConcurrencyConfig`` acts on a version or an alias: the qualified ARNs of this
+  function (``<function>:*``; AWS does not document which qualifier CodeDeploy names, and the
+  action only reads);
+* ``cloudwatch:DescribeAlarms`` on exactly the rollback alarms (the action takes alarm ARNs, as
+  AWS's own examples scope it:
+  https://docs.aws.amazon.com/r53recovery/latest/dg/security_iam_region_switch_cloudwatch.html);
+* ``lambda:InvokeFunction`` on exactly the hooks.
+
+No SNS triggers and no S3 revisions are used: CloudFormation passes the AppSpec itself.
 """
 
 from __future__ import annotations
@@ -88,18 +101,19 @@ class SafeDeployment(Construct):
             assumed_by=iam.ServicePrincipal("codedeploy.amazonaws.com"),
             description=f"CodeDeploy shifting {alias.node.path}",
         )
-        # The alias's ARN built from the function's, not the alias's Ref: the alias depends on
-        # the deployment group (it must shift after the group is up to date), so the group's
-        # role must not depend on the alias.
-        alias_arn = f"{alias.version.lambda_.function_arn}:{alias.alias_name}"
+        # ARNs built from the function's, never the alias's Ref: the alias depends on the
+        # deployment group (it must shift after the group is up to date), so the group's role
+        # must not depend on the alias.
+        function_arn = alias.version.lambda_.function_arn
         self.role.add_to_policy(
             iam.PolicyStatement(
-                actions=[
-                    "lambda:GetAlias",
-                    "lambda:UpdateAlias",
-                    "lambda:GetProvisionedConcurrencyConfig",
-                ],
-                resources=[alias_arn],
+                actions=["lambda:GetAlias", "lambda:UpdateAlias"], resources=[function_arn]
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["lambda:GetProvisionedConcurrencyConfig"],
+                resources=[f"{function_arn}:*"],
             )
         )
         self._describe_alarms: iam.PolicyStatement | None = None

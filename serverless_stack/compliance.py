@@ -29,10 +29,15 @@ class Acknowledgment:
 
     name: str
     target: Callable[[PipelineStack], IConstruct]
-    rule: str
+    #: The finding's id, or a function of the stack for ids that name a logical ID.
+    rule: str | Callable[[PipelineStack], str]
     reason: str
     #: Whether the finding arises in this stack (settings can remove it). :default: always
     applies: Callable[[PipelineStack], bool] = lambda stack: True
+
+    def rule_in(self, stack: PipelineStack) -> str:
+        """The finding's id in ``stack``."""
+        return self.rule if isinstance(self.rule, str) else self.rule(stack)
 
 
 def _role_policy(stage: str) -> Callable[[PipelineStack], IConstruct]:
@@ -42,6 +47,18 @@ def _role_policy(stage: str) -> Callable[[PipelineStack], IConstruct]:
         return policy.node.default_child  # type: ignore[return-value]
 
     return find
+
+
+def _deployment_policy(stack: PipelineStack, stage: str) -> IConstruct:
+    deployment = stack.stages[stage].deployment
+    assert deployment is not None
+    return deployment.role.node.find_child("DefaultPolicy").node.default_child  # type: ignore[return-value]
+
+
+def _qualifiers_of(stack: PipelineStack, stage: str) -> str:
+    """cdk-nag's finding id for a grant on ``<function ARN>:*``."""
+    function = stack.stages[stage].function.node.default_child
+    return f"AwsSolutions::AwsSolutions-IAM5[Resource::<{stack.get_logical_id(function)}.Arn>:*]"  # type: ignore[arg-type]
 
 
 def _async_config(stage: str) -> Callable[[PipelineStack], IConstruct]:
@@ -63,6 +80,13 @@ PASS_THROUGH_REASON = (
     "(https://docs.aws.amazon.com/lambda/latest/dg/services-xray.html, "
     "https://aws.amazon.com/xray/pricing/). Errors, throttles and durations are alarmed on from "
     "Lambda's free metrics; a caller that samples a request is still traced."
+)
+PROVISIONED_CONCURRENCY_READ_REASON = (
+    "CodeDeploy reads the provisioned concurrency of the alias it shifts and of the versions it "
+    "shifts between; Lambda authorises that read against the qualified ARN of a version or an "
+    "alias (https://docs.aws.amazon.com/lambda/latest/dg/lambda-api-permissions-ref.html), and a "
+    "new version exists with every deploy. The grant is this one read-only action on this one "
+    "function's qualifiers; the AWS-managed policy it replaces grants it on '*'."
 )
 FAILURE_DESTINATION_REASON = (
     "Async failures go to the function's dead-letter queue (DeadLetterConfig, checked by "
@@ -102,6 +126,16 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
         )
         for stage in FUNCTION_NAMES
     ),
+    *(
+        Acknowledgment(
+            f"{stage}-deployment-provisioned-concurrency-read",
+            lambda stack, stage=stage: _deployment_policy(stack, stage),  # type: ignore[misc]
+            lambda stack, stage=stage: _qualifiers_of(stack, stage),  # type: ignore[misc]
+            PROVISIONED_CONCURRENCY_READ_REASON,
+            applies=lambda stack, stage=stage: stack.stages[stage].deployment is not None,  # type: ignore[misc]
+        )
+        for stage in FUNCTION_NAMES
+    ),
     Acknowledgment(
         "dlq-redrive",
         lambda stack: stack.dead_letter_queue.node.default_child,  # type: ignore[arg-type,return-value]
@@ -122,7 +156,10 @@ def acknowledge_findings(stack: PipelineStack, *, skip: frozenset[str] = frozens
     for ack in ACKNOWLEDGMENTS:
         if ack.name not in skip and ack.applies(stack):
             cdk.Validations.of(ack.target(stack)).acknowledge(
-                cdk.Acknowledgment(id=ack.rule, reason=ack.reason)
+                cdk.Acknowledgment(
+                    id=ack.rule_in(stack),
+                    reason=ack.reason,
+                )
             )
 
 

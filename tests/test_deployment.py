@@ -67,52 +67,168 @@ def test_prod_shifts_every_alias_gradually_and_rolls_back_on_its_own_alarms(temp
             assert "AlarmActions" not in alarm  # roll back; the alias's alarms notify
 
 
-@pytest.mark.parametrize("stage", ["validator", "enricher", "processor"])
-def test_the_deployment_role_has_exactly_what_codedeploy_needs(template_json, stage):
-    """No AWS-managed policy (aws-cdk-lib's group would attach AWSCodeDeployRoleForLambdaLimited,
-    whose actions are on "*"): the alias's own actions on this alias, DescribeAlarms on this
-    group's alarms, nothing else."""
-    template = template_json["prod"]
+REGION, ACCOUNT = "us-east-1", "123456789012"
+
+
+def deployment_role_policy(template: dict[str, Any], stage: str, physical: dict[str, Any]):
+    """The deployment group's role of ``stage``, as the runner's IAM evaluator reads it."""
+    from pipeline_tools.runner.iam import RolePolicy
+    from pipeline_tools.template import StackTemplate
+
     _, group = group_of(template, stage)
-    role_id = group["ServiceRoleArn"]["Fn::GetAtt"][0]
-    role = props(template["Resources"][role_id])
-    assert "ManagedPolicyArns" not in role
-    assert role["AssumeRolePolicyDocument"]["Statement"] == [
-        {
-            "Action": "sts:AssumeRole",
-            "Effect": "Allow",
-            "Principal": {"Service": "codedeploy.amazonaws.com"},
+    role = group["ServiceRoleArn"]["Fn::GetAtt"][0]
+    assert "ManagedPolicyArns" not in props(template["Resources"][role])
+    return RolePolicy.of(StackTemplate.of(template), role, physical, region=REGION, account=ACCOUNT)
+
+
+def physical_names(template: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """A physical name and ARN for every function and alarm, as CloudFormation would give."""
+    found: dict[str, dict[str, str]] = {}
+    for logical_id in of_type(template, "AWS::Lambda::Function"):
+        name = f"stack-{logical_id}"
+        arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+        found[logical_id] = {"Ref": name, "Arn": arn}
+    for logical_id in of_type(template, "AWS::CloudWatch::Alarm"):
+        name = f"stack-{logical_id}"
+        found[logical_id] = {
+            "Ref": name,
+            "Arn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}",
         }
+    return found
+
+
+def codedeploy_calls(template: dict[str, Any], stage: str, physical: dict[str, Any]):
+    """The calls CodeDeploy makes with the group's role to shift ``stage``'s alias: read the
+    alias, weight it (UpdateAlias with a RoutingConfig), read its and the versions' provisioned
+    concurrency, read the rollback alarms, and (where there are hooks) invoke them."""
+    function = physical[function_ids(template)[stage]]["Ref"]
+    _, group = group_of(template, stage)
+    alarms = [physical[ref_id(a["Name"])]["Ref"] for a in group["AlarmConfiguration"]["Alarms"]]
+    return [
+        ("lambda", "GetAlias", {"FunctionName": function, "Name": "live"}),
+        (
+            "lambda",
+            "UpdateAlias",
+            {
+                "FunctionName": function,
+                "Name": "live",
+                "FunctionVersion": "1",
+                "RoutingConfig": {"AdditionalVersionWeights": {"2": 0.1}},
+            },
+        ),
+        (
+            "lambda",
+            "UpdateAlias",
+            {"FunctionName": function, "Name": "live", "FunctionVersion": "2"},
+        ),
+        (
+            "lambda",
+            "GetProvisionedConcurrencyConfig",
+            {"FunctionName": function, "Qualifier": "live"},
+        ),
+        ("lambda", "GetProvisionedConcurrencyConfig", {"FunctionName": function, "Qualifier": "2"}),
+        ("cloudwatch", "DescribeAlarms", {"AlarmNames": alarms}),
     ]
-    policies = [
-        props(p)
-        for p in of_type(template, "AWS::IAM::Policy").values()
-        if {"Ref": role_id} in props(p)["Roles"]
-    ]
-    (policy,) = policies
-    fn_id = function_ids(template)[stage]
-    alarm_arns = sorted(
-        json.dumps({"Fn::GetAtt": [ref_id(a["Name"]), "Arn"]})
-        for a in group["AlarmConfiguration"]["Alarms"]
+
+
+@pytest.mark.parametrize("stage", ["validator", "enricher", "processor"])
+def test_a_second_deploy_is_authorized_for_every_call_codedeploy_makes(template_json, stage):
+    """Lambda authorises GetAlias and UpdateAlias against the *function* (the unqualified ARN),
+    the provisioned-concurrency reads against a version or an alias, and compares the policy's
+    resource with both FunctionName and Qualifier
+    (https://docs.aws.amazon.com/lambda/latest/dg/lambda-api-permissions-ref.html, "Function
+    resource names", "Function actions"). The first deploy creates the alias without CodeDeploy;
+    every later one makes these calls, each evaluated here as IAM would."""
+    template = template_json["prod"]
+    physical = physical_names(template)
+    policy = deployment_role_policy(template, stage, physical)
+    for service, operation, params in codedeploy_calls(template, stage, physical):
+        policy.check_call(service, operation, params)
+
+
+@pytest.mark.parametrize("stage", ["validator", "processor"])
+def test_the_deployment_role_grants_nothing_beyond_those_calls(template_json, stage):
+    """Least privilege, as whole sets: another function's alias, another alarm, invoking the
+    function itself, or changing its provisioned concurrency are all denied."""
+    from botocore.exceptions import ClientError
+
+    template = template_json["prod"]
+    physical = physical_names(template)
+    policy = deployment_role_policy(template, stage, physical)
+    other = next(s for s in ("enricher", "validator") if s != stage)
+    other_function = physical[function_ids(template)[other]]["Ref"]
+    own = physical[function_ids(template)[stage]]["Ref"]
+    other_alarm = next(
+        physical[i]["Ref"]
+        for i in of_type(template, "AWS::CloudWatch::Alarm")
+        if physical[i]["Ref"] not in json.dumps(codedeploy_calls(template, stage, physical))
     )
-    statements = policy["PolicyDocument"]["Statement"]
-    assert statements == [
-        {
-            "Action": [
-                "lambda:GetAlias",
-                "lambda:GetProvisionedConcurrencyConfig",
-                "lambda:UpdateAlias",
-            ],
-            "Effect": "Allow",
-            "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [fn_id, "Arn"]}, ":live"]]},
-        },
-        {
-            "Action": "cloudwatch:DescribeAlarms",
-            "Effect": "Allow",
-            "Resource": statements[1]["Resource"],
-        },
+    denied = [
+        ("lambda", "UpdateAlias", {"FunctionName": other_function, "Name": "live"}),
+        ("lambda", "Invoke", {"FunctionName": own, "Qualifier": "live"}),
+        (
+            "lambda",
+            "PutProvisionedConcurrencyConfig",
+            {"FunctionName": own, "Qualifier": "live", "ProvisionedConcurrentExecutions": 9},
+        ),
+        ("cloudwatch", "DescribeAlarms", {"AlarmNames": [other_alarm]}),
     ]
-    assert sorted(json.dumps(r) for r in statements[1]["Resource"]) == alarm_arns
+    for service, operation, params in denied:
+        with pytest.raises(ClientError, match="AccessDenied"):
+            policy.check_call(service, operation, params)
+
+
+def test_a_grant_on_the_alias_arn_alone_is_denied_updatealias(template_json):
+    """The mutation this guards against: the alias actions granted on ``<function>:live`` only.
+    Lambda denies UpdateAlias then, since it authorises against the unqualified ARN."""
+    import dataclasses
+
+    from botocore.exceptions import ClientError
+
+    from pipeline_tools.runner.iam import Statement
+
+    template = template_json["prod"]
+    physical = physical_names(template)
+    policy = deployment_role_policy(template, "processor", physical)
+    function_arn = physical[function_ids(template)["processor"]]["Arn"]
+    qualified_only = dataclasses.replace(
+        policy,
+        statements=(
+            Statement(
+                "Allow",
+                ("lambda:GetAlias", "lambda:UpdateAlias", "lambda:GetProvisionedConcurrencyConfig"),
+                (f"{function_arn}:live",),
+            ),
+        ),
+    )
+    calls = codedeploy_calls(template, "processor", physical)
+    update = next(c for c in calls if c[1] == "UpdateAlias")
+    unqualified = f"lambda:UpdateAlias on resource: {function_arn} because"
+    with pytest.raises(ClientError, match=unqualified):
+        qualified_only.check_call(*update)
+    assert not qualified_only.allows("lambda:UpdateAlias", function_arn)
+
+
+def test_lambda_requests_are_authorised_against_the_arn_form_lambda_documents():
+    """FunctionName as a name, a partial ARN or an ARN, qualified in the name or by Qualifier."""
+    from pipeline_tools.runner.iam import RolePolicy, lambda_resource
+
+    policy = RolePolicy("role", (), {}, REGION, ACCOUNT)
+    base = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:fn"
+    cases = [
+        ("UpdateAlias", {"FunctionName": "fn", "Name": "live"}, base),
+        ("GetAlias", {"FunctionName": f"{base}:live", "Name": "live"}, base),
+        ("Invoke", {"FunctionName": "fn:live"}, f"{base}:live"),
+        ("Invoke", {"FunctionName": f"{ACCOUNT}:function:fn", "Qualifier": "3"}, f"{base}:3"),
+        ("Invoke", {"FunctionName": base}, base),
+        (
+            "GetProvisionedConcurrencyConfig",
+            {"FunctionName": "fn", "Qualifier": "live"},
+            f"{base}:live",
+        ),
+    ]
+    for operation, params, expected in cases:
+        assert lambda_resource(policy, operation, params) == expected, (operation, params)
 
 
 def test_dev_shifts_at_once_without_rollback_alarms(template_json):
@@ -125,7 +241,7 @@ def test_dev_shifts_at_once_without_rollback_alarms(template_json):
     assert not [i for i in of_type(template, "AWS::CloudWatch::Alarm") if "NewVersion" in i]
 
 
-def test_the_processor_stays_warm_through_a_shift(template_json):
+def test_the_processor_stays_warm_through_a_shift_OLD(template_json):
     """prod's processor alias has provisioned concurrency from its scalable target alone (no
     fixed value on the alias, which CodeDeploy's alias updates would fight), and the deployment
     role may read it: during a canary Lambda spreads the alias's provisioned concurrency over the

@@ -16,6 +16,14 @@ same wildcards. A DynamoDB ``TransactWriteItems`` is authorised per item: ``Put`
 ``ConditionCheck`` ``dynamodb:ConditionCheckItem``, each on its table
 (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
 
+A Lambda request is authorised against the resource form Lambda documents for its action
+(https://docs.aws.amazon.com/lambda/latest/dg/lambda-api-permissions-ref.html, "Function
+resource names" and "Function actions"): Lambda compares the policy's resource with both the
+``FunctionName`` and the ``Qualifier`` of the request, so a grant on ``fn:live`` does not cover a
+request naming ``fn``, nor the reverse. The alias actions (``GetAlias``, ``UpdateAlias``, ...)
+act on the *function*: they authorise against the unqualified ARN, the alias being a parameter.
+The provisioned-concurrency actions act on a version or an alias: the qualified ARN.
+
 Not covered, and refused where a template uses them: ``Condition``, ``NotAction``,
 ``NotResource``. Not modelled at all: permissions boundaries, SCPs, session policies, and
 resource-based policies (the DLQ's and the aliases' own policies).
@@ -63,6 +71,9 @@ class RolePolicy:
     statements: tuple[Statement, ...]
     #: Table name -> table ARN, to authorise DynamoDB calls, which name a table.
     table_arns: Mapping[str, str]
+    #: Where the role's calls go, to build the ARN of a resource a request names by name.
+    region: str = "us-east-1"
+    account: str = "123456789012"
 
     def allows(self, action: str, resource: str) -> bool:
         if any(s.effect == "Deny" and s.matches(action, resource) for s in self.statements):
@@ -118,32 +129,82 @@ class RolePolicy:
             if t in physical and "Arn" in physical[t]
         }
         return cls(
-            f"arn:{partition}:sts::{account}:assumed-role/{role_id}", tuple(statements), tables
+            f"arn:{partition}:sts::{account}:assumed-role/{role_id}",
+            tuple(statements),
+            tables,
+            region,
+            account,
         )
+
+    def check_call(self, service: str, operation: str, params: Mapping[str, Any]) -> None:
+        """Raise as AWS would when any (action, resource) the call needs is not allowed."""
+        for action, resource in requests(self, service, operation, params):
+            self.check(action, resource, operation)
 
     def enforce_on(self, client: Any) -> None:
         """Check every call ``client`` makes against this policy, before it is sent."""
         service = client.meta.service_model.service_name
 
         def check(params: dict[str, Any], model: Any, **_: Any) -> None:
-            for action, resource in _requests(service, model.name, params, self.table_arns):
-                self.check(action, resource, model.name)
+            self.check_call(service, model.name, params)
 
         client.meta.events.register(f"provide-client-params.{service}", check)
 
 
-def _requests(
-    service: str, operation: str, params: Mapping[str, Any], arn_of_table: Mapping[str, str]
+#: Lambda actions that act on the function itself: authorised against the unqualified ARN.
+LAMBDA_FUNCTION_ACTIONS = frozenset(
+    {"CreateAlias", "DeleteAlias", "GetAlias", "UpdateAlias", "ListAliases", "PublishVersion"}
+)
+#: Lambda operations whose IAM action has another name.
+LAMBDA_ACTION_NAMES = {"Invoke": "InvokeFunction"}
+
+
+def requests(
+    policy: RolePolicy, service: str, operation: str, params: Mapping[str, Any]
 ) -> Iterator[tuple[str, str]]:
     """The (action, resource) pairs IAM authorises for one API call."""
     if service == "dynamodb" and operation == "TransactWriteItems":
         for item in params.get("TransactItems", []):
             for kind, request in item.items():
-                yield TRANSACT_ITEM_ACTIONS[kind], _table_arn(request, arn_of_table)
+                yield TRANSACT_ITEM_ACTIONS[kind], _table_arn(request, policy.table_arns)
     elif service == "dynamodb" and "TableName" in params:
-        yield f"dynamodb:{operation}", _table_arn(params, arn_of_table)
+        yield f"dynamodb:{operation}", _table_arn(params, policy.table_arns)
+    elif service == "lambda" and "FunctionName" in params:
+        action = f"lambda:{LAMBDA_ACTION_NAMES.get(operation, operation)}"
+        yield action, lambda_resource(policy, operation, params)
+    elif service == "cloudwatch" and operation == "DescribeAlarms" and params.get("AlarmNames"):
+        for name in params["AlarmNames"]:
+            yield (
+                "cloudwatch:DescribeAlarms",
+                (f"arn:aws:cloudwatch:{policy.region}:{policy.account}:alarm:{name}"),
+            )
     else:
         yield f"{service}:{operation}", "*"
+
+
+def lambda_resource(policy: RolePolicy, operation: str, params: Mapping[str, Any]) -> str:
+    """The function ARN a Lambda request is authorised against (module docstring).
+
+    ``FunctionName`` may be a name, a partial ARN or an ARN, each with a ``:qualifier``; a
+    ``Qualifier`` parameter qualifies it too.
+    """
+    name = str(params["FunctionName"])
+    if name.startswith("arn:"):
+        parts = name.split(":")
+        region, account, function = parts[3], parts[4], parts[6]
+        qualifier = parts[7] if len(parts) > 7 else None
+    else:
+        parts = name.split(":")
+        if len(parts) >= 3 and parts[1] == "function":  # 123456789012:function:name[:q]
+            account, function, qualifier = parts[0], parts[2], (parts[3:] or [None])[0]
+        else:
+            account, function, qualifier = policy.account, parts[0], (parts[1:] or [None])[0]
+        region = policy.region
+    qualifier = params.get("Qualifier") or qualifier
+    unqualified = f"arn:aws:lambda:{region}:{account}:function:{function}"
+    if operation in LAMBDA_FUNCTION_ACTIONS or not qualifier:
+        return unqualified
+    return f"{unqualified}:{qualifier}"
 
 
 def _table_arn(request: Mapping[str, Any], arn_of_table: Mapping[str, str]) -> str:
