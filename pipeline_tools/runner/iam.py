@@ -188,18 +188,13 @@ def lambda_resource(policy: RolePolicy, operation: str, params: Mapping[str, Any
     ``FunctionName`` may be a name, a partial ARN or an ARN, each with a ``:qualifier``; a
     ``Qualifier`` parameter qualifies it too.
     """
-    name = str(params["FunctionName"])
-    if name.startswith("arn:"):
-        parts = name.split(":")
-        region, account, function = parts[3], parts[4], parts[6]
-        qualifier = parts[7] if len(parts) > 7 else None
-    else:
-        parts = name.split(":")
-        if len(parts) >= 3 and parts[1] == "function":  # 123456789012:function:name[:q]
-            account, function, qualifier = parts[0], parts[2], (parts[3:] or [None])[0]
-        else:
-            account, function, qualifier = policy.account, parts[0], (parts[1:] or [None])[0]
-        region = policy.region
+    parts = str(params["FunctionName"]).split(":")
+    region, account = policy.region, policy.account
+    if parts[0] == "arn":  # arn:aws:lambda:region:account:function:name[:qualifier]
+        region, account, parts = parts[3], parts[4], parts[6:]
+    elif len(parts) >= 3 and parts[1] == "function":  # account:function:name[:qualifier]
+        account, parts = parts[0], parts[2:]
+    function, qualifier = parts[0], (parts[1] if len(parts) > 1 else "")
     qualifier = params.get("Qualifier") or qualifier
     unqualified = f"arn:aws:lambda:{region}:{account}:function:{function}"
     if operation in LAMBDA_FUNCTION_ACTIONS or not qualifier:
