@@ -32,6 +32,10 @@ class AlarmThresholds:
 
     :param errors: function errors per period. :default: 0
     :param throttles: function throttles per period. :default: 0
+    :param throttle_evaluation_periods: the periods the throttles alarm looks back over.
+        :default: 5
+    :param throttle_datapoints_to_alarm: how many of them must have more than ``throttles``
+        before it fires: sustained throttling pages, a single throttle does not. :default: 3
     :param duration_p99_timeout_ratio: p99 duration, as a share of the timeout. :default: 0.8
     :param destination_delivery_failures: failed deliveries to a destination. :default: 0
     :param dead_letter_errors: failed writes to the DLQ. :default: 0
@@ -49,6 +53,8 @@ class AlarmThresholds:
 
     errors: Count = 0
     throttles: Count = 0
+    throttle_evaluation_periods: Evaluations = 5
+    throttle_datapoints_to_alarm: Evaluations = 3
     duration_p99_timeout_ratio: Share = 0.8
     destination_delivery_failures: Count = 0
     dead_letter_errors: Count = 0
@@ -80,18 +86,25 @@ class AlarmThresholds:
                 f"must be a whole number of minutes from {low} to {high} (the metrics have "
                 "one-minute resolution)",
             )
-        evaluations = ALARM_EVALUATION_PERIODS
-        if not evaluations[0] <= self.evaluation_periods <= evaluations[1]:
+        for name in ("evaluation_periods", "throttle_evaluation_periods"):
+            self._require_window(name, getattr(self, name))
+        if not 1 <= self.throttle_datapoints_to_alarm <= self.throttle_evaluation_periods:
             raise LimitError(
-                "evaluation_periods",
-                self.evaluation_periods,
-                f"must be from {evaluations[0]} to {evaluations[1]}",
+                "throttle_datapoints_to_alarm",
+                self.throttle_datapoints_to_alarm,
+                f"must be from 1 to throttle_evaluation_periods ({self.throttle_evaluation_periods})",
             )
-        window, limit = period * self.evaluation_periods, max_evaluation_range_seconds(period)
+
+    def _require_window(self, name: str, evaluations: int) -> None:
+        low, high = ALARM_EVALUATION_PERIODS
+        if isinstance(evaluations, bool) or not low <= evaluations <= high:
+            raise LimitError(name, evaluations, f"must be from {low} to {high}")
+        period = self.period_seconds
+        window, limit = period * evaluations, max_evaluation_range_seconds(period)
         if window > limit:
             raise LimitError(
-                "evaluation_periods",
-                self.evaluation_periods,
-                f"must keep evaluation_periods x period_seconds at most {limit} s "
+                name,
+                evaluations,
+                f"must keep {name} x period_seconds at most {limit} s "
                 f"(CloudWatch's limit for a {period} s period), not {window} s",
             )

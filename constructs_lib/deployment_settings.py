@@ -26,10 +26,15 @@ DEPLOYMENT_CONFIGS = {
     "linear_10_percent_every_10_minutes": "LINEAR_10_PERCENT_EVERY_10_MINUTES",
 }
 
-#: The stage's own alarms a deployment can roll back on.
-#: ``errors`` and ``duration`` watch the new version alone (the ``ExecutedVersion`` dimension);
-#: ``throttles`` is the alias's alarm, since a throttled request runs no version.
-ROLLBACK_SIGNALS = ("errors", "duration", "throttles")
+#: The stage's own alarms a deployment can roll back on, each on the new version alone:
+#: ``errors``, the errors its code did not expect (the ``Regressions`` metric, never a rejected
+#: record, a conflict or a throttle); ``duration``, its p99 duration near the timeout.
+ROLLBACK_SIGNALS = ("errors", "duration")
+#: Signals that are not a regression of a version, with the reason given to whoever asks.
+NOT_ROLLBACK_SIGNALS = {
+    "throttles": "a throttle is ordinary traffic and runs no version, so it never rolls a "
+    "release back; sustained throttling pages through the stage's Throttles alarm",
+}
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class DeploymentSettings:
 
     :param config: a key of :data:`DEPLOYMENT_CONFIGS`. :default: canary 10 % for 5 minutes
     :param rollback_on: the stage's own alarms that stop the shift and roll back, from
-        :data:`ROLLBACK_SIGNALS`. :default: all three
+        :data:`ROLLBACK_SIGNALS`. :default: both
     """
 
     config: str = "canary_10_percent_5_minutes"
@@ -49,6 +54,13 @@ class DeploymentSettings:
             raise LimitError(
                 "config", self.config, f"must be one of {', '.join(DEPLOYMENT_CONFIGS)}"
             )
+        for signal in self.rollback_on:
+            if signal in NOT_ROLLBACK_SIGNALS:
+                raise LimitError(
+                    "rollback_on",
+                    list(self.rollback_on),
+                    f"{signal!r}: {NOT_ROLLBACK_SIGNALS[signal]}",
+                )
         unknown = [s for s in self.rollback_on if s not in ROLLBACK_SIGNALS]
         if unknown or len(set(self.rollback_on)) != len(self.rollback_on):
             raise LimitError(

@@ -3,7 +3,8 @@
 Every alarm watches what actually runs: the invocation alarms use the ``live`` alias's metrics
 (dimensions ``FunctionName`` and ``Resource=<function>:live``), so they see the invocations that
 provisioned concurrency serves. Every alarm notifies one alarm action (an ``AlarmTopic``, or any
-``IAlarmAction``), and missing data counts as not breaching (a quiet pipeline is a healthy one).
+``IAlarmAction``), as AWS Control Tower's CT.CLOUDWATCH.PR.1 requires, and missing data counts as
+not breaching (a quiet pipeline is a healthy one).
 
 The metrics of Lambda's asynchronous event queue (``DeadLetterErrors``,
 ``DestinationDeliveryFailures``) are alarmed on the function's ``FunctionName`` dimension alone.
@@ -31,6 +32,11 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from constructs_lib.alarm_thresholds import AlarmThresholds
+
+#: The EMF metric each stage publishes for an error its code did not expect, with the version
+#: that ran (``lambda_src/pipeline_common/regressions.py`` emits it; a test holds the two equal).
+REGRESSIONS_METRIC = "Regressions"
+VERSION_DIMENSION = "FunctionVersion"
 
 __all__ = ["AlarmThresholds", "PipelineMonitoring"]
 
@@ -126,7 +132,8 @@ class PipelineMonitoring(Construct):
                 "Throttles",
                 alias.metric_throttles(period=self.period, statistic="Sum"),
                 t.throttles,
-                "invocations were throttled: raise reserved or provisioned concurrency",
+                "invocations were throttled in most of the last periods: raise reserved or "
+                "provisioned concurrency",
             ),
             (
                 "DurationP99",
@@ -161,8 +168,16 @@ class PipelineMonitoring(Construct):
                     "invocations ran beyond provisioned concurrency (cold starts)",
                 )
             )
+        # One throttle is ordinary at a burst's edge (Lambda retries throttled async events):
+        # only throttling in several of the last periods pages.
+        sustained = {
+            "Throttles": {
+                "evaluation_periods": t.throttle_evaluation_periods,
+                "datapoints_to_alarm": t.throttle_datapoints_to_alarm,
+            }
+        }
         alarms = [
-            self._alarm(f"{label}{name}", metric, threshold, meaning)
+            self._alarm(f"{label}{name}", metric, threshold, meaning, **sustained.get(name, {}))
             for name, metric, threshold, meaning in checks
         ]
 
@@ -192,48 +207,62 @@ class PipelineMonitoring(Construct):
         label: str,
         alias: lambda_.Alias,
         *,
+        metrics_namespace: str,
+        service: str,
         timeout: Duration | None = None,
         signals: Sequence[str] = ("errors", "duration"),
     ) -> dict[str, cloudwatch.Alarm]:
-        """Rollback alarms on the version an alias runs: ``errors`` and ``duration`` (p99).
+        """Rollback alarms on the version an alias runs, one per deploy.
 
-        They watch the ``ExecutedVersion`` dimension, which Lambda publishes for invocations
-        through an alias, per version
-        (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics.html, "Using
-        dimensions"): during a canary the alias's own metrics mix 90 % of old-version traffic
-        into the signal, these see the new version alone. The dimension's value is the alias's
-        version number, so each deploy points them at the version it brings. They notify no one
-        (a rollback fails the stack update, and the alias's alarms notify): a deployment
-        group rolls back on them.
+        * ``errors``: the stage's own ``Regressions`` metric (EMF, in ``metrics_namespace``,
+          dimensions ``service`` and ``FunctionVersion``): the errors its code did not expect,
+          never a rejected record, a conflict or a throttle
+          (``lambda_src/pipeline_common/regressions.py``);
+        * ``duration``: p99 ``Duration`` on Lambda's ``ExecutedVersion`` dimension, published for
+          invocations through an alias, per version
+          (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics.html, "Using
+          dimensions"); a timeout lasts the whole timeout, so this is also the timeout signal.
+
+        During a canary the alias's own metrics mix 90 % of old-version traffic into the signal;
+        these see the new version alone. Each alarm's *name* carries the version, so every deploy
+        brings a new alarm (``AlarmName`` changes require replacement,
+        https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-cloudwatch-alarm.html),
+        which starts with no state: an alarm the previous version left in ALARM cannot stop the
+        next deployment before any traffic moves (``PutMetricAlarm`` on an existing alarm keeps
+        its state). They notify the alarm action too: a rollback is news.
         """
         t = self.thresholds
         function = _function_of(alias)
         timeout = timeout or getattr(function, "timeout", None) or Duration.seconds(3)
-        dimensions = {
+        version = alias.version.version
+        executed = {
             "FunctionName": function.function_name,
             "Resource": f"{function.function_name}:{alias.alias_name}",
-            "ExecutedVersion": alias.version.version,
+            "ExecutedVersion": version,
         }
-
-        def metric(name: str, statistic: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace="AWS/Lambda",
-                metric_name=name,
-                dimensions_map=dimensions,
-                period=self.period,
-                statistic=statistic,
-            )
-
         checks = {
             "errors": (
-                "NewVersionErrors",
-                metric("Errors", "Sum"),
+                "NewVersionRegressions",
+                cloudwatch.Metric(
+                    namespace=metrics_namespace,
+                    metric_name=REGRESSIONS_METRIC,
+                    dimensions_map={"service": service, VERSION_DIMENSION: version},
+                    period=self.period,
+                    statistic="Sum",
+                ),
                 t.errors,
-                "the new version failed invocations: the deployment rolls back",
+                "the new version failed in a way its code did not expect (a crash, an AWS error "
+                "other than throttling, a response that is not JSON): the deployment rolls back",
             ),
             "duration": (
                 "NewVersionDurationP99",
-                metric("Duration", "p99"),
+                cloudwatch.Metric(
+                    namespace="AWS/Lambda",
+                    metric_name="Duration",
+                    dimensions_map=executed,
+                    period=self.period,
+                    statistic="p99",
+                ),
                 timeout.to_milliseconds() * t.duration_p99_timeout_ratio,
                 "the new version runs near its timeout: the deployment rolls back",
             ),
@@ -241,8 +270,13 @@ class PipelineMonitoring(Construct):
         unknown = [s for s in signals if s not in checks]
         if unknown:
             raise ValueError(f"signals: {unknown} are not version alarms; use {list(checks)}")
+        stack_name = Stack.of(self).stack_name
         return {
-            signal: self._alarm(f"{label}{checks[signal][0]}", *checks[signal][1:], notify=False)
+            signal: self._alarm(
+                f"{label}{checks[signal][0]}",
+                *checks[signal][1:],
+                alarm_name=f"{stack_name}-{label}{checks[signal][0]}-v{version}",
+            )
             for signal in signals
         }
 
@@ -323,7 +357,9 @@ class PipelineMonitoring(Construct):
         threshold: float,
         meaning: str,
         *,
-        notify: bool = True,
+        alarm_name: str | None = None,
+        evaluation_periods: int | None = None,
+        datapoints_to_alarm: int | None = None,
     ) -> cloudwatch.Alarm:
         alarm = cloudwatch.Alarm(
             self,
@@ -331,12 +367,13 @@ class PipelineMonitoring(Construct):
             metric=metric,
             threshold=threshold,
             comparison_operator=GT,
-            evaluation_periods=self.thresholds.evaluation_periods,
+            evaluation_periods=evaluation_periods or self.thresholds.evaluation_periods,
+            datapoints_to_alarm=datapoints_to_alarm,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=f"{name}: {meaning}.",
+            alarm_name=alarm_name,
         )
-        if notify:
-            alarm.add_alarm_action(self._action)
+        alarm.add_alarm_action(self._action)
         self.alarms.append(alarm)
         return alarm
 

@@ -136,18 +136,19 @@ class PipelineStack(Stack):
             )
             for name, stage in self.stages.items()
         }
-        # Each stage's deployment rolls back on its own alarms: the new version's errors and
-        # p99 duration, and the alias's throttles (a throttled request runs no version).
+        # Each stage's deployment rolls back on its own alarms on the new version: the errors
+        # its code did not expect, and its p99 duration.
         signals = settings.deployment.rollback_on
         for name, stage in self.stages.items():
             if stage.deployment is None or not signals:
                 continue
-            label = name.capitalize()
             rollback = self.monitoring.monitor_new_version(
-                label, stage.alias, signals=[s for s in signals if s != "throttles"]
+                name.capitalize(),
+                stage.alias,
+                metrics_namespace=METRICS_NAMESPACE,
+                service=name,
+                signals=signals,
             )
-            if "throttles" in signals:
-                rollback["throttles"] = self.monitoring.alarm(f"{label}Throttles")
             for signal in signals:
                 stage.deployment.add_rollback_alarm(rollback[signal])
         self.monitoring.monitor_dead_letter_queue(self.dead_letter_queue)

@@ -49,22 +49,31 @@ def test_prod_shifts_every_alias_gradually_and_rolls_back_on_its_own_alarms(temp
     assert group["AlarmConfiguration"]["Enabled"] is True
     alarm_ids = [ref_id(a["Name"]) for a in group["AlarmConfiguration"]["Alarms"]]
     found = {i: props(template["Resources"][i]) for i in alarm_ids}
-    assert sorted(a["MetricName"] for a in found.values()) == ["Duration", "Errors", "Throttles"]
+    # No throttles: a throttle is ordinary traffic and runs no version.
+    assert sorted(a["MetricName"] for a in found.values()) == ["Duration", "Regressions"]
     fn_id = function_ids(template)[stage]
     version_id = ref_id(props(alias)["FunctionVersion"])
+    # The very version the alias is being moved to.
+    assert props(alias)["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
+    version = {"Fn::GetAtt": [version_id, "Version"]}
+    topic_id, _ = of_type(template, "AWS::SNS::Topic").popitem()
     for alarm in found.values():
         dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
-        # The stage's own: its function, through its live alias.
-        assert dimensions["FunctionName"] == {"Ref": fn_id}
-        assert dimensions["Resource"] == {"Fn::Join": ["", [{"Ref": fn_id}, ":live"]]}
-        if alarm["MetricName"] == "Throttles":
-            # A throttled request runs no version: the alias's own alarm, which also notifies.
-            assert "ExecutedVersion" not in dimensions and alarm["AlarmActions"]
+        if alarm["MetricName"] == "Regressions":
+            # The stage's own count of the errors it did not expect, of the new version alone.
+            assert alarm["Namespace"] == "DataPipeline"
+            assert dimensions == {"service": stage, "FunctionVersion": version}
         else:
-            # The new version alone: the very version the alias is being moved to.
-            assert dimensions["ExecutedVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
-            assert props(alias)["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
-            assert "AlarmActions" not in alarm  # roll back; the alias's alarms notify
+            assert alarm["Namespace"] == "AWS/Lambda"
+            assert dimensions == {
+                "FunctionName": {"Ref": fn_id},
+                "Resource": {"Fn::Join": ["", [{"Ref": fn_id}, ":live"]]},
+                "ExecutedVersion": version,
+            }
+        # A rollback is news: it notifies (and Control Tower's CT.CLOUDWATCH.PR.1 wants an action).
+        assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+        # Named after the version: a new alarm, with no inherited state, for every deploy.
+        assert version in alarm["AlarmName"]["Fn::Join"][1]
 
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
@@ -288,7 +297,12 @@ def test_the_local_emulators_app_leaves_codedeploy_out_and_says_so():
         (
             {"rollback_on": ["errors", "latency"]},
             "deployment.rollback_on = ['errors', 'latency']: must list each stage alarm at most "
-            "once, from errors, duration, throttles (no alarm 'latency')",
+            "once, from errors, duration (no alarm 'latency')",
+        ),
+        (
+            {"rollback_on": ["errors", "throttles"]},
+            "deployment.rollback_on = ['errors', 'throttles']: 'throttles': a throttle is "
+            "ordinary traffic and runs no version, so it never rolls a release back",
         ),
         ({"config": "all_at_once"}, "production shifts traffic gradually"),
         ({"rollback_on": ["duration"]}, 'include "errors"'),

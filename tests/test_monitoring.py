@@ -53,18 +53,20 @@ def alias_alarm(
     return found[0]
 
 
-def assert_common(template: dict[str, Any], alarm: dict[str, Any]) -> None:
+def assert_common(
+    template: dict[str, Any], alarm: dict[str, Any], *, periods: int = 1, datapoints: int = 1
+) -> None:
     topic_id, _ = single(of_type(template, "AWS::SNS::Topic"))
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
     # The defaults: one breaching minute fires (AlarmThresholds: 60 s x 1).
-    periods = (
+    found = (
         [alarm["Period"]]
         if "Period" in alarm
         else [m["MetricStat"]["Period"] for m in alarm["Metrics"] if "MetricStat" in m]
     )
-    assert periods and set(periods) == {60}, periods
-    assert alarm["EvaluationPeriods"] == 1
-    assert alarm.get("DatapointsToAlarm", 1) == 1
+    assert found and set(found) == {60}, found
+    assert alarm["EvaluationPeriods"] == periods
+    assert alarm.get("DatapointsToAlarm", 1) == datapoints
     assert alarm["AlarmActions"] == [{"Ref": topic_id}]
     assert alarm["TreatMissingData"] == "notBreaching"
     assert alarm["AlarmDescription"]
@@ -83,7 +85,11 @@ def test_function_alarm_on_the_live_alias(
     assert alarm[field] == statistic
     timeout = props(template["Resources"][function_ids(template)[stage]])["Timeout"]
     assert alarm["Threshold"] == (timeout * 1000 * 0.8 if threshold is None else threshold)
-    assert_common(template, alarm)
+    if metric == "Throttles":
+        # Sustained throttling pages: throttles in 3 of the last 5 minutes, not one throttle.
+        assert_common(template, alarm, periods=5, datapoints=3)
+    else:
+        assert_common(template, alarm)
 
 
 @pytest.mark.parametrize(
@@ -222,7 +228,9 @@ def test_thresholds_from_config_change_the_alarms():
     assert alias_alarm(template, "validator", "Duration")["Threshold"] == 30 * 1000 * 0.5
     (age,) = [a for a in alarms(template) if a.get("MetricName") == "ApproximateAgeOfOldestMessage"]
     assert age["Threshold"] == 600
-    assert {a["EvaluationPeriods"] for a in alarms(template)} == {3}
+    throttles = [a for a in alarms(template) if a.get("MetricName") == "Throttles"]
+    assert {a["EvaluationPeriods"] for a in alarms(template) if a not in throttles} == {3}
+    assert {(a["EvaluationPeriods"], a["DatapointsToAlarm"]) for a in throttles} == {(5, 3)}
 
 
 def test_monitoring_returns_each_stages_alarms_and_leaves_the_function_alone(stacks):

@@ -378,5 +378,7 @@ def test_summary_shows_who_owns_provisioned_concurrency_and_the_ttl(template_jso
     assert "processor" in prod and "auto-scaled 2-10, 2 scheduled actions" in prod
     assert "TTL on expires_at" in prod
     assert "TTL on expires_at" in dev and "auto-scaled" not in dev
-    assert prod.count("deploys with CodeDeploy Canary10Percent5Minutes, rolling back on 3") == 3
+    assert (
+        prod.count("deploys with CodeDeploy Canary10Percent5Minutes, rolling back on 2 alarms") == 3
+    )
     assert dev.count("deploys with CodeDeploy AllAtOnce, rolling back on 0 alarms") == 3

@@ -10,11 +10,13 @@ directly (replays from the DLQ, tests, back-fills).
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from pipeline_common.contract import InvalidRecord, validate
+from pipeline_common.regressions import count_regression, is_regression
 
 #: Keys that every Lambda destination invocation record carries.
 INVOCATION_RECORD_KEYS = frozenset({"requestContext", "requestPayload", "responsePayload"})
@@ -82,13 +84,15 @@ class StageFailure(RuntimeError):
 
 
 def rejections_counted(logger: Any, metrics: Any) -> Any:
-    """Decorate a handler so that every record it refuses counts in ``RecordsRejected``.
+    """Decorate a handler so that every record it refuses counts in ``RecordsRejected``, and
+    every error it did not expect in ``Regressions`` (``pipeline_common/regressions.py``).
 
     Contract violations and conflicts are counted where they are raised. An AWS error
     (``ClientError``, ``BotoCoreError``) is not a refusal: it propagates as it is, so Lambda
-    retries. Anything else is a crash: it is counted, logged, and raised again as a
+    retries; it is a regression unless it is transient (throttling, a conflict, a server error).
+    Anything else is a crash: it is counted, logged, and raised again as a
     :class:`StageFailure` (``unexpected KeyError: 'x'``) that names the original error, never as
-    a bare Python exception.
+    a bare Python exception. So is a response that is not JSON.
     Put it closest to the handler, inside ``@metrics.log_metrics``, so the count is flushed.
     """
     from botocore.exceptions import BotoCoreError, ClientError
@@ -97,15 +101,30 @@ def rejections_counted(logger: Any, metrics: Any) -> Any:
         @functools.wraps(handler)
         def run(event: Any, context: Any) -> Any:
             try:
-                return handler(event, context)
-            except (ClientError, BotoCoreError):
+                result = handler(event, context)
+            except (ClientError, BotoCoreError) as error:
+                if is_regression(error):
+                    count_regression()
                 raise
             except Exception as error:
                 if getattr(error, "counted", False):
                     raise
                 reject(error, logger, metrics)
+                count_regression()
                 raise StageFailure(f"unexpected {type(error).__name__}: {error}") from error
+            _require_json(result, logger, metrics)
+            return result
 
         return run
 
     return decorate
+
+
+def _require_json(result: Any, logger: Any, metrics: Any) -> None:
+    """Fail, as a regression, on a response Lambda could not serialise (``Runtime.MarshalError``)."""
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as error:
+        reject(error, logger, metrics)
+        count_regression()
+        raise StageFailure(f"unexpected response that is not JSON: {error}") from None

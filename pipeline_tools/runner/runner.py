@@ -240,7 +240,7 @@ class AsyncPipeline:
                 "approximateInvokeCount": item.attempt + 1,
             },
             "requestPayload": item.event,
-            "responseContext": {"statusCode": 200, "executedVersion": "1"},
+            "responseContext": {"statusCode": 200, "executedVersion": spec.version},
             "responsePayload": result,
         }
 

@@ -23,7 +23,7 @@ from typing import Any
 from pipeline_tools.runner.spec import FunctionSpec
 
 #: Set for every function, as Lambda would (no X-Ray daemon runs in-process).
-RUNTIME_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "true", "AWS_LAMBDA_FUNCTION_VERSION": "live"}
+RUNTIME_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "true"}
 
 
 @dataclass
@@ -34,7 +34,8 @@ class LambdaContext:
     memory_limit_in_mb: int
     invoked_function_arn: str
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "live"
+    #: The version that runs: through an alias, the alias's version number.
+    function_version: str = "1"
     log_group_name: str = ""
     log_stream_name: str = "in-process"
     timeout_seconds: int = 3
@@ -81,6 +82,7 @@ class LoadedFunction:
             memory_limit_in_mb=self.spec.memory_mb,
             invoked_function_arn=self.spec.arn,
             aws_request_id=request_id,
+            function_version=self.spec.version,
             timeout_seconds=self.spec.timeout_seconds,
         )
         with self.activated():
@@ -102,6 +104,9 @@ class LoadedFunction:
                     "AWS_REGION": self.spec.arn.split(":")[3],
                     "AWS_DEFAULT_REGION": self.spec.arn.split(":")[3],
                     "AWS_LAMBDA_FUNCTION_NAME": self.spec.name,
+                    # "The version of the function being executed": through the alias, its
+                    # version's number (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html).
+                    "AWS_LAMBDA_FUNCTION_VERSION": self.spec.version,
                     **self.spec.environment,
                 }
             ):

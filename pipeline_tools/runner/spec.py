@@ -56,6 +56,8 @@ class FunctionSpec:
     #: The role's policy, enforced on the handler's calls and Lambda's own (``None``: not).
     policy: RolePolicy | None = None
     dead_letter_queue_arn: str | None = None
+    #: The version the ``live`` alias runs (what Lambda reports as the executed version).
+    version: str = "1"
 
     @classmethod
     def build(
