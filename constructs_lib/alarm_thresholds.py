@@ -92,7 +92,8 @@ class AlarmThresholds:
             raise LimitError(
                 "throttle_datapoints_to_alarm",
                 self.throttle_datapoints_to_alarm,
-                f"must be from 1 to throttle_evaluation_periods ({self.throttle_evaluation_periods})",
+                "must be from 1 to throttle_evaluation_periods "
+                f"({self.throttle_evaluation_periods})",
             )
 
     def _require_window(self, name: str, evaluations: int) -> None:

@@ -121,7 +121,7 @@ def rejections_counted(logger: Any, metrics: Any) -> Any:
 
 
 def _require_json(result: Any, logger: Any, metrics: Any) -> None:
-    """Fail, as a regression, on a response Lambda could not serialise (``Runtime.MarshalError``)."""
+    """Fail, as a regression, on a response Lambda could not serialise (a MarshalError)."""
     try:
         json.dumps(result)
     except (TypeError, ValueError) as error:
