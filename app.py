@@ -33,8 +33,9 @@ def build_app(
 ) -> cdk.App:
     """Build the app for the ``environment`` in the context; raises ``ConfigError``.
 
-    cdk-nag's AwsSolutions and Serverless packs run at synth; ``skip_acknowledgments`` leaves
-    named acknowledgments out (tests use it to show each one is needed).
+    cdk-nag's AwsSolutions and Serverless packs and AWS Control Tower's proactive controls run
+    at synth; ``skip_acknowledgments`` leaves named acknowledgments and Control Tower exemptions
+    out (tests use it to show each one is needed).
     """
     app = app or cdk.App()
     config = load_config(
@@ -50,7 +51,7 @@ def build_app(
         synthesizer=_synthesizer(app),
         description=f"Cost-optimized serverless data pipeline ({config.environment})",
     )
-    attach_rule_packs(app)
+    attach_rule_packs(app, config, skip=skip_acknowledgments)
     acknowledge_findings(stack, skip=skip_acknowledgments)
     skip_checkov_checks(stack)
     tags = {

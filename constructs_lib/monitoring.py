@@ -23,6 +23,7 @@ which the DLQ-depth alarm already reports, and a failed DLQ write shows as ``Dea
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -170,7 +171,7 @@ class PipelineMonitoring(Construct):
             )
         # One throttle is ordinary at a burst's edge (Lambda retries throttled async events):
         # only throttling in several of the last periods pages.
-        sustained = {
+        sustained: dict[str, dict[str, Any]] = {
             "Throttles": {
                 "evaluation_periods": t.throttle_evaluation_periods,
                 "datapoints_to_alarm": t.throttle_datapoints_to_alarm,

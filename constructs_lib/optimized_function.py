@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from aws_cdk import Duration, RemovalPolicy, TimeZone
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
@@ -81,6 +82,7 @@ class OptimizedFunction(Construct):
         on_success: lambda_.IDestination | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_WEEK,
         log_removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
+        log_encryption_key: kms.IKey | None = None,
         tracing: lambda_.Tracing = lambda_.Tracing.ACTIVE,
         application_log_level: lambda_.ApplicationLogLevel = lambda_.ApplicationLogLevel.INFO,
         system_log_level: lambda_.SystemLogLevel = lambda_.SystemLogLevel.INFO,
@@ -117,6 +119,9 @@ class OptimizedFunction(Construct):
         :param log_retention: :default: one week
         :param log_removal_policy: what happens to the log group when the stack goes.
             :default: destroy
+        :param log_encryption_key: a customer-managed KMS key for the log group; its key policy
+            must allow the CloudWatch Logs service principal. :default: none (CloudWatch Logs
+            encrypts with its own keys)
         :param tracing: :default: ``Tracing.ACTIVE`` (X-Ray). Lambda samples 1 request a
             second plus 5 % of the rest, which is nearly every invocation below a few a second,
             at $5 per million traces; ``Tracing.PASS_THROUGH`` records only what a caller sampled.
@@ -166,6 +171,7 @@ class OptimizedFunction(Construct):
             "LogGroup",
             retention=log_retention,
             removal_policy=log_removal_policy,
+            encryption_key=log_encryption_key,
         )
 
         # No AWS-managed policy (AWSLambdaBasicExecutionRole grants logs:* on every group):

@@ -1,9 +1,13 @@
-"""Security and compliance gates: cdk-nag rule packs at synth, and every acknowledgment.
+"""Security and compliance gates at synth, and every acknowledgment.
 
-cdk-nag 3 runs as CDK policy-validation plugins: any unacknowledged finding fails synth. The
-stack fixes findings wherever a fix exists (latest runtime, no managed policies, SSL-only and
-encrypted queues, DLQs, tracing, log retention, PITR). What remains is acknowledged here, in
-one place, each on one specific resource and one specific finding, with the reason.
+Three rule sets run as CDK policy-validation plugins on every synth, and any unacknowledged
+finding fails it: cdk-nag 3's AwsSolutions and Serverless packs, and AWS Control Tower's
+proactive controls (``CfnGuardValidator`` of ``cdklabs-cdk-validator-cfnguard``, the controls'
+own cfn-guard rules; an account enrolled in them runs the same rules as CloudFormation hooks and
+refuses a stack that fails one). The stack fixes findings wherever a fix exists (latest runtime,
+no managed policies, SSL-only and encrypted queues, DLQs, tracing, log retention, PITR, an
+action on every alarm); a control that costs money is a setting; what remains is acknowledged
+here, in one place, each on one specific resource and one specific finding, with the reason.
 """
 
 from __future__ import annotations
@@ -13,14 +17,17 @@ from dataclasses import dataclass
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
+from cdklabs.cdk_validator_cfnguard import CfnGuardValidator
 from constructs import IConstruct
 
 from constructs_lib.optimized_function import OptimizedFunction
-from serverless_stack.config import FUNCTION_NAMES
+from serverless_stack.config import FUNCTION_NAMES, PipelineConfig
 from serverless_stack.stack import PipelineStack
 
 #: The rule packs run at every synth.
 RULE_PACKS = (AwsSolutionsChecks, ServerlessChecks)
+#: The plugin name of AWS Control Tower's proactive controls, as findings are acknowledged.
+CONTROL_TOWER = "cdk-validator-cfnguard"
 
 
 @dataclass(frozen=True)
@@ -146,9 +153,76 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
 )
 
 
-def attach_rule_packs(app: cdk.App) -> None:
-    """Run the AwsSolutions and Serverless packs on every stack at synth."""
-    cdk.Validations.of(app).add_plugins(*(pack(app) for pack in RULE_PACKS))
+@dataclass(frozen=True)
+class ControlExemption:
+    """A Control Tower proactive control this stack does not meet, disabled with its reason.
+
+    Control Tower's rules are disabled by rule (``disabled_rules``), not acknowledged per
+    resource: aws-cdk-lib recomputes a plugin's conclusion once any of its findings is
+    acknowledged, from severities this plugin does not set, so one acknowledgment would pass
+    every other finding of it. Each exemption applies only while the settings leave the control
+    unmet.
+    """
+
+    rule: str
+    control: str
+    reason: str
+    applies: Callable[[PipelineConfig], bool] = lambda config: True
+
+
+CONTROL_TOWER_EXEMPTIONS: tuple[ControlExemption, ...] = (
+    ControlExemption(
+        "ct-cloudwatch-pr-2",
+        "CT.CLOUDWATCH.PR.2: log groups keep logs at least a year",
+        "Retention is the setting log_retention_days, 7 days by default: a valid record writes "
+        "no log line in prod, and a dead-lettered record carries its reason in the DLQ message. "
+        "An account that enforces the control sets 365 (priced by `make cost`).",
+        applies=lambda config: config.settings.log_retention_days < 365,
+    ),
+    ControlExemption(
+        "ct-cloudwatch-pr-3",
+        "CT.CLOUDWATCH.PR.3: log groups are encrypted with a KMS key",
+        "The key is the setting log_kms_key_arn, none by default: CloudWatch Logs encrypts every "
+        "log group at rest, and the logs carry record ids, never payloads. An account that "
+        "enforces the control names its customer-managed key ($1 a month, plus KMS requests).",
+        applies=lambda config: not config.settings.log_kms_key_arn,
+    ),
+    ControlExemption(
+        "ct-lambda-pr-3",
+        "CT.LAMBDA.PR.3: functions run in a customer-managed VPC",
+        "The stages call only DynamoDB's regional endpoint; their destinations and DLQ writes "
+        "are made by the Lambda service, not from the function. A VPC would add ENIs, subnets "
+        "and endpoints the stack does not own; it is not offered yet, so an account that "
+        "enforces this control cannot deploy the stack.",
+    ),
+    ControlExemption(
+        "ct-sqs-pr-1",
+        "CT.SQS.PR.1: every queue has a dead-letter queue",
+        "The only queue is the functions' dead-letter queue, the end of the redrive chain; the "
+        "rule reads it as a work queue (it does not recognise a Lambda DLQ). Its messages are "
+        "kept 14 days, alarmed on, and replayed by invoking a stage's live alias.",
+    ),
+)
+
+
+def control_tower_exemptions(
+    config: PipelineConfig, *, skip: frozenset[str] = frozenset()
+) -> list[ControlExemption]:
+    """The exemptions that apply to ``config`` (``skip`` names rules to leave enforced)."""
+    return [e for e in CONTROL_TOWER_EXEMPTIONS if e.rule not in skip and e.applies(config)]
+
+
+def attach_rule_packs(
+    app: cdk.App, config: PipelineConfig, *, skip: frozenset[str] = frozenset()
+) -> None:
+    """Run the AwsSolutions and Serverless packs, and AWS Control Tower's proactive controls
+    less the exemptions that apply to ``config``, on every stack at synth."""
+    exempt = [e.rule for e in control_tower_exemptions(config, skip=skip)]
+    cdk.Validations.of(app).add_plugins(
+        *(pack(app) for pack in RULE_PACKS),
+        # The plugin implements the Beta1 interface, whose contract Validations runs as is.
+        CfnGuardValidator(control_tower_rules_enabled=True, disabled_rules=exempt),  # type: ignore[arg-type]
+    )
 
 
 def acknowledge_findings(stack: PipelineStack, *, skip: frozenset[str] = frozenset()) -> None:

@@ -143,7 +143,7 @@ def _one_of(*allowed: Any, why: str = "") -> _Rule:
     return _Rule(check, {"enum": list(allowed)})
 
 
-def _matching(pattern: str, description: str) -> _Rule:
+def _matching(pattern: str, description: str, *, nullable: bool = False) -> _Rule:
     compiled = re.compile(pattern)
 
     def check(value: Any) -> str:
@@ -151,7 +151,8 @@ def _matching(pattern: str, description: str) -> _Rule:
             raise ValueError(f"must be {description}")
         return value
 
-    return _Rule(check, {"type": "string", "pattern": pattern, "description": description})
+    schema = {"type": "string", "pattern": pattern, "description": description}
+    return _Rule(check, schema, nullable)
 
 
 def _boolean() -> _Rule:
@@ -164,6 +165,9 @@ def _boolean() -> _Rule:
 
 
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
+_KMS_KEY_ARN = (
+    r"^arn:aws[a-z-]*:kms:[a-z]{2}[a-z0-9-]*:\d{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f-]{36})$"
+)
 # AWS tag values: letters, digits, spaces and + - = . _ : / @, at most 256 characters.
 _TAG_VALUE = r"^[\w\s+\-=.:/@]{1,256}$"
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -266,7 +270,24 @@ class EnvironmentSettings(_Settings):
         str, _matching(_TAG_VALUE, "a tag value: 1-256 letters, digits, spaces or + - = . _ : / @")
     ] = "data-platform"
     alarm_emails: Annotated[tuple[str, ...], _emails()] = ()
-    log_retention_days: Annotated[int, _one_of(*limits.LOG_RETENTION_DAYS)] = 7
+    log_retention_days: Annotated[int, _one_of(*limits.LOG_RETENTION_DAYS)] = Field(
+        7,
+        description="Days each function's log group keeps its logs (AWS Control Tower's "
+        "CT.CLOUDWATCH.PR.2 asks for at least 365)",
+    )
+    log_kms_key_arn: Annotated[
+        str | None,
+        _matching(
+            _KMS_KEY_ARN,
+            "the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<id>)",
+            nullable=True,
+        ),
+    ] = Field(
+        None,
+        description="A customer-managed KMS key that encrypts every log group (its key policy "
+        "must let logs.<region>.amazonaws.com use it; Control Tower's CT.CLOUDWATCH.PR.3); "
+        "null: CloudWatch Logs' own encryption",
+    )
     record_retention_days: Annotated[
         int | None,
         _integer(MIN_RECORD_RETENTION_DAYS, MAX_RECORD_RETENTION_DAYS, nullable=True),

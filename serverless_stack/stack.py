@@ -11,6 +11,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from constructs import Construct
@@ -92,6 +93,11 @@ class PipelineStack(Stack):
             self, "DeadLetterQueue", retention=Duration.days(DLQ_RETENTION_DAYS)
         )
         self.alarm_topic = AlarmTopic(self, "AlarmTopic", emails=settings.alarm_emails)
+        self.log_key = (
+            kms.Key.from_key_arn(self, "LogKey", settings.log_kms_key_arn)
+            if settings.log_kms_key_arn
+            else None
+        )
         self.layer = powertools_layer(
             self,
             "PowertoolsLayer",
@@ -212,6 +218,7 @@ class PipelineStack(Stack):
             if next_stage
             else None,
             log_retention=retention_days(self.config.settings.log_retention_days),
+            log_encryption_key=self.log_key,
             tracing=TRACING[settings.tracing],
             application_log_level=lambda_.ApplicationLogLevel[log_level],
             system_log_level=lambda_.SystemLogLevel[self.config.settings.system_log_level],

@@ -8,7 +8,7 @@ from pathlib import Path
 import aws_cdk as cdk
 import pytest
 
-from serverless_stack.compliance import ACKNOWLEDGMENTS
+from serverless_stack.compliance import ACKNOWLEDGMENTS, CONTROL_TOWER_EXEMPTIONS
 from tests.conftest import cdk_context
 
 
@@ -41,6 +41,9 @@ def violations(report) -> set[tuple[str, str]]:
 def test_every_environment_passes_both_rule_packs(tmp_path, environment):
     error, report = synth_report(tmp_path, environment)
     assert error is None
+    # AWS Control Tower's plugin ran too (test_each_control_tower_exemption_is_needed shows
+    # it failing synth); a plugin with no finding and no acknowledgment is left out of the
+    # report.
     assert {p["pluginName"]: p["conclusion"] for p in report["pluginReports"]} == {
         "AwsSolutions": "success",
         "Serverless": "success",
@@ -80,3 +83,76 @@ def test_acknowledgments_are_narrow_one_resource_and_one_finding_each(stacks):
     # A wildcard resource is acknowledged only as this function's own qualifiers.
     assert all(r.endswith((".Arn>:*]", "[Resource::*]")) for r in rules if "Resource::" in r)
     assert len({a.name for a in ACKNOWLEDGMENTS}) == len(ACKNOWLEDGMENTS)
+
+
+def test_an_account_that_enforces_the_log_controls_sets_them_and_needs_no_acknowledgment(
+    tmp_path,
+):
+    """CT.CLOUDWATCH.PR.2 and PR.3 are settings: a year of logs and a customer-managed key. Set,
+    the controls pass with no acknowledgment; the key reaches every log group."""
+    import copy
+
+    from app import build_app
+
+    settings = copy.deepcopy(cdk_context()["pipeline"])
+    key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    settings["prod"] = {**settings["prod"], "log_retention_days": 365, "log_kms_key_arn": key}
+    context = {**cdk_context(), "environment": "prod", "pipeline": settings}
+    app = cdk.App(context=context, outdir=str(tmp_path))
+    build_app(app)
+    assembly = app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    assert {p["conclusion"] for p in report["pluginReports"]} == {"success"}
+    assert "cdk-validator-cfnguard" not in {p["pluginName"] for p in report["pluginReports"]}
+    from serverless_stack.compliance import control_tower_exemptions
+    from serverless_stack.config import load_config
+
+    exempt = {e.rule for e in control_tower_exemptions(load_config("prod", settings))}
+    assert exempt == {"ct-lambda-pr-3", "ct-sqs-pr-1"}, "the log controls are enforced and met"
+    template = assembly.get_stack_by_name("DataPipeline-prod").template
+    groups = [r for r in template["Resources"].values() if r["Type"] == "AWS::Logs::LogGroup"]
+    assert len(groups) == 3
+    assert all(g["Properties"]["RetentionInDays"] == 365 for g in groups)
+    assert all(g["Properties"]["KmsKeyId"] == key for g in groups)
+
+
+@pytest.mark.parametrize("exemption", CONTROL_TOWER_EXEMPTIONS, ids=lambda e: e.rule)
+def test_each_control_tower_exemption_is_needed(tmp_path, exemption):
+    """Enforced, each exempted control stops synth on the resources that fail it: these are the
+    controls an enrolled account's CloudFormation hooks would refuse the stack for."""
+    error, report = synth_report(tmp_path, "prod", skip=frozenset({exemption.rule}))
+    assert error is not None and "ValidationFailed" in str(error)
+    control_tower = next(
+        p for p in report["pluginReports"] if p["pluginName"] == "cdk-validator-cfnguard"
+    )
+    assert control_tower["conclusion"] == "failure"
+    (control,) = {v["description"].split("]")[0] for v in control_tower["violations"]}
+    assert control == "[" + exemption.control.split(":")[0]
+    assert len(exemption.reason) > 80
+
+
+def test_dev_staging_and_prod_pass_control_tower_with_exactly_the_exemptions(stacks):
+    from serverless_stack.compliance import control_tower_exemptions
+
+    for stack in stacks.values():
+        rules = {e.rule for e in control_tower_exemptions(stack.config)}
+        assert rules == {
+            "ct-cloudwatch-pr-2",
+            "ct-cloudwatch-pr-3",
+            "ct-lambda-pr-3",
+            "ct-sqs-pr-1",
+        }
+
+
+@pytest.mark.parametrize(
+    "value", ["alias/logs", "arn:aws:kms:eu-west-1:123456789012:alias/logs", "", 12]
+)
+def test_a_log_key_that_is_not_a_key_arn_stops_synth_naming_the_key(value):
+    import copy
+
+    from serverless_stack.config import ConfigError, load_config
+
+    settings = copy.deepcopy(cdk_context()["pipeline"])
+    settings["dev"]["log_kms_key_arn"] = value
+    with pytest.raises(ConfigError, match=r"pipeline\.dev\.log_kms_key_arn = .*: must be the ARN"):
+        load_config("dev", settings)
