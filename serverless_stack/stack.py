@@ -170,6 +170,14 @@ class PipelineStack(Stack):
         CfnOutput(self, "ProcessorFunctionArn", value=self.processor.alias.function_arn)
         CfnOutput(self, "DlqUrl", value=self.dead_letter_queue.queue_url)
         CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic.topic_arn)
+        # The log groups have generated names (not /aws/lambda/<function>): read them here.
+        for name, stage in self.stages.items():
+            CfnOutput(
+                self,
+                f"{name.capitalize()}LogGroupName",
+                value=stage.log_group.log_group_name,
+                description=f"aws logs tail <this> --follow: the {name}'s logs",
+            )
 
     def _stage(
         self,

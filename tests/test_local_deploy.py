@@ -58,6 +58,9 @@ def test_deploy_creates_the_stack_and_reports_only_known_gaps(emulator, session)
         "ProcessorFunctionArn",
         "DlqUrl",
         "AlarmTopicArn",
+        "ValidatorLogGroupName",
+        "EnricherLogGroupName",
+        "ProcessorLogGroupName",
     }
     assert stack.outputs["IngestFunctionArn"].endswith(":live")
     gaps = find_gaps(session, stack)

@@ -331,6 +331,13 @@ def test_outputs_name_the_table_queue_topic_and_the_live_aliases(template):
     assert outputs["TableName"]["Value"] == {"Ref": table_id}
     assert outputs["DlqUrl"]["Value"] == {"Ref": queue_id}
     assert outputs["AlarmTopicArn"]["Value"] == {"Ref": topic_id}
+    # Each stage's log group by name: the groups have generated names, so the runbook's
+    # `aws logs tail` reads them from here (never /aws/lambda/<function>, which does not exist).
+    for stage in STAGES:
+        fn = template["Resources"][function_ids(template)[stage]]
+        group_id = ref_id(fn["Properties"]["LoggingConfig"]["LogGroup"])
+        output = outputs[f"{stage.capitalize()}LogGroupName"]
+        assert output["Value"] == {"Ref": group_id}
 
 
 def test_stack_name_carries_the_environment(stacks):
