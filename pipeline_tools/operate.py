@@ -85,6 +85,10 @@ class Pipeline:
 
     def failed_stage(self, event: Any) -> str:
         """The stage whose invocation of ``event`` failed."""
+        if isinstance(event, dict) and event.get("source") == "aws.codedeploy":
+            # The scaling pause could not resume scaling after a deployment: no stage to
+            # redrive to. It pages through the DLQ alarm; the README's runbook says what to do.
+            raise ValueError("a CodeDeploy deployment event: resume the processor's scaling")
         if isinstance(event, dict) and event.keys() >= INVOCATION_RECORD_KEYS:
             arn = str(event["requestContext"].get("functionArn", ""))
             succeeded = self.stage_of_function.get(_function_name(arn))

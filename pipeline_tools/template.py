@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from serverless_stack.stages import STAGE_METADATA_KEY
+from serverless_stack.stages import STAGE_METADATA_KEY, SUPPORT_METADATA_KEY
 
 FUNCTION = "AWS::Lambda::Function"
 
@@ -92,7 +92,11 @@ class StackTemplate:
         :raises TemplateError: for an unlabelled function, an async config on ``$LATEST``, or an
             on-success destination that is not a stage's alias.
         """
-        functions = resources(template, FUNCTION)
+        functions = {
+            fn_id: fn
+            for fn_id, fn in resources(template, FUNCTION).items()
+            if SUPPORT_METADATA_KEY not in fn.get("Metadata", {})
+        }
         names = {fn_id: stage_of(fn_id, fn) for fn_id, fn in functions.items()}
         aliases = {
             alias_id: str(ref_id(alias["Properties"]["FunctionName"]))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
@@ -66,6 +67,12 @@ def _qualifiers_of(stack: PipelineStack, stage: str) -> str:
     """cdk-nag's finding id for a grant on ``<function ARN>:*``."""
     function = stack.stages[stage].function.node.default_child
     return f"AwsSolutions::AwsSolutions-IAM5[Resource::<{stack.get_logical_id(function)}.Arn>:*]"  # type: ignore[arg-type]
+
+
+def _pause(stack: PipelineStack) -> Any:
+    """The processor's scaling pause, where it has one."""
+    found = stack.node.try_find_child("ProcessorScalingPause")
+    return found
 
 
 def _async_config(stage: str) -> Callable[[PipelineStack], IConstruct]:
@@ -142,6 +149,32 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
             applies=lambda stack, stage=stage: stack.stages[stage].deployment is not None,  # type: ignore[misc]
         )
         for stage in FUNCTION_NAMES
+    ),
+    Acknowledgment(
+        "processor-scaling-pause-autoscaling",
+        lambda stack: _pause(stack).hook.role.node.find_child("DefaultPolicy").node.default_child,
+        "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+        "Application Auto Scaling's RegisterScalableTarget is granted on '*', as its own policy "
+        "examples do: a scalable target's ARN carries an id that CloudFormation does not return. "
+        "The statement holds that one action; the Lambda actions it needs name the alias.",
+        applies=lambda stack: _pause(stack) is not None,
+    ),
+    Acknowledgment(
+        "processor-scaling-pause-failure-destination",
+        lambda stack: (
+            _pause(stack).hook.alias.node.find_child("EventInvokeConfig").node.default_child
+        ),
+        "Serverless::Serverless-LambdaAsyncFailureDestination",
+        FAILURE_DESTINATION_REASON,
+        applies=lambda stack: _pause(stack) is not None,
+    ),
+    Acknowledgment(
+        "processor-scaling-pause-tracing",
+        lambda stack: _pause(stack).function.node.default_child,
+        "Serverless::Serverless-LambdaTracing",
+        "The scaling pause makes two Application Auto Scaling calls per deployment; a trace "
+        "would add an X-Ray charge and nothing an operator needs that its log line lacks.",
+        applies=lambda stack: _pause(stack) is not None,
     ),
     Acknowledgment(
         "dlq-redrive",

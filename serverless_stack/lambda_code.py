@@ -30,12 +30,27 @@ _ALWAYS_EXCLUDED = (
 _POWERTOOLS_PIN = re.compile(r"^aws-lambda-powertools(\[[\w,]+\])?==(?P<release>[^\s;#]+)", re.M)
 
 
+#: The deployment hook that pauses provisioned-concurrency scaling during a shift: its own
+#: asset, boto3 only (``lambda_src/scaling_pause``).
+SCALING_PAUSE = "scaling_pause"
+SCALING_PAUSE_HANDLER = f"{SCALING_PAUSE}.handler.lambda_handler"
+
+
 def stage_code(stage: str) -> lambda_.Code:
     """The asset of ``stage``: ``lambda_src/<stage>/`` and ``lambda_src/pipeline_common/``."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
     others = [name for name in STAGES if name != stage]
-    return lambda_.Code.from_asset(str(LAMBDA_SRC), exclude=[*others, *_ALWAYS_EXCLUDED])
+    return lambda_.Code.from_asset(
+        str(LAMBDA_SRC), exclude=[*others, SCALING_PAUSE, *_ALWAYS_EXCLUDED]
+    )
+
+
+def scaling_pause_code() -> lambda_.Code:
+    """The asset of the scaling-pause hook: ``lambda_src/scaling_pause/`` alone."""
+    return lambda_.Code.from_asset(
+        str(LAMBDA_SRC), exclude=[*STAGES, "pipeline_common", *_ALWAYS_EXCLUDED]
+    )
 
 
 def stage_handler(stage: str) -> str:

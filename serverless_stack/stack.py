@@ -24,14 +24,21 @@ from constructs_lib.monitoring import PipelineMonitoring
 from constructs_lib.optimized_function import OptimizedFunction
 from constructs_lib.powertools_layer import powertools_layer
 from constructs_lib.retention import retention_days
+from constructs_lib.scaling_pause import ScalingPause
 from serverless_stack.config import (
     DLQ_RETENTION_DAYS,
     MAX_EVENT_AGE_SECONDS,
     FunctionSettings,
     PipelineConfig,
 )
-from serverless_stack.lambda_code import powertools_release, stage_code, stage_handler
-from serverless_stack.stages import STAGE_METADATA_KEY, STAGES
+from serverless_stack.lambda_code import (
+    SCALING_PAUSE_HANDLER,
+    powertools_release,
+    scaling_pause_code,
+    stage_code,
+    stage_handler,
+)
+from serverless_stack.stages import STAGE_METADATA_KEY, STAGES, SUPPORT_METADATA_KEY
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
@@ -205,6 +212,24 @@ class PipelineStack(Stack):
         if name == "processor" and self.ttl_attribute:
             environment["RECORD_TTL_ATTRIBUTE"] = self.ttl_attribute
             environment["RECORD_RETENTION_DAYS"] = str(self.config.settings.record_retention_days)
+        # An auto-scaled alias that shifts gradually: its scaling pauses for each deployment.
+        pause = (
+            ScalingPause(
+                self,
+                f"{name.capitalize()}ScalingPause",
+                code=scaling_pause_code(),
+                handler=SCALING_PAUSE_HANDLER,
+                runtime=RUNTIME,
+                architecture=self.architecture,
+                dead_letter_queue=self.dead_letter_queue,
+                log_retention=retention_days(self.config.settings.log_retention_days),
+                log_encryption_key=self.log_key,
+            )
+            if settings.auto_scaling is not None
+            and self.deploy_application is not None
+            and self.config.settings.deployment.gradual
+            else None
+        )
         stage = OptimizedFunction(
             self,
             name.capitalize(),
@@ -233,11 +258,15 @@ class PipelineStack(Stack):
             deployment=DeploymentPreference(
                 config=deployment_config(self.config.settings.deployment.config),
                 application=self.deploy_application,
+                pre_traffic_hook=pause.function if pause else None,
             )
             if self.deploy_application is not None
             else None,
             description=f"Pipeline stage: {name}",
         )
+        if pause is not None and settings.auto_scaling is not None:
+            pause.attach(stage, settings.auto_scaling)
+            pause.function.node.default_child.add_metadata(SUPPORT_METADATA_KEY, "scaling-pause")  # type: ignore[union-attr]
         # The tools that read the synthesized template find each stage by this label.
         stage.function.node.default_child.add_metadata(STAGE_METADATA_KEY, name)  # type: ignore[union-attr]
         return stage

@@ -12,3 +12,7 @@ STAGES = ("validator", "enricher", "processor")
 
 #: CloudFormation ``Metadata`` key on each stage's ``AWS::Lambda::Function``: the stage name.
 STAGE_METADATA_KEY = "pipeline:stage"
+
+#: ``Metadata`` key on a function that serves the pipeline without being a stage (the scaling
+#: pause of a deployment): the tools that read a template leave it out of the stages.
+SUPPORT_METADATA_KEY = "pipeline:support"

@@ -29,7 +29,9 @@ def alias_ids(template: dict[str, Any]) -> dict[str, str]:
     by_function = {v: k for k, v in function_ids(template).items()}
     found = {}
     for logical_id, alias in of_type(template, "AWS::Lambda::Alias").items():
-        found[by_function[ref_id(props(alias)["FunctionName"])]] = logical_id
+        function = ref_id(props(alias)["FunctionName"])
+        if function in by_function:  # a stage's, not a deployment hook's
+            found[by_function[function]] = logical_id
     return found
 
 

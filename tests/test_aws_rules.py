@@ -225,8 +225,8 @@ def test_the_powertools_release_deployed_is_the_release_the_tests_run(template_j
     and the template resolves the layer from the one for the release installed here."""
     tested = importlib.metadata.version("aws-lambda-powertools")
     template = template_json[env_name]
-    for fn in of_type(template, "AWS::Lambda::Function").values():
-        (layer,) = props(fn)["Layers"]
+    for fn_id in function_ids(template).values():  # the stages (a deployment hook has none)
+        (layer,) = props(template["Resources"][fn_id])["Layers"]
         parameter = template["Parameters"][ref_id(layer)]
         assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
         assert parameter["Default"].startswith(PARAMETER_PREFIX + "/")

@@ -1,0 +1,178 @@
+"""`ScalingPause`: no provisioned-concurrency scaling while CodeDeploy shifts a ``live`` alias.
+
+Lambda cannot change an alias's provisioned concurrency while the alias routes traffic to two
+versions, so an Application Auto Scaling action that fires during a canary fails, and a failed
+scheduled action is not run again. This construct adds, for one ``OptimizedFunction`` whose
+provisioned concurrency is auto-scaled and whose deployments are gradual:
+
+* a hook function (its code is the caller's: ``lambda_src/scaling_pause`` in this project), run
+  by CodeDeploy *before traffic moves* to suspend the scalable target's dynamic and scheduled
+  scaling;
+* an EventBridge rule on the end of this group's deployments (success, failure or stop) that
+  runs it again to resume scaling and register the range the schedule has in effect, since
+  scheduled actions that fall inside a suspension are not run on resume.
+
+Its role holds exactly what the hook calls: ``RegisterScalableTarget`` (Application Auto Scaling
+documents it on ``*``; the target's ARN is not a CloudFormation attribute), the Lambda
+provisioned-concurrency actions that registering a Lambda target requires, on the alias only,
+and ``PutLifecycleEventHookExecutionStatus`` on the deployment group (granted by aws-cdk-lib's
+``LambdaDeploymentGroup`` to its hooks).
+
+Use: create it first, pass ``pause.function`` as the ``pre_traffic_hook`` of the function's
+``DeploymentPreference``, then ``pause.attach(function, scaling)``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk import Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from constructs_lib import cron
+from constructs_lib.optimized_function import OptimizedFunction
+from constructs_lib.scaling import ProvisionedConcurrencyScaling
+
+__all__ = ["ScalingPause", "scaling_timeline"]
+
+#: CodeDeploy's deployment states that end a deployment
+#: (https://docs.aws.amazon.com/codedeploy/latest/userguide/monitoring-cloudwatch-events.html).
+DEPLOYMENT_ENDED = ("SUCCESS", "FAILURE", "STOP")
+
+
+def scaling_timeline(scaling: ProvisionedConcurrencyScaling) -> dict[str, Any]:
+    """What the hook needs to know of a schedule: each action's weekly minutes and range.
+
+    :raises ValueError: for an action that is not weekly (it names days of the month, months
+        or years): the hook could not tell which range is in effect after a deployment.
+    """
+    actions = []
+    for action in scaling.schedule:
+        try:
+            minutes = cron.parse(action.cron).weekly_minutes()
+        except cron.CronError as error:
+            raise ValueError(
+                f"auto_scaling.schedule[{action.name!r}].cron: {error}; a gradual deployment "
+                "restores the range in effect after each shift, which needs a weekly schedule"
+            ) from None
+        actions.append(
+            {
+                "name": action.name,
+                "minutes": minutes,
+                "time_zone": action.time_zone,
+                "min_capacity": action.min_capacity,
+                "max_capacity": action.max_capacity,
+            }
+        )
+    return {
+        "min_capacity": scaling.min_capacity,
+        "max_capacity": scaling.max_capacity,
+        "actions": actions,
+    }
+
+
+class ScalingPause(Construct):
+    """A pre-traffic hook and a deployment-end rule around one alias's auto scaling.
+
+    Attributes: ``function`` (the hook, an ``OptimizedFunction``'s function) and ``hook`` (that
+    ``OptimizedFunction``), ``rule`` (after ``attach``).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code: lambda_.Code,
+        handler: str,
+        runtime: lambda_.Runtime | None = None,
+        architecture: lambda_.Architecture | None = None,
+        dead_letter_queue: sqs.IQueue | None = None,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_WEEK,
+        log_encryption_key: kms.IKey | None = None,
+    ) -> None:
+        """
+        :param code: the hook's package (this project: ``lambda_src/scaling_pause``).
+        :param handler: its handler, e.g. ``scaling_pause.handler.lambda_handler``.
+        :param dead_letter_queue: where a deployment-end event that failed goes.
+            :default: a queue of its own
+        """
+        super().__init__(scope, construct_id)
+        self.hook = OptimizedFunction(
+            self,
+            "Hook",
+            code=code,
+            handler=handler,
+            memory_size=128,
+            timeout=Duration.seconds(30),
+            runtime=runtime,
+            architecture=architecture,
+            dead_letter_queue=dead_letter_queue,
+            max_retry_attempts=2,
+            log_retention=log_retention,
+            log_encryption_key=log_encryption_key,
+            tracing=lambda_.Tracing.PASS_THROUGH,
+            description="Suspends the alias's provisioned-concurrency scaling during a shift",
+        )
+        self.function = self.hook.function
+        self.rule: events.Rule | None = None
+
+    def attach(self, target: OptimizedFunction, scaling: ProvisionedConcurrencyScaling) -> None:
+        """Guard ``target`` (an ``OptimizedFunction`` with auto scaling and a deployment)."""
+        if target.deployment is None or target.scalable_target is None:
+            raise ValueError(
+                "ScalingPause.attach: the function needs auto_scaling and a deployment"
+            )
+        fn = target.function
+        alias = target.alias
+        self.function.add_environment(
+            "SCALABLE_RESOURCE_ID", f"function:{fn.function_name}:{alias.alias_name}"
+        )
+        self.function.add_environment("SCALING_TIMELINE", json.dumps(scaling_timeline(scaling)))
+        self.hook.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["application-autoscaling:RegisterScalableTarget"], resources=["*"]
+            )
+        )
+        self.hook.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "lambda:GetProvisionedConcurrencyConfig",
+                    "lambda:PutProvisionedConcurrencyConfig",
+                    "lambda:DeleteProvisionedConcurrencyConfig",
+                ],
+                resources=[f"{fn.function_arn}:{alias.alias_name}"],
+            )
+        )
+        group = target.deployment.group
+        self.rule = events.Rule(
+            self,
+            "DeploymentEnded",
+            description=f"The end of {target.node.path}'s deployments: resume its scaling",
+            event_pattern=events.EventPattern(
+                source=["aws.codedeploy"],
+                detail_type=["CodeDeploy Deployment State-change Notification"],
+                detail={
+                    "state": list(DEPLOYMENT_ENDED),
+                    "application": [group.application.application_name],
+                    "deploymentGroup": [group.deployment_group_name],
+                },
+            ),
+            # Through the hook's live alias, whose async config retries and dead-letters; an
+            # event EventBridge cannot deliver goes to the same queue.
+            targets=[
+                targets.LambdaFunction(
+                    self.hook.alias,
+                    retry_attempts=2,
+                    dead_letter_queue=self.hook.dead_letter_queue,
+                )
+            ],
+        )
