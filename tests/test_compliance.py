@@ -112,7 +112,7 @@ def test_an_account_that_enforces_the_log_controls_sets_them_and_needs_no_acknow
     assert exempt == {"ct-lambda-pr-3", "ct-sqs-pr-1"}, "the log controls are enforced and met"
     template = assembly.get_stack_by_name("DataPipeline-prod").template
     groups = [r for r in template["Resources"].values() if r["Type"] == "AWS::Logs::LogGroup"]
-    assert len(groups) == 3
+    assert len(groups) == 4  # the three stages' and the scaling pause's
     assert all(g["Properties"]["RetentionInDays"] == 365 for g in groups)
     assert all(g["Properties"]["KmsKeyId"] == key for g in groups)
 
