@@ -12,8 +12,9 @@ provisioned concurrency is auto-scaled and whose deployments are gradual:
   runs it again to resume scaling and register the range the schedule has in effect, since
   scheduled actions that fall inside a suspension are not run on resume.
 
-Its role holds exactly what the hook calls: ``RegisterScalableTarget`` (Application Auto Scaling
-documents it on ``*``; the target's ARN is not a CloudFormation attribute), the Lambda
+Its role holds exactly what the hook calls: ``RegisterScalableTarget`` on the account's scalable
+targets in the region (a target's ARN ends in an id that is not a CloudFormation attribute), the
+Lambda
 provisioned-concurrency actions that registering a Lambda target requires, on the alias only,
 and ``PutLifecycleEventHookExecutionStatus`` on the deployment group (granted by aws-cdk-lib's
 ``LambdaDeploymentGroup`` to its hooks).
@@ -27,7 +28,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_cdk import Duration
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -137,9 +138,20 @@ class ScalingPause(Construct):
             "SCALABLE_RESOURCE_ID", f"function:{fn.function_name}:{alias.alias_name}"
         )
         self.function.add_environment("SCALING_TIMELINE", json.dumps(scaling_timeline(scaling)))
+        # The account's scalable targets in this region: a target's ARN ends in an id that
+        # CloudFormation does not return (its only attribute is the resource id).
+        stack = Stack.of(self)
         self.hook.role.add_to_policy(
             iam.PolicyStatement(
-                actions=["application-autoscaling:RegisterScalableTarget"], resources=["*"]
+                actions=["application-autoscaling:RegisterScalableTarget"],
+                resources=[
+                    stack.format_arn(
+                        service="application-autoscaling",
+                        resource="scalable-target",
+                        resource_name="*",
+                        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+                    )
+                ],
             )
         )
         self.hook.role.add_to_policy(

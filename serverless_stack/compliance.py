@@ -153,10 +153,19 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
     Acknowledgment(
         "processor-scaling-pause-autoscaling",
         lambda stack: _pause(stack).hook.role.node.find_child("DefaultPolicy").node.default_child,
+        "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:application-autoscaling:"
+        "<AWS::Region>:<AWS::AccountId>:scalable-target/*]",
+        "Application Auto Scaling's RegisterScalableTarget on this account's scalable targets in "
+        "this region: a target's ARN ends in an id that CloudFormation does not return (its "
+        "only attribute is the resource id). The statement holds that one action; the Lambda "
+        "actions registering a Lambda target needs name the alias.",
+        applies=lambda stack: _pause(stack) is not None,
+    ),
+    Acknowledgment(
+        "processor-scaling-pause-xray",
+        lambda stack: _pause(stack).hook.role.node.find_child("DefaultPolicy").node.default_child,
         "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-        "Application Auto Scaling's RegisterScalableTarget is granted on '*', as its own policy "
-        "examples do: a scalable target's ARN carries an id that CloudFormation does not return. "
-        "The statement holds that one action; the Lambda actions it needs name the alias.",
+        XRAY_REASON,
         applies=lambda stack: _pause(stack) is not None,
     ),
     Acknowledgment(

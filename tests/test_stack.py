@@ -223,11 +223,8 @@ def test_no_wildcard_actions_and_star_resources_only_for_xray(template):
             actions = as_list(statement["Action"])
             assert all("*" not in a for a in actions), f"wildcard action in {actions}"
             if "*" in as_list(statement["Resource"]):
-                # X-Ray takes no resource-level permissions; Application Auto Scaling documents
-                # RegisterScalableTarget on "*" (the scaling pause, test_scaling_pause.py).
-                allowed = ("xray:", "application-autoscaling:RegisterScalableTarget")
-                assert all(a.startswith(allowed) for a in actions), (
-                    f"Resource '*' is allowed only for X-Ray and scaling, found on {actions}"
+                assert all(a.startswith("xray:") for a in actions), (
+                    f"Resource '*' is allowed only for X-Ray, found on {actions}"
                 )
 
 
