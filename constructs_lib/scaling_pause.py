@@ -134,6 +134,8 @@ class ScalingPause(Construct):
             )
         fn = target.function
         alias = target.alias
+        # The hook (and its settings) is up to date before the alias update calls it.
+        alias.node.add_dependency(self.function)
         self.function.add_environment(
             "SCALABLE_RESOURCE_ID", f"function:{fn.function_name}:{alias.alias_name}"
         )

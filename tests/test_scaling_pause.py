@@ -61,6 +61,8 @@ def test_the_hook_runs_before_traffic_moves_and_at_every_end_of_a_deployment(tem
     update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
     assert update["BeforeAllowTrafficHook"] == {"Ref": hook_id}
     assert "AfterAllowTrafficHook" not in update
+    # Updated before the alias update that runs it (its schedule may have changed).
+    assert hook_id in alias["DependsOn"]
     (rule,) = [
         props(v) for v in pause_resources(template).values() if v["Type"] == "AWS::Events::Rule"
     ]
