@@ -12,8 +12,17 @@ here, in one place, each on one specific resource and one specific finding, with
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib.metadata
+import importlib.resources
+import re
+import shutil
+import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -254,16 +263,67 @@ def control_tower_exemptions(
     return [e for e in CONTROL_TOWER_EXEMPTIONS if e.rule not in skip and e.applies(config)]
 
 
+#: Where the plugin's package keeps Control Tower's rules.
+_RULES_IN_PACKAGE = "package/rules/control-tower/cfn-guard/"
+_RESOURCE_TYPE = re.compile(r"AWS::[A-Za-z0-9]+::[A-Za-z0-9]+")
+
+
+@functools.cache
+def control_tower_rules() -> dict[str, tuple[Path, frozenset[str]]]:
+    """Every Control Tower rule the plugin ships: its name (``ct-lambda-pr-3``) -> its file and
+    the resource types it evaluates, read from the plugin's own package (extracted once per
+    release into the temporary directory), so the rules are exactly the plugin's."""
+    release = importlib.metadata.version("cdklabs-cdk-validator-cfnguard")
+    root = Path(tempfile.gettempdir()) / f"cdk-validator-cfnguard-{release}-rules"
+    if not root.is_dir():
+        archive = importlib.resources.files("cdklabs.cdk_validator_cfnguard._jsii") / (
+            f"cdk-validator-cfnguard@{release}.jsii.tgz"
+        )
+        staging = Path(tempfile.mkdtemp(prefix="cfnguard-rules-"))
+        with archive.open("rb") as raw, tarfile.open(fileobj=raw, mode="r:gz") as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith(_RULES_IN_PACKAGE)]
+            tar.extractall(staging, members=members, filter="data")
+        with contextlib.suppress(OSError):  # another process got there first
+            (staging / _RULES_IN_PACKAGE).rename(root)
+        shutil.rmtree(staging, ignore_errors=True)
+    return {
+        rule.stem: (rule, frozenset(_RESOURCE_TYPE.findall(rule.read_text())))
+        for rule in sorted(root.rglob("*.guard"))
+    }
+
+
+def control_tower_rules_for(types: frozenset[str], exempt: frozenset[str]) -> list[str]:
+    """The rule files that evaluate any of ``types`` and are not exempt. cfn-guard takes about
+    5 s to load all of Control Tower's rules, and under 1 s for the two dozen that evaluate
+    this stack's resource types; a rule about a type the stack does not have cannot fail."""
+    return [
+        str(path)
+        for name, (path, evaluated) in control_tower_rules().items()
+        if evaluated & types and name not in exempt
+    ]
+
+
+def resource_types(scope: IConstruct) -> frozenset[str]:
+    """The CloudFormation resource types under ``scope``."""
+    return frozenset(
+        c.cfn_resource_type for c in scope.node.find_all() if isinstance(c, cdk.CfnResource)
+    )
+
+
 def attach_rule_packs(
     app: cdk.App, config: PipelineConfig, *, skip: frozenset[str] = frozenset()
 ) -> None:
     """Run the AwsSolutions and Serverless packs, and AWS Control Tower's proactive controls
-    less the exemptions that apply to ``config``, on every stack at synth."""
-    exempt = [e.rule for e in control_tower_exemptions(config, skip=skip)]
+    less the exemptions that apply to ``config``, on every stack at synth. Call it once the
+    stacks are built: the controls are those that evaluate their resource types."""
+    exempt = frozenset(e.rule for e in control_tower_exemptions(config, skip=skip))
     cdk.Validations.of(app).add_plugins(
         *(pack(app) for pack in RULE_PACKS),
         # The plugin implements the Beta1 interface, whose contract Validations runs as is.
-        CfnGuardValidator(control_tower_rules_enabled=True, disabled_rules=exempt),  # type: ignore[arg-type]
+        CfnGuardValidator(  # type: ignore[arg-type]
+            control_tower_rules_enabled=False,
+            rules=control_tower_rules_for(resource_types(app), exempt),
+        ),
     )
 
 

@@ -162,3 +162,34 @@ def test_a_log_key_that_is_not_a_key_arn_stops_synth_naming_the_key(value):
     settings["dev"]["log_kms_key_arn"] = value
     with pytest.raises(ConfigError, match=r"pipeline\.dev\.log_kms_key_arn = .*: must be the ARN"):
         load_config("dev", settings)
+
+
+def test_control_tower_runs_every_rule_that_evaluates_a_resource_type_of_the_stack(
+    stacks, template_json
+):
+    """Only the rules about the stack's own resource types are loaded (cfn-guard takes about 5 s
+    for all of them): the types read from each synthesized template select the same rules as
+    the construct tree did, so no rule about a type in the template is left out."""
+    from serverless_stack.compliance import (
+        control_tower_rules,
+        control_tower_rules_for,
+        resource_types,
+    )
+
+    everything = control_tower_rules()
+    # The plugin's whole rule set: the .guard files under rules/control-tower in its package.
+    assert len(everything) == 237
+    for environment, stack in stacks.items():
+        in_template = frozenset(r["Type"] for r in template_json[environment]["Resources"].values())
+        chosen = control_tower_rules_for(resource_types(stack), frozenset())
+        assert chosen == control_tower_rules_for(in_template, frozenset())
+        names = {p.rsplit("/", 1)[1].removesuffix(".guard") for p in chosen}
+        assert {
+            "ct-lambda-pr-3",
+            "ct-sqs-pr-1",
+            "ct-cloudwatch-pr-1",
+            "ct-cloudwatch-pr-2",
+        } <= names
+        # and every rule about one of those types, by the rule files' own text
+        expected = {name for name, (_, types) in everything.items() if types & in_template}
+        assert names == expected
