@@ -7,17 +7,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from enricher.enrichment import UNCATEGORIZED, category_from_item, category_key, enrich
 from pipeline_common.invocation import accept, rejections_counted
+from pipeline_common.tracing import stage_tracer
 
 TABLE_NAME = os.environ["TABLE_NAME"]
 
 logger = Logger()
-tracer = Tracer()
+tracer = stage_tracer()
 metrics = Metrics()
 dynamodb = boto3.client("dynamodb")
 

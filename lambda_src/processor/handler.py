@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline_common.invocation import accept, reject, rejections_counted
+from pipeline_common.tracing import stage_tracer
 from processor.storage import RecordConflict, Retention, store
 
 TABLE_NAME = os.environ["TABLE_NAME"]
@@ -28,7 +29,7 @@ RETENTION = (
 PAYLOAD_ENCODING = os.environ.get("PAYLOAD_ENCODING", "json")
 
 logger = Logger()
-tracer = Tracer()
+tracer = stage_tracer()
 metrics = Metrics()
 dynamodb = boto3.client("dynamodb")
 

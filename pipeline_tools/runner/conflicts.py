@@ -1,0 +1,145 @@
+"""DynamoDB's transaction conflicts, enforced on the clients the handlers use.
+
+moto runs one request at a time, so two transactions never overlap and nothing ever conflicts.
+DynamoDB holds a transaction's items while it is in flight, and a request that touches a held
+item fails (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html,
+"Transaction conflict handling in DynamoDB"):
+
+* a ``PutItem``, ``UpdateItem`` or ``DeleteItem`` of an item that an ongoing
+  ``TransactWriteItems`` includes fails with ``TransactionConflictException``;
+* a ``TransactWriteItems`` that includes an item of another ongoing transaction is cancelled:
+  ``TransactionCanceledException``, with the reason ``TransactionConflict`` for that item and
+  ``None`` for the others.
+
+:class:`TransactionConflicts` enforces that rule on every client it is attached to (share one
+between the clients of concurrent handlers): a transaction holds its items for ``window_seconds``
+before it is applied, and releases them once DynamoDB (moto) answered. moto itself still applies
+one request at a time (its backend is not made for threads): the requests are serialised after
+the conflict check, so the window is the only overlap, as in DynamoDB the in-flight time is.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+SINGLE_ITEM_WRITES = ("PutItem", "UpdateItem", "DeleteItem")
+
+
+class TransactionConflicts:
+    """DynamoDB's conflict rule for concurrent requests, on botocore clients.
+
+    :param window_seconds: how long a transaction holds its items before it is applied.
+    :param key_attributes: the table's key attribute names (this stack's: ``pk`` and ``sk``).
+    """
+
+    def __init__(
+        self, window_seconds: float = 0.02, key_attributes: tuple[str, ...] = ("pk", "sk")
+    ) -> None:
+        self.window_seconds = window_seconds
+        self.key_attributes = key_attributes
+        self.counts: Counter[str] = Counter()
+        self._held: Counter[tuple[str, str]] = Counter()
+        self._registry = threading.Lock()
+        self._backend = threading.Lock()
+        self._local = threading.local()
+
+    def enforce_on(self, client: Any) -> None:
+        """Apply the rule to every DynamoDB request ``client`` makes."""
+        events = client.meta.events
+        # On the request's parameters, before botocore builds it.
+        events.register(
+            "provide-client-params.dynamodb.TransactWriteItems", self._begin_transaction
+        )
+        for operation in SINGLE_ITEM_WRITES:
+            events.register(f"provide-client-params.dynamodb.{operation}", self._single_item_write)
+        events.register("before-call.dynamodb", self._serialise)
+        events.register("after-call.dynamodb", self._finish)
+        events.register("after-call-error.dynamodb", self._finish)
+
+    def held(self) -> int:
+        """How many items ongoing transactions hold now."""
+        with self._registry:
+            return sum(1 for count in self._held.values() if count > 0)
+
+    # --- the rule ---------------------------------------------------------------------------
+
+    def _begin_transaction(self, params: Mapping[str, Any], **_: Any) -> None:
+        keys = [self._key(operation) for operation in _operations(params)]
+        with self._registry:
+            conflicting = [key in self._held for key in keys]
+            if any(conflicting):
+                self.counts["transactions cancelled"] += 1
+                raise _cancelled(conflicting)
+            self._held.update(keys)
+        self._local.held = keys
+        self.counts["transactions"] += 1
+        time.sleep(self.window_seconds)  # in flight: its items stay held
+
+    def _single_item_write(self, params: Mapping[str, Any], model: Any, **_: Any) -> None:
+        key = self._key(params)
+        with self._registry:
+            if key in self._held:
+                self.counts["single writes rejected"] += 1
+                raise ClientError(
+                    {
+                        "Error": {
+                            "Code": "TransactionConflictException",
+                            "Message": "Transaction is ongoing for the item",
+                        }
+                    },
+                    model.name,
+                )
+
+    def _serialise(self, **_: Any) -> None:
+        self._backend.acquire()
+        self._local.serialised = True
+
+    def _finish(self, **_: Any) -> None:
+        if getattr(self._local, "serialised", False):
+            self._local.serialised = False
+            self._backend.release()
+        held = getattr(self._local, "held", None)
+        if held:
+            with self._registry:
+                self._held.subtract(held)
+                self._held += Counter()  # drop the released keys
+            self._local.held = None
+
+    def _key(self, request: Mapping[str, Any]) -> tuple[str, str]:
+        values = request.get("Key") or request.get("Item") or {}
+        key = {name: values[name] for name in self.key_attributes if name in values}
+        return str(request["TableName"]), json.dumps(key, sort_keys=True)
+
+
+def _operations(params: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+    for entry in params.get("TransactItems", []):
+        ((_, operation),) = entry.items()
+        yield operation
+
+
+def _cancelled(conflicting: list[bool]) -> ClientError:
+    reasons = [
+        {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+        if conflict
+        else {"Code": "None"}
+        for conflict in conflicting
+    ]
+    codes = ", ".join(r["Code"] for r in reasons)
+    return ClientError(
+        {
+            "Error": {
+                "Code": "TransactionCanceledException",
+                "Message": f"Transaction cancelled, please refer cancellation reasons for "
+                f"specific reasons [{codes}]",
+            },
+            "CancellationReasons": reasons,
+        },
+        "TransactWriteItems",
+    )

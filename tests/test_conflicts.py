@@ -1,0 +1,101 @@
+"""DynamoDB's transaction conflict rule, which moto does not enforce: a transaction holds its
+items while in flight; a single-item write of a held item fails with
+TransactionConflictException, and a transaction that includes one is cancelled with the reason
+TransactionConflict for that item
+(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html,
+"Transaction conflict handling in DynamoDB")."""
+
+from __future__ import annotations
+
+import threading
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from pipeline_tools.runner.conflicts import TransactionConflicts
+
+TABLE = "t"
+
+
+def item(pk: str, **more):
+    return {"pk": {"S": pk}, "sk": {"S": "A"}, **more}
+
+
+def put(pk: str):
+    return {"Put": {"TableName": TABLE, "Item": item(pk)}}
+
+
+@pytest.fixture
+def clients():
+    with mock_aws():
+        rule = TransactionConflicts(window_seconds=0.3)
+        made = []
+        for _ in range(2):
+            client = boto3.client("dynamodb", region_name="us-east-1")
+            rule.enforce_on(client)
+            made.append(client)
+        made[0].create_table(
+            TableName=TABLE,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield rule, made
+
+
+def in_flight(rule, client, items):
+    """Start a transaction in another thread; return once it holds its items."""
+    import time
+
+    thread = threading.Thread(target=client.transact_write_items, kwargs={"TransactItems": items})
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not rule.held() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert rule.held(), "the transaction did not start"
+    return thread
+
+
+def test_a_single_item_write_of_a_held_item_fails_with_transaction_conflict(clients):
+    rule, (first, second) = clients
+    thread = in_flight(rule, first, [put("hot"), put("a")])
+    with pytest.raises(ClientError) as raised:
+        second.put_item(TableName=TABLE, Item=item("hot"))
+    assert raised.value.response["Error"]["Code"] == "TransactionConflictException"
+    second.put_item(TableName=TABLE, Item=item("other"))  # an item no one holds
+    thread.join()
+    second.put_item(TableName=TABLE, Item=item("hot", n={"N": "2"}))  # released
+    assert rule.counts["single writes rejected"] == 1
+
+
+def test_a_transaction_that_includes_a_held_item_is_cancelled_naming_it(clients):
+    rule, (first, second) = clients
+    thread = in_flight(rule, first, [put("hot")])
+    with pytest.raises(ClientError) as raised:
+        second.transact_write_items(TransactItems=[put("b"), put("hot")])
+    response = raised.value.response
+    assert response["Error"]["Code"] == "TransactionCanceledException"
+    assert [r["Code"] for r in response["CancellationReasons"]] == ["None", "TransactionConflict"]
+    thread.join()
+    stored = second.scan(TableName=TABLE)["Items"]
+    assert [i["pk"]["S"] for i in stored] == ["hot"], "the cancelled transaction wrote nothing"
+    assert rule.counts["transactions cancelled"] == 1
+
+
+def test_reads_and_sequential_requests_never_conflict(clients):
+    rule, (first, second) = clients
+    thread = in_flight(rule, first, [put("hot")])
+    second.get_item(TableName=TABLE, Key=item("hot"))  # a read is not a conflicting request
+    thread.join()
+    for _ in range(3):
+        first.transact_write_items(TransactItems=[put("hot")])
+        second.transact_write_items(TransactItems=[put("hot")])
+    assert rule.counts["transactions cancelled"] == 0
