@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from pipeline_tools.runner.conflicts import TransactionConflicts
+from tests.helpers import create_table
 
 TABLE = "t"
 
@@ -36,18 +37,7 @@ def clients():
             client = boto3.client("dynamodb", region_name="us-east-1")
             rule.enforce_on(client)
             made.append(client)
-        made[0].create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(made[0], TABLE)
         yield rule, made
 
 

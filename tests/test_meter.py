@@ -22,6 +22,7 @@ from pipeline_tools.meter import (
     item_bytes,
     sample_records,
 )
+from tests.helpers import create_table
 
 TABLE = "meter-test"
 
@@ -35,18 +36,7 @@ def item(total_bytes: int, key: str = "k1") -> dict:
 def dynamodb():
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(client, TABLE)
         metered = boto3.client("dynamodb", region_name="us-east-1")
         meter = DynamoDBMeter(client, ["pk", "sk"])
         meter.attach(metered)
