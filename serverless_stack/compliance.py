@@ -23,7 +23,6 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
@@ -78,12 +77,6 @@ def _qualifiers_of(stack: PipelineStack, stage: str) -> str:
     return f"AwsSolutions::AwsSolutions-IAM5[Resource::<{stack.get_logical_id(function)}.Arn>:*]"  # type: ignore[arg-type]
 
 
-def _pause(stack: PipelineStack) -> Any:
-    """The processor's scaling pause, where it has one."""
-    found = stack.node.try_find_child("ProcessorScalingPause")
-    return found
-
-
 def _async_config(stage: str) -> Callable[[PipelineStack], IConstruct]:
     def find(stack: PipelineStack) -> IConstruct:
         return stack.stages[stage].alias.node.find_child("EventInvokeConfig").node.default_child  # type: ignore[return-value]
@@ -117,6 +110,51 @@ FAILURE_DESTINATION_REASON = (
     "with Lambda's ErrorCode and ErrorMessage. An on-failure destination as well would deliver "
     "every failure twice."
 )
+
+
+def _scaling_pause_findings(
+    stage: str,
+) -> list[tuple[str, Callable[[PipelineStack], IConstruct], str, str]]:
+    """The findings on ``stage``'s scaling pause: (concern, target, finding id, reason)."""
+
+    def policy(stack: PipelineStack) -> IConstruct:
+        role = stack.scaling_pauses[stage].hook.role
+        return role.node.find_child("DefaultPolicy").node.default_child  # type: ignore[return-value]
+
+    def async_config(stack: PipelineStack) -> IConstruct:
+        alias = stack.scaling_pauses[stage].hook.alias
+        return alias.node.find_child("EventInvokeConfig").node.default_child  # type: ignore[return-value]
+
+    def function(stack: PipelineStack) -> IConstruct:
+        return stack.scaling_pauses[stage].function.node.default_child  # type: ignore[return-value]
+
+    return [
+        (
+            "autoscaling",
+            policy,
+            "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:application-"
+            "autoscaling:<AWS::Region>:<AWS::AccountId>:scalable-target/*]",
+            "Application Auto Scaling's RegisterScalableTarget on this account's scalable "
+            "targets in this region: a target's ARN ends in an id that CloudFormation does not "
+            "return (its only attribute is the resource id). The statement holds that one "
+            "action; the Lambda actions registering a Lambda target needs name the alias.",
+        ),
+        ("xray", policy, "AwsSolutions::AwsSolutions-IAM5[Resource::*]", XRAY_REASON),
+        (
+            "failure-destination",
+            async_config,
+            "Serverless::Serverless-LambdaAsyncFailureDestination",
+            FAILURE_DESTINATION_REASON,
+        ),
+        (
+            "tracing",
+            function,
+            "Serverless::Serverless-LambdaTracing",
+            "The scaling pause makes two Application Auto Scaling calls per deployment; a trace "
+            "would add an X-Ray charge and nothing an operator needs that its log line lacks.",
+        ),
+    ]
+
 
 ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
     *(
@@ -159,40 +197,16 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
         )
         for stage in FUNCTION_NAMES
     ),
-    Acknowledgment(
-        "processor-scaling-pause-autoscaling",
-        lambda stack: _pause(stack).hook.role.node.find_child("DefaultPolicy").node.default_child,
-        "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:application-autoscaling:"
-        "<AWS::Region>:<AWS::AccountId>:scalable-target/*]",
-        "Application Auto Scaling's RegisterScalableTarget on this account's scalable targets in "
-        "this region: a target's ARN ends in an id that CloudFormation does not return (its "
-        "only attribute is the resource id). The statement holds that one action; the Lambda "
-        "actions registering a Lambda target needs name the alias.",
-        applies=lambda stack: _pause(stack) is not None,
-    ),
-    Acknowledgment(
-        "processor-scaling-pause-xray",
-        lambda stack: _pause(stack).hook.role.node.find_child("DefaultPolicy").node.default_child,
-        "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-        XRAY_REASON,
-        applies=lambda stack: _pause(stack) is not None,
-    ),
-    Acknowledgment(
-        "processor-scaling-pause-failure-destination",
-        lambda stack: (
-            _pause(stack).hook.alias.node.find_child("EventInvokeConfig").node.default_child
-        ),
-        "Serverless::Serverless-LambdaAsyncFailureDestination",
-        FAILURE_DESTINATION_REASON,
-        applies=lambda stack: _pause(stack) is not None,
-    ),
-    Acknowledgment(
-        "processor-scaling-pause-tracing",
-        lambda stack: _pause(stack).function.node.default_child,
-        "Serverless::Serverless-LambdaTracing",
-        "The scaling pause makes two Application Auto Scaling calls per deployment; a trace "
-        "would add an X-Ray charge and nothing an operator needs that its log line lacks.",
-        applies=lambda stack: _pause(stack) is not None,
+    *(
+        Acknowledgment(
+            f"{stage}-scaling-pause-{concern}",
+            target,
+            rule,
+            reason,
+            applies=lambda stack, stage=stage: stage in stack.scaling_pauses,  # type: ignore[misc]
+        )
+        for stage in FUNCTION_NAMES
+        for concern, target, rule, reason in _scaling_pause_findings(stage)
     ),
     Acknowledgment(
         "dlq-redrive",

@@ -113,6 +113,8 @@ class PipelineStack(Stack):
             architecture=self.architecture,
         )
 
+        #: Stage -> the scaling pause of its deployments (auto-scaled, gradually shifted stages).
+        self.scaling_pauses: dict[str, ScalingPause] = {}
         # Built back to front: each stage's alias is the next one's on-success destination.
         self.stages: dict[str, OptimizedFunction] = {}
         for name in reversed(STAGES):
@@ -267,6 +269,7 @@ class PipelineStack(Stack):
         if pause is not None and settings.auto_scaling is not None:
             pause.attach(stage, settings.auto_scaling)
             pause.function.node.default_child.add_metadata(SUPPORT_METADATA_KEY, "scaling-pause")  # type: ignore[union-attr]
+            self.scaling_pauses[name] = pause
         # The tools that read the synthesized template find each stage by this label.
         stage.function.node.default_child.add_metadata(STAGE_METADATA_KEY, name)  # type: ignore[union-attr]
         return stage

@@ -61,6 +61,8 @@ def test_removing_any_one_acknowledgment_reports_its_finding(tmp_path, ack, stac
     Serverless-LambdaTracing is a warning (synth goes on, the report names it); every other
     finding here fails synth."""
     environment = "prod"  # where every stage passes its traces through
+    if not ack.applies(stacks[environment]):
+        pytest.skip(f"{ack.name} does not arise with prod's settings")
     error, report = synth_report(tmp_path, environment, skip=frozenset({ack.name}))
     rule_id = ack.rule_in(stacks[environment])
     if rule_id.endswith("Serverless-LambdaTracing"):
