@@ -437,7 +437,7 @@ class PipelineMonitoring(Construct):
 
 
 def _api_name(operation: dynamodb.Operation) -> str:
-    """``Operation.TRANSACT_WRITE_ITEMS`` -> ``TransactWriteItems`` (the metric's dimension)."""
+    """``Operation.PUT_ITEM`` -> ``PutItem`` (the metric's dimension)."""
     return "".join(word.capitalize() for word in operation.name.split("_"))
 
 

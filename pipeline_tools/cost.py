@@ -32,7 +32,8 @@ CodeDeploy, which shifts each alias to a new version, has no charge for Lambda
 
 The naive stack is the one this project replaces: the same three functions at 3008 MB on x86_64
 with no provisioned concurrency; a table provisioned to carry the volume at 70 % utilisation
-(never below 5 RCU / 5 WCU), written without transactions (half the transaction's units); logs
+(never below 5 RCU / 5 WCU), with the same writes a record and a counter item per type and day
+(so no count markers to store); logs
 in Lambda's default text format at INFO, kept for ever; no tracing, custom metrics, alarms,
 dashboard or DLQ. Record storage is the same data on both sides, so the comparison
 (``ratio``) leaves the ``DynamoDB storage`` line out of both.
@@ -71,6 +72,7 @@ SWEEP = (1_000_000, 10_000_000, 100_000_000)
 BREAK_EVEN_RANGE = (1_000, 1_000_000_000)
 #: The line left out of the comparison: the same records, stored on both sides.
 RECORD_STORAGE = "DynamoDB storage"
+COUNT_STORAGE = "DynamoDB storage (count markers)"
 REMOVED_WORKLOAD_KEYS = {
     "log_bytes_per_invocation": "removed: log bytes are measured from the code now",
     "log_months": "renamed to months (everything that accumulates: logs, records)",
@@ -160,6 +162,8 @@ class CodeUsage:
     :param item_bytes: size of a stored record item.
     :param items_expire: whether stored items carry the TTL attribute.
     :param custom_metrics: distinct EMF metrics the code emits.
+    :param marker_items: the other items written per record (its count marker), kept for ever.
+    :param marker_item_bytes: the size of one of them.
     """
 
     write_units: float
@@ -169,6 +173,8 @@ class CodeUsage:
     item_bytes: float
     items_expire: bool
     custom_metrics: int
+    marker_items: float = 0.0
+    marker_item_bytes: float = 0.0
 
 
 def measure(
@@ -199,6 +205,8 @@ def measure(
             item_bytes=found.item_bytes,
             items_expire=found.items_expire,
             custom_metrics=len(found.metrics),
+            marker_items=found.marker_items_per_record,
+            marker_item_bytes=found.marker_item_bytes,
         )
 
     return usage(False), usage(True)
@@ -549,8 +557,8 @@ def price(
             f"{write_units:,.0f} WRU on demand ({usage.write_units:g} a record, measured)",
         )
     else:
-        # Written without a transaction: half the units. Sized for the month's average rate.
-        wcu = model.table_wcu or _provisioned_units(valid * usage.write_units / 2)
+        # Sized for the month's average rate.
+        wcu = model.table_wcu or _provisioned_units(valid * usage.write_units)
         rcu = model.table_rcu or _provisioned_units(valid * usage.read_units)
         reads = LineItem(
             "DynamoDB reads",
@@ -570,6 +578,17 @@ def price(
         else min(workload.months, retention_days / DAYS_PER_MONTH)
     )
     table_gb = valid * kept_months * (usage.item_bytes + ddb["item_overhead_bytes"]) / GB
+    # The count markers never expire: after `months` months, that many months of them. The
+    # naive stack keeps one counter item per type and day instead (a few KB).
+    marker_gb = (
+        0.0
+        if model.naive
+        else valid
+        * workload.months
+        * usage.marker_items
+        * (usage.marker_item_bytes + ddb["item_overhead_bytes"])
+        / GB
+    )
 
     sqs_requests = failed * SQS_REQUESTS_PER_FAILURE if model.has_dead_letter_queue else 0.0
     log_gb = {
@@ -632,9 +651,18 @@ def price(
             ),
         ),
         LineItem(
+            COUNT_STORAGE,
+            marker_gb * ddb["storage_gb_month"],
+            "one counter item per type and day"
+            if model.naive
+            else f"{marker_gb:.2f} GB ({usage.marker_items:g} a record, "
+            f"{usage.marker_item_bytes + ddb['item_overhead_bytes']:.0f} B each, "
+            f"{workload.months} months, never expire)",
+        ),
+        LineItem(
             "DynamoDB point-in-time recovery",
-            table_gb * ddb["pitr_gb_month"] if model.point_in_time_recovery else 0.0,
-            f"{table_gb:.2f} GB" if model.point_in_time_recovery else "off",
+            (table_gb + marker_gb) * ddb["pitr_gb_month"] if model.point_in_time_recovery else 0.0,
+            f"{table_gb + marker_gb:.2f} GB" if model.point_in_time_recovery else "off",
         ),
         LineItem(
             "SQS requests (DLQ)",

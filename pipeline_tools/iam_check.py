@@ -3,8 +3,9 @@
 Usage: ``python -m pipeline_tools.iam_check cdk.out/DataPipeline-dev.template.json lambda_src``
 
 *Code side*: every ``.py`` file of a stage's package and of ``pipeline_common`` is parsed; the
-services come from ``boto3.client("...")`` calls, and each method call whose name is an
-operation of one of those services (per botocore's own service model) is one action.
+services come from ``boto3.client("...")`` calls, and each method called, or passed on to be
+called (``retry.call(deadline, name, client.put_item, ...)``), whose name is an operation of one
+of those services (per botocore's own service model) is one action.
 ``transact_write_items`` is authorised per item, so its ``Put``/``Update``/``Delete``/
 ``ConditionCheck`` entries become ``PutItem``/``UpdateItem``/``DeleteItem``/
 ``ConditionCheckItem``; they must be written literally for the check to see them.
@@ -76,14 +77,24 @@ def code_actions(package_dirs: list[Path]) -> frozenset[str]:
             operations[xform_name(operation)] = (prefix, operation)
     actions: set[str] = set()
     for file, tree in trees:
+        calls = {
+            id(node.func): node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        }
         for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            # A method called (``client.put_item(...)``) or handed to a caller that calls it
+            # (``retry.call(deadline, name, client.put_item, ...)``).
+            if not (isinstance(node, ast.Attribute) and node.attr in operations):
                 continue
-            if node.func.attr not in operations:
-                continue
-            prefix, operation = operations[node.func.attr]
+            prefix, operation = operations[node.attr]
             if operation == "TransactWriteItems":
-                actions |= {f"{prefix}:{a}" for a in _transact_actions(node, file)}
+                call = calls.get(id(node))
+                if call is None:
+                    raise UnreadableCall(
+                        f"{file}:{node.lineno}: transact_write_items must be called directly"
+                    )
+                actions |= {f"{prefix}:{a}" for a in _transact_actions(call, file)}
             else:
                 actions.add(f"{prefix}:{operation}")
     return frozenset(actions)

@@ -153,6 +153,11 @@ class Metering:
     #: Average size of a stored record item, and whether items carry the TTL attribute.
     item_bytes: float
     items_expire: bool
+    #: The other items the code wrote for the valid records (the count markers): how many per
+    #: record, their average size, and whether they carry the TTL attribute.
+    marker_items_per_record: float = 0.0
+    marker_item_bytes: float = 0.0
+    markers_expire: bool = False
     #: Distinct custom metrics: (namespace, name, ((dimension, value), ...)).
     metrics: frozenset[tuple[str, str, tuple[tuple[str, str], ...]]] = field(
         default_factory=frozenset
@@ -472,8 +477,16 @@ def meter(
         }
         say(f"metering {stack_name}: {records} valid records of {record_bytes} bytes")
         valid = _run(pipeline, dynamo, logs, sample_records(records, record_bytes))
-        scan = reader.scan(TableName=table_name)["Items"]
+        scan = [
+            i
+            for page in reader.get_paginator("scan").paginate(TableName=table_name)
+            for i in page["Items"]
+        ]
         stored = [i for i in scan if i["pk"]["S"].startswith("RECORD#")]
+        seeded = {f"CATEGORY#{t}" for t in SAMPLE_TYPES}
+        markers = [
+            i for i in scan if not i["pk"]["S"].startswith("RECORD#") and i["pk"]["S"] not in seeded
+        ]
         say(f"metering {stack_name}: {invalid_records} invalid records")
         bad = [
             {**r, "timestamp": "not a date"} for r in sample_records(invalid_records, 200, "bad")
@@ -489,6 +502,11 @@ def meter(
         items_expire=ttl_attribute is not None
         and bool(stored)
         and all(ttl_attribute in i for i in stored),
+        marker_items_per_record=len(markers) / records,
+        marker_item_bytes=sum(item_bytes(i) for i in markers) / len(markers) if markers else 0.0,
+        markers_expire=ttl_attribute is not None
+        and bool(markers)
+        and all(ttl_attribute in i for i in markers),
         metrics=metrics,
     )
 
@@ -556,6 +574,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"log bytes/invocation {u.per_invocation(u.log_bytes):.0f}"
             )
     print(f"stored item {result.item_bytes:.0f} bytes, expires: {result.items_expire}")
+    print(
+        f"count markers {result.marker_items_per_record:g} a record, "
+        f"{result.marker_item_bytes:.0f} bytes each, expire: {result.markers_expire}"
+    )
     print(f"custom metrics: {sorted(Counter(m[1] for m in result.metrics).items())}")
     return 0
 

@@ -6,8 +6,10 @@ Against a deployed stack (``python -m pipeline_tools.operate``, your AWS credent
     python -m pipeline_tools.operate dead-letters --stack DataPipeline-prod
     python -m pipeline_tools.operate redrive --stack DataPipeline-prod [--dry-run] [--max N]
                                              [--include-rejected]
+    python -m pipeline_tools.operate counts --day 2026-11-29 --stack DataPipeline-prod
 
-and against the local emulator with ``python -m pipeline_tools.local send|dead-letters|redrive``.
+and against the local emulator with ``python -m pipeline_tools.local send|dead-letters|redrive|
+counts``.
 Both run the functions below; only the invoker differs. On AWS an invoke is Lambda's
 asynchronous ``Invoke`` of the stage's ``live`` alias. The emulator cannot run Lambda code
 without Docker, so there the same invoke goes to the in-process runner running the deployed code.
@@ -23,6 +25,7 @@ without Docker, so there the same invoke goes to the in-process runner running t
   is accepted; validator rejections are skipped unless ``--include-rejected`` (they would fail the
   same way; a validator *crash*, ``unexpected ...``, is redriven). The idempotent processor
   makes a redrive safe to repeat.
+* ``counts`` prints the records stored per type on a UTC day (``pipeline_tools/counts.py``).
 """
 
 from __future__ import annotations
@@ -435,6 +438,8 @@ def add_commands(commands: Any) -> None:
         action="store_true",
         help="redrive validator rejections too (they fail again unless the code changed)",
     )
+    counts_cmd = commands.add_parser("counts", help="the records stored per type on a UTC day")
+    counts_cmd.add_argument("--day", required=True, help="the UTC day, as YYYY-MM-DD")
 
 
 def main(argv: Iterable[str] | None = None) -> int:
@@ -448,6 +453,12 @@ def main(argv: Iterable[str] | None = None) -> int:
     import boto3
 
     session = boto3.Session()
+    if args.command == "counts":
+        from pipeline_tools.counts import print_counts
+        from pipeline_tools.local.deployed import DeployedStack
+
+        table = DeployedStack.read(session, args.stack).outputs["TableName"]
+        return print_counts(session.client("dynamodb"), table, args.day)
     pipeline, invoker = deployed_pipeline(session, args.stack)
     return run_command(args, session.client("sqs"), pipeline, invoker)
 

@@ -45,12 +45,12 @@ ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Archite
 METRICS_NAMESPACE = "DataPipeline"
 TRACING = {"Active": lambda_.Tracing.ACTIVE, "PassThrough": lambda_.Tracing.PASS_THROUGH}
 
-#: The DynamoDB actions each stage's code calls, and nothing more. The processor's
-#: TransactWriteItems is authorised per item: a Put and an Update.
+#: The DynamoDB actions each stage's code calls, and nothing more. The processor puts a record
+#: and its count marker (``processor/storage.py``).
 TABLE_ACTIONS: dict[str, tuple[str, ...]] = {
     "validator": (),
     "enricher": ("dynamodb:GetItem",),
-    "processor": ("dynamodb:PutItem", "dynamodb:UpdateItem"),
+    "processor": ("dynamodb:PutItem",),
 }
 
 #: Each stage's on-success destination.
@@ -59,7 +59,7 @@ NEXT_STAGE = {"validator": "enricher", "enricher": "processor"}
 RETRIES = {"validator": 0, "enricher": 2, "processor": 2}
 
 #: The DynamoDB API operations the stages call (what the table's alarms watch).
-TABLE_OPERATIONS = (dynamodb.Operation.GET_ITEM, dynamodb.Operation.TRANSACT_WRITE_ITEMS)
+TABLE_OPERATIONS = (dynamodb.Operation.GET_ITEM, dynamodb.Operation.PUT_ITEM)
 
 
 class PipelineStack(Stack):

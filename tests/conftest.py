@@ -96,6 +96,7 @@ def pipeline_on_moto(assembly: tuple[Path, str, dict[str, Any]]) -> Iterator[Any
         physical = provision(template, session)
         specs = specs_from_assembly(directory, stack_name, physical)
         runner = AsyncPipeline(specs, session.client("sqs"))
+        without_retry_waits(runner)
         runner.session = session  # type: ignore[attr-defined]
         runner.physical = physical  # type: ignore[attr-defined]
         yield runner
@@ -106,6 +107,41 @@ def pipeline(dev_assembly):
     """The dev stack's real handler code, on moto, wired as the template wires it."""
     with pipeline_on_moto(dev_assembly) as runner:
         yield runner
+
+
+def without_retry_waits(runner: Any) -> None:
+    """The handlers' in-process retries, with their attempts but without their waits (an
+    injected fault that never clears would otherwise cost seconds of real sleep)."""
+    from dataclasses import replace
+
+    for function in runner.functions.values():
+        policy = getattr(function.module, "RETRY", None)
+        if policy is not None:
+            function.module.RETRY = replace(policy, sleep=lambda seconds: None)
+
+
+def stored_and_counted(
+    client: Any, table: str
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
+    """The record items of ``table``, and its counts as ``{(type, day): n}``, each day read
+    with the project's own reader (``processor.counts.daily_counts``)."""
+    from processor.counts import COUNT_PREFIX, daily_counts
+
+    items = [
+        i for page in client.get_paginator("scan").paginate(TableName=table) for i in page["Items"]
+    ]
+    records = [i for i in items if i["pk"]["S"].startswith("RECORD#")]
+    days = {
+        i["pk"]["S"][len(COUNT_PREFIX) :].split("#")[0]
+        for i in items
+        if i["pk"]["S"].startswith(COUNT_PREFIX)
+    }
+    counts = {
+        (record_type, day): n
+        for day in sorted(days)
+        for record_type, n in daily_counts(client, table, day).items()
+    }
+    return records, counts
 
 
 def load_event(name: str) -> Any:

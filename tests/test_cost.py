@@ -273,9 +273,12 @@ def test_prod_measured_usage_is_what_the_settings_promise(prod_usage):
     assert usage.log_bytes == {"validator": 0, "enricher": 0, "processor": 0}
     # The same code in the text format: START, END and REPORT for every invocation.
     assert all(b > 150 for b in naive.log_bytes.values())
-    # The transaction: 2 x (1 KB record item + 1 KB counter), the deflated item under 1 KB.
-    assert usage.write_units == 4 and usage.item_bytes < 1024
+    # Two puts of a unit each: the deflated record item (under 1 KB) and its count marker.
+    assert usage.write_units == 2 and usage.item_bytes < 1024
     assert usage.items_expire
+    # One marker per record, of keys alone: "pk" + "COUNT#<day>#<shard>" (19 characters),
+    # "sk" + "<type>#<id>" (the sample's types and ids are under 40 characters together).
+    assert usage.marker_items == 1 and usage.marker_item_bytes < 2 + 19 + 2 + 41
 
 
 def test_cli_prints_terminal_and_markdown_tables(stacks, capsys, monkeypatch):

@@ -59,9 +59,17 @@ def test_handler_without_a_reference_item_says_uncategorized(pipeline):
     assert result["category"] == UNCATEGORIZED
 
 
-def test_throttling_propagates_so_that_lambda_retries(pipeline):
+def test_throttling_is_retried_in_process_then_propagates_so_that_lambda_retries(pipeline):
     client = pipeline.module("enricher").dynamodb
-    fail_before(client, "GetItem", lambda params: True)
-    with pytest.raises(ClientError) as caught:
+    calls = []
+    fail_before(client, "GetItem", lambda params: calls.append(params) or True)
+    with pytest.raises(Exception, match=f"GetItem of the category: {THROTTLED}") as caught:
         pipeline.functions["enricher"].invoke(load_event("destination_invocation"), "r3")
-    assert caught.value.response["Error"]["Code"] == THROTTLED
+    assert type(caught.value).__name__ == "StillTransient" and len(calls) == 10
+
+
+def test_a_throttle_that_clears_is_settled_in_process(pipeline):
+    throttles = iter([True, True])
+    fail_before(pipeline.module("enricher").dynamodb, "GetItem", lambda p: next(throttles, False))
+    result = pipeline.functions["enricher"].invoke(load_event("destination_invocation"), "r4")
+    assert result["category"] == UNCATEGORIZED

@@ -34,7 +34,7 @@ def test_code_and_grants_match_for_every_stage(template_json, env_name):
         "processor": True,
     }
     assert results["enricher"].code == {"dynamodb:GetItem"}
-    assert results["processor"].code == {"dynamodb:PutItem", "dynamodb:UpdateItem"}
+    assert results["processor"].code == {"dynamodb:PutItem"}
     assert results["validator"].code == frozenset()
 
 
@@ -55,24 +55,45 @@ def test_a_new_api_call_without_a_grant_fails(template_json, src_copy):
 
 def test_a_new_transaction_item_without_a_grant_fails(template_json, src_copy):
     storage = src_copy / "processor" / "storage.py"
-    new_item = '{"Delete": {"TableName": table_name, "Key": {}}},\n'
-    text = storage.read_text().replace("TransactItems=[", "TransactItems=[" + new_item, 1)
-    assert text != storage.read_text()
-    storage.write_text(text)
+    storage.write_text(
+        storage.read_text()
+        + (
+            "\n\ndef purge(client: Any, table_name: str) -> None:\n"
+            "    client.transact_write_items(TransactItems=[\n"
+            '        {"Put": {"TableName": table_name, "Item": {}}},\n'
+            '        {"Delete": {"TableName": table_name, "Key": {}}},\n'
+            "    ])\n"
+        )
+    )
+    result = by_stage(check(template_json["dev"], src_copy))["processor"]
+    assert result.code - result.granted == {"dynamodb:DeleteItem"}
+
+
+def test_a_call_handed_to_the_retry_policy_needs_its_grant(template_json, src_copy):
+    """``RETRY.call(deadline, name, dynamodb.delete_item, ...)`` calls DeleteItem as surely as
+    ``dynamodb.delete_item(...)`` does."""
+    handler = src_copy / "processor" / "handler.py"
+    handler.write_text(
+        handler.read_text()
+        + (
+            "\n\ndef purge(deadline: float) -> None:\n"
+            '    RETRY.call(deadline, "purge", dynamodb.delete_item, TableName=TABLE_NAME, Key={})\n'
+        )
+    )
     result = by_stage(check(template_json["dev"], src_copy))["processor"]
     assert result.code - result.granted == {"dynamodb:DeleteItem"}
 
 
 def test_a_grant_the_code_no_longer_needs_fails(template_json, src_copy):
     handler = src_copy / "enricher" / "handler.py"
-    handler.write_text(handler.read_text().replace("dynamodb.get_item(", "dict(", 1))
+    handler.write_text(handler.read_text().replace("dynamodb.get_item,", "dict,", 1))
     result = by_stage(check(template_json["dev"], src_copy))["enricher"]
     assert not result.ok
     assert result.granted - result.code == {"dynamodb:GetItem"}
 
 
 @pytest.mark.parametrize(
-    ("change", "expected"), [("add", "dynamodb:Scan"), ("remove", "dynamodb:UpdateItem")]
+    ("change", "expected"), [("add", "dynamodb:Scan"), ("remove", "dynamodb:PutItem")]
 )
 def test_a_changed_grant_in_the_template_fails(template_json, change, expected):
     template = copy.deepcopy(template_json["dev"])
@@ -81,10 +102,9 @@ def test_a_changed_grant_in_the_template_fails(template_json, change, expected):
         if role not in {ref_id(r) for r in props(policy)["Roles"]}:
             continue
         for statement in props(policy)["PolicyDocument"]["Statement"]:
-            if (
-                isinstance(statement["Action"], list)
-                and "dynamodb:UpdateItem" in statement["Action"]
-            ):
+            if statement["Action"] == "dynamodb:PutItem":
+                statement["Action"] = [statement["Action"]]
+            if "dynamodb:PutItem" in statement["Action"]:
                 if change == "add":
                     statement["Action"].append(expected)
                 else:

@@ -153,12 +153,12 @@ def test_table_alarms_sum_every_operation_the_code_calls(template_json, env_name
         next(d["Value"] for d in s["Metric"]["Dimensions"] if d["Name"] == "Operation")
         for s in stats
     )
-    assert operations == ["GetItem", "TransactWriteItems"]
+    assert operations == ["GetItem", "PutItem"]
     for stat in stats:
         assert stat["Stat"] == "Sum" and stat["Metric"]["Namespace"] == "AWS/DynamoDB"
         assert {"Name": "TableName", "Value": {"Ref": table_id}} in stat["Metric"]["Dimensions"]
     (expression,) = [m["Expression"] for m in alarm["Metrics"] if "Expression" in m]
-    assert expression == "FILL(getitem, 0) + FILL(transactwriteitems, 0)"
+    assert expression == "FILL(getitem, 0) + FILL(putitem, 0)"
     assert alarm["Threshold"] == 0
     assert_common(template, alarm)
 

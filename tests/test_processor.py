@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ClientError
 
-from processor.storage import counter_key, record_item, record_key
-from tests.conftest import load_event
+from processor.counts import SHARDS, marker_key, shard_of
+from processor.storage import record_item, record_key
+from tests.conftest import load_event, stored_and_counted
 from tests.faults import THROTTLED, fail_after, fail_before
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -27,21 +30,25 @@ def enriched(**changes):
 
 def table_state(pipeline):
     client = pipeline.session.client("dynamodb")
-    table = pipeline.specs["processor"].environment["TABLE_NAME"]
-    items = client.scan(TableName=table)["Items"]
-    records = [i for i in items if i["pk"]["S"].startswith("RECORD#")]
-    counters = {
-        (i["pk"]["S"], i["sk"]["S"]): int(i["count"]["N"])
-        for i in items
-        if i["pk"]["S"].startswith("STATS#")
-    }
-    return records, counters
+    return stored_and_counted(client, pipeline.specs["processor"].environment["TABLE_NAME"])
 
 
 def test_keys_follow_the_documented_layout():
     record = enriched()
     assert record_key("abc") == {"pk": {"S": "RECORD#abc"}, "sk": {"S": "RECORD"}}
-    assert counter_key(record) == {"pk": {"S": "STATS#order"}, "sk": {"S": "2026-11-29"}}
+    shard = int.from_bytes(hashlib.sha256(record["id"].encode()).digest()[:4], "big") % 16
+    assert shard_of(record["id"]) == shard
+    assert marker_key(record) == {
+        "pk": {"S": f"COUNT#2026-11-29#{shard:02d}"},
+        "sk": {"S": "order#order-2026-11-29.0001"},
+    }
+
+
+def test_markers_spread_over_every_shard():
+    """No hot partition key: 1,600 ids land on all 16 shards, none with over twice its share."""
+    shards = Counter(shard_of(f"r-{i:05d}") for i in range(1600))
+    assert SHARDS == 16 and set(shards) == set(range(16))
+    assert max(shards.values()) < 2 * 1600 / 16
 
 
 def test_record_item_keeps_every_field_and_the_payload_as_json():
@@ -57,7 +64,7 @@ def test_a_new_record_is_stored_and_counted(pipeline):
     assert result == {"record_id": "order-2026-11-29.0001", "status": "stored"}
     records, counters = table_state(pipeline)
     assert [r["pk"]["S"] for r in records] == ["RECORD#order-2026-11-29.0001"]
-    assert counters == {("STATS#order", "2026-11-29"): 1}
+    assert counters == {("order", "2026-11-29"): 1}
 
 
 def test_a_duplicate_delivery_changes_nothing_and_says_duplicate(pipeline):
@@ -69,27 +76,53 @@ def test_a_duplicate_delivery_changes_nothing_and_says_duplicate(pipeline):
     assert table_state(pipeline) == before
 
 
-def test_throttling_propagates_and_writes_nothing(pipeline):
-    fail_before(pipeline.module("processor").dynamodb, "TransactWriteItems", lambda p: True)
-    with pytest.raises(ClientError) as caught:
+def test_throttling_is_retried_in_process_then_left_to_lambda_and_writes_nothing(pipeline):
+    calls = []
+    fail_before(pipeline.module("processor").dynamodb, "PutItem", lambda p: calls.append(p) or True)
+    with pytest.raises(Exception, match=THROTTLED) as caught:
         pipeline.functions["processor"].invoke(enriched(), "r1")
-    assert caught.value.response["Error"]["Code"] == THROTTLED
+    assert type(caught.value).__name__ == "StillTransient"
+    assert str(caught.value).startswith(
+        f"PutItem of the record: {THROTTLED} on each of 10 attempts over "
+    )
+    assert len(calls) == 10  # RetryPolicy's attempts, every one of them the record's put
     assert table_state(pipeline) == ([], {})
 
 
-def test_a_retry_after_a_lost_response_stores_and_counts_once(pipeline):
-    """The transaction committed but the handler failed; Lambda's retry must change nothing."""
-    failures = iter([True])
+def test_a_throttle_that_clears_is_settled_in_process(pipeline):
+    """Two throttles of the record's put and one of its marker's: one invocation stores and
+    counts it, so Lambda never retries it."""
+    throttles = iter([True, True, False, True])
+    fail_before(pipeline.module("processor").dynamodb, "PutItem", lambda p: next(throttles, False))
+    result = pipeline.functions["processor"].invoke(enriched(), "r1")
+    assert result["status"] == "stored"
+    records, counters = table_state(pipeline)
+    assert len(records) == 1 and counters == {("order", "2026-11-29"): 1}
+
+
+@pytest.mark.parametrize("lost", ["the record's put", "the marker's put"])
+def test_a_retry_after_a_lost_response_stores_and_counts_once(pipeline, lost):
+    """A put reached DynamoDB but its answer was lost (a timeout, retried in-process, and the
+    retry finds the record stored); or every answer was lost and Lambda retried: each way the
+    record is stored once and counted once."""
+
+    def is_marker(params):
+        return params["Item"]["pk"]["S"].startswith("COUNT#")
+
+    failing = is_marker if lost == "the marker's put" else (lambda params: not is_marker(params))
+    failures = iter([True] * 10)
     fail_after(
-        pipeline.module("processor").dynamodb, "TransactWriteItems", lambda p: next(failures, False)
+        pipeline.module("processor").dynamodb,
+        "PutItem",
+        lambda p: failing(p) and next(failures, False),
     )
     processor = pipeline.functions["processor"]
-    with pytest.raises(ReadTimeoutError):
-        processor.invoke(enriched(), "r1")
+    with pytest.raises(Exception, match="ReadTimeoutError"):
+        processor.invoke(enriched(), "r1")  # ten lost answers: Lambda's retry
     assert processor.invoke(enriched(), "r1")["status"] == "duplicate"
     records, counters = table_state(pipeline)
     assert len(records) == 1
-    assert counters == {("STATS#order", "2026-11-29"): 1}
+    assert counters == {("order", "2026-11-29"): 1}
 
 
 def test_counters_are_per_type_and_per_utc_day(pipeline):
@@ -100,29 +133,25 @@ def test_counters_are_per_type_and_per_utc_day(pipeline):
     processor.invoke(enriched(id="c1", timestamp="2026-11-30T00:00:01Z"), "r4")
     _, counters = table_state(pipeline)
     assert counters == {
-        ("STATS#order", "2026-11-29"): 2,
-        ("STATS#refund", "2026-11-29"): 1,
-        ("STATS#order", "2026-11-30"): 1,
+        ("order", "2026-11-29"): 2,
+        ("refund", "2026-11-29"): 1,
+        ("order", "2026-11-30"): 1,
     }
 
 
-def test_other_transaction_cancellations_are_not_mistaken_for_a_stored_record():
-    from processor.storage import _already_stored
+def test_a_conflict_writes_no_marker_and_other_put_errors_propagate(pipeline):
+    """Only a failed condition is a stored record; any other refusal of the put is raised as it
+    is, and no marker is written for a record that was not stored."""
+    client = pipeline.module("processor").dynamodb
 
-    stored = {"pk": {"S": "RECORD#x"}, "digest": {"S": "abc"}}
+    def refuse(params, **_):
+        raise ClientError({"Error": {"Code": "ValidationException"}}, "PutItem")
 
-    def cancelled(*codes):
-        reasons = [{"Code": c} for c in codes]
-        reasons[0]["Item"] = stored
-        return ClientError(
-            {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": reasons},
-            "TransactWriteItems",
-        )
-
-    assert _already_stored(cancelled("ConditionalCheckFailed", "None")) == stored
-    assert _already_stored(cancelled("None", "TransactionConflict")) is None
-    assert _already_stored(cancelled("ConditionalCheckFailed", "ThrottlingError")) is None
-    assert _already_stored(cancelled("ThrottlingError", "None")) is None
+    client.meta.events.register_first("provide-client-params.dynamodb.PutItem", refuse)
+    with pytest.raises(ClientError, match="ValidationException"):
+        pipeline.functions["processor"].invoke(enriched(), "r1")
+    client.meta.events.unregister("provide-client-params.dynamodb.PutItem", refuse)
+    assert table_state(pipeline) == ([], {})
 
 
 def test_same_id_same_content_is_a_duplicate_different_content_is_a_conflict(pipeline):
@@ -196,4 +225,4 @@ def test_a_deflated_record_is_a_duplicate_or_a_conflict_like_any_other(pipeline,
         processor.invoke(changed, "r3")
     records, counters = table_state(pipeline)
     assert len(records) == 1 and "payload_deflate" in records[0]
-    assert counters == {("STATS#order", "2026-11-29"): 1}
+    assert counters == {("order", "2026-11-29"): 1}

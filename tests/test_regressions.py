@@ -27,7 +27,7 @@ from botocore.exceptions import (
 )
 
 from pipeline_common.regressions import is_regression
-from tests.conftest import assembly_of, sample_record
+from tests.conftest import assembly_of, sample_record, without_retry_waits
 from tests.faults import fail_before
 from tests.helpers import alias_ids, of_type, props, ref_id
 
@@ -100,7 +100,9 @@ def new_version(prod_assembly, mutate=None) -> Iterator[Any]:
                 template, asset_dirs(directory, name), physical
             ).items()
         }
-        yield AsyncPipeline(specs, session.client("sqs"))
+        runner = AsyncPipeline(specs, session.client("sqs"))
+        without_retry_waits(runner)
+        yield runner
 
 
 def run_capturing_emf(pipeline, events) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -192,12 +194,16 @@ def test_rejections_conflicts_and_throttles_emit_no_rollback_signal(prod_assembl
     attempts: Counter[str] = Counter()
 
     def throttle_twice(params: dict[str, Any]) -> bool:
-        put = params["TransactItems"][0]["Put"]["Item"]["id"]["S"]
+        """The record's put is throttled through two whole invocations (10 in-process attempts
+        each), so Lambda retries it twice."""
+        if "id" not in params["Item"]:
+            return False  # the count marker's put
+        put = params["Item"]["id"]["S"]
         attempts[put] += 1
-        return put in throttled_ids and attempts[put] <= 2
+        return put in throttled_ids and attempts[put] <= 2 * 10
 
     with new_version(prod_assembly) as pipeline:
-        fail_before(pipeline.module("processor").dynamodb, "TransactWriteItems", throttle_twice)
+        fail_before(pipeline.module("processor").dynamodb, "PutItem", throttle_twice)
         first, blobs_first = run_capturing_emf(pipeline, [original])
         outcomes, blobs = run_capturing_emf(pipeline, [*malformed, conflicting, *throttled])
         invocations = dict(pipeline.invocations)
@@ -252,12 +258,12 @@ def test_a_crash_in_the_new_version_fires_its_rollback_alarm(prod_assembly):
 
 
 def test_an_access_denied_in_the_new_version_fires_its_rollback_alarm(prod_assembly):
-    """The new release's role lost the processor's UpdateItem (enforced by the runner's IAM, as
+    """The new release's role lost the processor's PutItem (enforced by the runner's IAM, as
     AWS would): AccessDeniedException is the code's or its configuration's fault, a regression."""
     from tests.test_runner import without
 
     records = [sample_record(id=f"d-{i}") for i in range(2)]
-    with new_version(prod_assembly, without("dynamodb:UpdateItem", "processor")) as pipeline:
+    with new_version(prod_assembly, without("dynamodb:PutItem", "processor")) as pipeline:
         outcomes, blobs = run_capturing_emf(pipeline, records)
     assert all("AccessDeniedException" in (o.error or "") for o in outcomes)
     template = prod_assembly[2]

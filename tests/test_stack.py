@@ -243,7 +243,7 @@ def test_dynamodb_actions_of_each_role_are_exactly_what_its_code_calls(template)
                 assert [ref_id(r) for r in as_list(statement["Resource"])] == [table_id]
                 granted += actions
         assert sorted(granted) == sorted(TABLE_ACTIONS[stage]), stage
-    assert TABLE_ACTIONS["processor"] == ("dynamodb:PutItem", "dynamodb:UpdateItem")
+    assert TABLE_ACTIONS["processor"] == ("dynamodb:PutItem",)
     assert TABLE_ACTIONS["enricher"] == ("dynamodb:GetItem",)
 
 
@@ -276,7 +276,7 @@ def test_each_role_holds_exactly_the_pairs_its_code_and_lambda_need(template):
         "enricher": lambda_needs("enricher")
         | {("lambda:InvokeFunction", alias("processor")), ("dynamodb:GetItem", table)},
         "processor": lambda_needs("processor")
-        | {("dynamodb:PutItem", table), ("dynamodb:UpdateItem", table)},
+        | {("dynamodb:PutItem", table)},
     }
 
     def key(resource) -> tuple[str, str] | str:

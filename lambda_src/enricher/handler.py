@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from enricher.enrichment import UNCATEGORIZED, category_from_item, category_key, enrich
 from pipeline_common.invocation import accept, rejections_counted
+from pipeline_common.retries import NO_SDK_RETRIES, RetryPolicy
 from pipeline_common.tracing import stage_tracer
 
 TABLE_NAME = os.environ["TABLE_NAME"]
@@ -20,13 +21,19 @@ TABLE_NAME = os.environ["TABLE_NAME"]
 logger = Logger()
 tracer = stage_tracer()
 metrics = Metrics()
-dynamodb = boto3.client("dynamodb")
+dynamodb = boto3.client("dynamodb", config=NO_SDK_RETRIES)
+#: Throttling is retried here, within the invocation's time.
+RETRY = RetryPolicy()
 
 
 @tracer.capture_method
-def lookup_category(record_type: str) -> str:
-    """The category of ``record_type``; a throttling error propagates so that Lambda retries."""
-    response = dynamodb.get_item(
+def lookup_category(record_type: str, deadline: float) -> str:
+    """The category of ``record_type``; throttling that outlasts the in-process retries
+    propagates (``StillTransient``) so that Lambda retries."""
+    response = RETRY.call(
+        deadline,
+        "GetItem of the category",
+        dynamodb.get_item,
         TableName=TABLE_NAME,
         Key=category_key(record_type),
         ProjectionExpression="category",
@@ -40,7 +47,7 @@ def lookup_category(record_type: str) -> str:
 @rejections_counted(logger, metrics)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = accept(event, logger, metrics, enriched=True)
-    category = lookup_category(record["type"])
+    category = lookup_category(record["type"], RETRY.deadline(context))
     if category == UNCATEGORIZED:
         metrics.add_metric(name="RecordsUncategorized", unit=MetricUnit.Count, value=1)
     logger.debug("record enriched", extra={"category": category})

@@ -90,12 +90,16 @@ def rejections_counted(logger: Any, metrics: Any) -> Any:
     Contract violations and conflicts are counted where they are raised. An AWS error
     (``ClientError``, ``BotoCoreError``) is not a refusal: it propagates as it is, so Lambda
     retries; it is a regression unless it is transient (throttling, a conflict, a server error).
+    Nor is a transient condition that outlasted the in-process retries (``StillTransient``): it
+    is logged as a warning and propagates as it is, for Lambda to retry.
     Anything else is a crash: it is counted, logged, and raised again as a
     :class:`StageFailure` (``unexpected KeyError: 'x'``) that names the original error, never as
     a bare Python exception. So is a response that is not JSON.
     Put it closest to the handler, inside ``@metrics.log_metrics``, so the count is flushed.
     """
     from botocore.exceptions import BotoCoreError, ClientError
+
+    from pipeline_common.retries import StillTransient
 
     def decorate(handler: Any) -> Any:
         @functools.wraps(handler)
@@ -105,6 +109,9 @@ def rejections_counted(logger: Any, metrics: Any) -> Any:
             except (ClientError, BotoCoreError) as error:
                 if is_regression(error):
                     count_regression()
+                raise
+            except StillTransient as error:
+                logger.warning(str(error))
                 raise
             except Exception as error:
                 if getattr(error, "counted", False):

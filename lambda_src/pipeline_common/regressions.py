@@ -16,9 +16,9 @@ the new version's count alone:
   reasons include a ``ValidationError``, a request botocore refuses to send;
 * a response Lambda could not serialise (it would fail as ``Runtime.MarshalError``).
 
-Transient conditions are never counted: throttling (the codes botocore's retry handler treats as
-throttling), DynamoDB's transaction conflicts, an AWS server error (HTTP 5xx), and connection
-errors and timeouts. Nor are rejections and conflicts, which ``pipeline_common.invocation``
+Transient conditions are never counted (``pipeline_common.retries``: throttling, DynamoDB's
+transaction conflicts, an AWS server error, connection errors and timeouts), whether they reach
+the handler's end directly or as ``StillTransient`` after the in-process retries. Nor are rejections and conflicts, which ``pipeline_common.invocation``
 counts in ``RecordsRejected``.
 
 The metric exists only in the hours a version regresses: EMF publishes a metric when a line
@@ -30,74 +30,32 @@ from __future__ import annotations
 import os
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionError,
-    HTTPClientError,
-)
+from botocore.exceptions import ClientError
+
+from pipeline_common.retries import TRANSIENT_CANCELLATION_REASONS, StillTransient, is_transient
 
 #: The EMF metric and its version dimension (the stage is Powertools' ``service`` dimension).
 REGRESSIONS_METRIC = "Regressions"
 VERSION_DIMENSION = "FunctionVersion"
 
-#: AWS error codes of throttling, as botocore's retry handler lists them (``_retry.json``),
-#: and DynamoDB's transaction conflict
-#: (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html).
-TRANSIENT_ERROR_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "EC2ThrottledException",
-        "TransactionConflictException",
-    }
-)
 #: Cancellation reasons of ``TransactWriteItems`` that ordinary traffic produces: a retry
 #: settles them, or (a failed condition) the record is already stored.
-EXPECTED_CANCELLATION_REASONS = frozenset(
-    {
-        "None",
-        "ConditionalCheckFailed",
-        "TransactionConflict",
-        "ThrottlingError",
-        "ProvisionedThroughputExceeded",
-    }
-)
+EXPECTED_CANCELLATION_REASONS = TRANSIENT_CANCELLATION_REASONS | {"None", "ConditionalCheckFailed"}
 
 
 def is_regression(error: BaseException) -> bool:
     """Whether ``error``, raised by a stage's handler, means the stage's code is wrong."""
+    if isinstance(error, StillTransient) or is_transient(error):
+        return False
     if isinstance(error, ClientError):
-        return not _transient(error)
-    if isinstance(error, BotoCoreError):
-        # Connection errors and timeouts are the network's; anything else (a parameter
-        # botocore refuses, no credentials, no region) is the code's or its configuration's.
-        return not isinstance(error, ConnectionError | HTTPClientError)
+        code = error.response.get("Error", {}).get("Code")
+        if code == "TransactionCanceledException":
+            reasons = {str(r.get("Code")) for r in error.response.get("CancellationReasons") or []}
+            return not (reasons and reasons <= EXPECTED_CANCELLATION_REASONS)
+        return True
+    # Anything else, a botocore refusal (a bad parameter, no credentials, no region) included,
+    # is the code's or its configuration's.
     return True
-
-
-def _transient(error: ClientError) -> bool:
-    response = error.response
-    code = response.get("Error", {}).get("Code", "")
-    if code in TRANSIENT_ERROR_CODES:
-        return True
-    if response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400) >= 500:
-        return True
-    if code == "TransactionCanceledException":
-        reasons = {str(r.get("Code")) for r in response.get("CancellationReasons") or []}
-        return bool(reasons) and reasons <= EXPECTED_CANCELLATION_REASONS
-    return False
 
 
 def count_regression() -> None:

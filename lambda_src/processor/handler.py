@@ -1,4 +1,4 @@
-"""Processor Lambda: the critical stage. Stores the record and its counter exactly once."""
+"""Processor Lambda: the critical stage. Stores the record and counts it, exactly once."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline_common.invocation import accept, reject, rejections_counted
+from pipeline_common.retries import NO_SDK_RETRIES, RetryPolicy
 from pipeline_common.tracing import stage_tracer
 from processor.storage import RecordConflict, Retention, store
 
@@ -31,7 +32,9 @@ PAYLOAD_ENCODING = os.environ.get("PAYLOAD_ENCODING", "json")
 logger = Logger()
 tracer = stage_tracer()
 metrics = Metrics()
-dynamodb = boto3.client("dynamodb")
+dynamodb = boto3.client("dynamodb", config=NO_SDK_RETRIES)
+#: Throttling and conflicts are retried here, within the invocation's time.
+RETRY = RetryPolicy()
 
 
 @logger.inject_lambda_context
@@ -41,7 +44,16 @@ dynamodb = boto3.client("dynamodb")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = accept(event, logger, metrics, enriched=True)
     try:
-        result = store(dynamodb, TABLE_NAME, record, datetime.now(UTC), RETENTION, PAYLOAD_ENCODING)
+        result = store(
+            dynamodb,
+            TABLE_NAME,
+            record,
+            datetime.now(UTC),
+            RETENTION,
+            PAYLOAD_ENCODING,
+            retry=RETRY,
+            deadline=RETRY.deadline(context),
+        )
     except RecordConflict as error:
         reject(error, logger, metrics)
         raise

@@ -1,29 +1,36 @@
-"""Exactly-once storage as one DynamoDB transaction.
+"""Exactly-once storage: a conditional put of the record, then its count marker.
 
-The record item is put only if absent, and the per-type daily counter is incremented in the
-same transaction. DynamoDB applies both or neither, so:
+The record item is put only if absent (``attribute_not_exists(pk)``), and then its count marker
+(``processor/counts.py``), an item of keys alone that an unconditional put writes again
+harmlessly. Neither is a transaction and no item is shared, so concurrent processors never
+conflict, and a record costs two writes of one unit each (a transaction costs two units per
+item, https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html,
+"Capacity management for transactions"). So:
 
-* a second delivery fails the condition, the transaction is cancelled and the counter is
-  untouched. The cancellation returns the stored item (``ReturnValuesOnConditionCheckFailure``),
-  so with no extra read the processor compares the stored ``digest`` (SHA-256 of the record's
-  canonical contract fields) with the new one: the same content is a *duplicate* (nothing
-  changes), different content under the same id a *conflict* (:class:`RecordConflict`, which
-  sends the record to the DLQ, and the stored record stays as it was);
-* a retry after any failure either finds nothing written (and writes both) or finds the
-  record (and changes nothing).
+* a second delivery fails the condition. The failure returns the stored item
+  (``ReturnValuesOnConditionCheckFailure``), so with no extra read the processor compares the
+  stored ``digest`` (SHA-256 of the record's canonical contract fields) with the new one: the
+  same content is a *duplicate*, and its marker is written again (in case the first delivery
+  stopped between the two puts); different content under the same id is a *conflict*
+  (:class:`RecordConflict`, which sends the record to the DLQ; nothing is written);
+* a retry after any failure finds nothing written (and writes both), or the record alone (and
+  writes the marker), or both (and changes nothing). A count is never doubled and, once the
+  record's delivery succeeds, never missing.
 
-The counter's day is the record's own UTC date, so a retry on another day counts the same day.
+Each put is retried in-process while it fails transiently (``pipeline_common.retries``).
+
+The marker's day is the record's own UTC date, so a retry on another day counts the same day.
 The payload is stored as its compact JSON text: lossless for every JSON number, and never near
 DynamoDB's nesting limits. With the ``deflate`` encoding, a payload whose item would start one
-more KB (one more write unit, doubled in the transaction) is stored instead as that same text
-compressed with zlib (RFC 1950) in the binary attribute ``payload_deflate``: still lossless, and
-read back with ``zlib.decompress`` (:func:`read_payload`). A payload that gains nothing from it
-stays plain text.
+more KB (one more write unit) is stored instead as that same text compressed with zlib (RFC 1950)
+in the binary attribute ``payload_deflate``: still lossless, and read back with
+``zlib.decompress`` (:func:`read_payload`). A payload that gains nothing from it stays plain
+text.
 
 With a retention, the record item carries its expiry as epoch seconds in the table's TTL
 attribute, and DynamoDB deletes it (at no charge) some time after that moment. The stack only
 allows a retention longer than the replay window, so a record is never gone while a redrive of
-it could still arrive. Counters never expire.
+it could still arrive. Markers never expire.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from pipeline_common.contract import canonical
+from pipeline_common.retries import RetryPolicy
+from processor.counts import marker_key
 
 RECORD_SK = "RECORD"
 #: ``json``: the payload as JSON text; ``deflate``: compressed where it saves a write unit.
@@ -82,11 +91,6 @@ class StoreResult:
 
 def record_key(record_id: str) -> dict[str, dict[str, str]]:
     return {"pk": {"S": f"RECORD#{record_id}"}, "sk": {"S": RECORD_SK}}
-
-
-def counter_key(record: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """``STATS#<type>`` / ``<yyyy-mm-dd>`` of the record's UTC timestamp."""
-    return {"pk": {"S": f"STATS#{record['type']}"}, "sk": {"S": record["timestamp"][:10]}}
 
 
 def record_item(
@@ -154,44 +158,47 @@ def store(
     now: datetime,
     retention: Retention | None = None,
     encoding: str = "json",
+    *,
+    retry: RetryPolicy | None = None,
+    deadline: float | None = None,
 ) -> StoreResult:
     """Store ``record`` and count it, exactly once; with ``retention``, it expires.
 
+    :param retry: how transient failures are retried in-process. :default: ``RetryPolicy()``
+    :param deadline: the ``retry.clock()`` time by which retries stop. :default: 30 s from now
     :raises RecordConflict: when its id is stored with different content.
-    :raises ClientError: for anything else (throttling, a counter conflict), so that Lambda
-        retries the invocation.
+    :raises StillTransient: when a put still fails transiently after the in-process retries,
+        so that Lambda retries the invocation.
+    :raises ClientError: for any other AWS error.
     """
+    retry = retry or RetryPolicy()
+    deadline = retry.clock() + 30 if deadline is None else deadline
+    status: Literal["stored", "duplicate"] = "stored"
     try:
-        client.transact_write_items(
-            TransactItems=[
-                {
-                    "Put": {
-                        "TableName": table_name,
-                        "Item": record_item(record, now, retention, encoding),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
-                },
-                {
-                    "Update": {
-                        "TableName": table_name,
-                        "Key": counter_key(record),
-                        "UpdateExpression": "ADD #count :one",
-                        "ExpressionAttributeNames": {"#count": "count"},
-                        "ExpressionAttributeValues": {":one": {"N": "1"}},
-                    }
-                },
-            ]
+        retry.call(
+            deadline,
+            "PutItem of the record",
+            client.put_item,
+            TableName=table_name,
+            Item=record_item(record, now, retention, encoding),
+            ConditionExpression="attribute_not_exists(pk)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as error:
-        stored = _already_stored(error)
-        if stored is None:
+        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
             raise
-        received, kept = digest(record), _stored_digest(stored)
+        received, kept = digest(record), _stored_digest(dict(error.response.get("Item") or {}))
         if kept != received:
             raise RecordConflict(record["id"], kept, received) from None
-        return StoreResult(record["id"], "duplicate")
-    return StoreResult(record["id"], "stored")
+        status = "duplicate"
+    retry.call(
+        deadline,
+        "PutItem of the count marker",
+        client.put_item,
+        TableName=table_name,
+        Item=marker_key(record),
+    )
+    return StoreResult(record["id"], status)
 
 
 def _stored_digest(item: dict[str, Any]) -> str:
@@ -201,17 +208,3 @@ def _stored_digest(item: dict[str, Any]) -> str:
         return str(item["digest"]["S"])
     fields = {name: item[name]["S"] for name in ("id", "type", "source", "timestamp")}
     return digest({**fields, "payload": read_payload(item)})
-
-
-def _already_stored(error: ClientError) -> dict[str, Any] | None:
-    """The stored item, when the transaction was cancelled only because the record exists."""
-    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        return None
-    reasons = error.response.get("CancellationReasons") or []
-    if not (
-        reasons
-        and reasons[0].get("Code") == "ConditionalCheckFailed"
-        and all(r.get("Code") in (None, "None") for r in reasons[1:])
-    ):
-        return None
-    return dict(reasons[0].get("Item") or {})

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             sent = read_records(args.records)
             print(render_drive(drive(emulator, environment, sent), len(sent)))
             return 0
-        if args.command in ("send", "dead-letters", "redrive"):
+        if args.command in ("send", "dead-letters", "redrive", "counts"):
             return operate(emulator, environment, args)
         try:
             destroy(aws_environment(emulator), environment)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline_tools.counts import daily_counts, print_counts
 from pipeline_tools.local.deployed import DeployedStack, specs_from_deployment
 from pipeline_tools.operate import RunnerInvoker, run_command, runner_pipeline
 from pipeline_tools.runner.runner import AsyncPipeline, Outcome, read_dead_letters
@@ -209,6 +210,7 @@ def aws_pointed_at(emulator: Emulator) -> Iterator[None]:
 class DriveResult:
     outcomes: list[Outcome]
     stored: list[dict[str, Any]]
+    #: ``{(type, day): n}`` for the days of the stored records, read by ``counts``' reader.
     counters: dict[tuple[str, str], int]
     dead_letters: list[dict[str, Any]]
     notes: list[str]
@@ -262,19 +264,23 @@ def drive(emulator: Emulator, environment: str, records: list[Any]) -> DriveResu
             for i in items
             if i["pk"]["S"].startswith("RECORD#")
         ]
+        days = sorted({str(record["timestamp"])[:10] for record in stored})
         counters = {
-            (i["pk"]["S"][6:], i["sk"]["S"]): int(i["count"]["N"])
-            for i in items
-            if i["pk"]["S"].startswith("STATS#")
+            (record_type, day): n
+            for day in days
+            for record_type, n in daily_counts(ddb, table, day).items()
         }
         letters = read_dead_letters(session.client("sqs"), stack.outputs["DlqUrl"])
         return DriveResult(outcomes, stored, counters, letters, notes)
 
 
 def operate(emulator: Emulator, environment: str, args: Any) -> int:
-    """``send``, ``dead-letters`` or ``redrive`` (``pipeline_tools.operate``) on the emulator."""
+    """``send``, ``dead-letters``, ``redrive`` or ``counts`` (``pipeline_tools.operate``) on the
+    emulator."""
     out = sys.stdout  # the handlers' output goes to the log; the summary to the caller
-    with deployed_runner(emulator, environment) as (session, _, runner, _notes):
+    with deployed_runner(emulator, environment) as (session, stack, runner, _notes):
+        if args.command == "counts":
+            return print_counts(session.client("dynamodb"), stack.outputs["TableName"], args.day)
         return run_command(
             args, session.client("sqs"), runner_pipeline(runner), RunnerInvoker(runner), out=out
         )
@@ -289,9 +295,9 @@ def render_drive(result: DriveResult, sent: int) -> str:
             f"  {item['id']:<14} type {item['type']:<8} category {item.get('category', '-'):<14}"
             f" timestamp {item['timestamp']}"
         )
-    lines.append("Daily counters:")
+    lines.append("Daily counts (the `counts --day` reader):")
     for (record_type, day), count in sorted(result.counters.items()):
-        lines.append(f"  STATS#{record_type} {day}: {count}")
+        lines.append(f"  {day} {record_type}: {count}")
     duplicates = sum(
         1
         for o in result.outcomes

@@ -53,15 +53,16 @@ class TransactionConflicts:
     def enforce_on(self, client: Any) -> None:
         """Apply the rule to every DynamoDB request ``client`` makes."""
         events = client.meta.events
-        # On the request's parameters, before botocore builds it.
-        events.register(
-            "provide-client-params.dynamodb.TransactWriteItems", self._begin_transaction
-        )
-        for operation in SINGLE_ITEM_WRITES:
-            events.register(f"provide-client-params.dynamodb.{operation}", self._single_item_write)
-        events.register("before-call.dynamodb", self._serialise)
-        events.register("after-call.dynamodb", self._finish)
-        events.register("after-call-error.dynamodb", self._finish)
+        # The request's parameters, kept until it is about to be sent: the rule applies after
+        # every other check (a policy, an injected fault) has let the request through, so a
+        # request refused on the way holds nothing.
+        events.register("provide-client-params.dynamodb", self._remember)
+        events.register("before-call.dynamodb", self._apply)
+        # First of all after-call handlers (the most specific name, registered first), so that
+        # one that raises (an injected lost response) cannot keep the request's hold.
+        for operation in client.meta.service_model.operation_names:
+            events.register_first(f"after-call.dynamodb.{operation}", self._finish)
+            events.register_first(f"after-call-error.dynamodb.{operation}", self._finish)
 
     def held(self) -> int:
         """How many items ongoing transactions hold now."""
@@ -70,7 +71,20 @@ class TransactionConflicts:
 
     # --- the rule ---------------------------------------------------------------------------
 
-    def _begin_transaction(self, params: Mapping[str, Any], **_: Any) -> None:
+    def _remember(self, params: Mapping[str, Any], model: Any, **_: Any) -> None:
+        self._local.request = (model.name, params)
+
+    def _apply(self, **_: Any) -> None:
+        operation, params = getattr(self._local, "request", (None, {}))
+        self._local.request = None
+        if operation == "TransactWriteItems":
+            self._begin_transaction(params)
+        elif operation in SINGLE_ITEM_WRITES:
+            self._single_item_write(operation, params)
+        self._backend.acquire()  # last: nothing after this can fail before after-call
+        self._local.serialised = True
+
+    def _begin_transaction(self, params: Mapping[str, Any]) -> None:
         keys = [self._key(operation) for operation in _operations(params)]
         with self._registry:
             conflicting = [key in self._held for key in keys]
@@ -82,7 +96,7 @@ class TransactionConflicts:
         self.counts["transactions"] += 1
         time.sleep(self.window_seconds)  # in flight: its items stay held
 
-    def _single_item_write(self, params: Mapping[str, Any], model: Any, **_: Any) -> None:
+    def _single_item_write(self, operation: str, params: Mapping[str, Any]) -> None:
         key = self._key(params)
         with self._registry:
             if key in self._held:
@@ -94,12 +108,9 @@ class TransactionConflicts:
                             "Message": "Transaction is ongoing for the item",
                         }
                     },
-                    model.name,
+                    operation,
                 )
-
-    def _serialise(self, **_: Any) -> None:
-        self._backend.acquire()
-        self._local.serialised = True
+        self.counts["single writes"] += 1
 
     def _finish(self, **_: Any) -> None:
         if getattr(self._local, "serialised", False):

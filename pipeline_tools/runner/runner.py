@@ -27,8 +27,13 @@ Where a bug could hide, it behaves as Lambda does:
   ``approximateInvokeCount``), ``requestPayload``, ``responseContext`` (``statusCode``,
   ``executedVersion``) and ``responsePayload``.
 
+* DynamoDB's transaction conflict rule (``pipeline_tools/runner/conflicts.py``) holds on every
+  DynamoDB client a handler made: pass one rule to several pipelines, or to the clients of
+  concurrent processors, and their requests conflict as they would in DynamoDB.
+
 What it does not emulate: the delays between retries, the maximum event age (events are
-processed at once), throttling of the function itself, and concurrency.
+processed at once), throttling of the function itself, and concurrency (one pipeline runs one
+invocation at a time).
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, Literal
 
-from pipeline_tools.runner.runtime import LoadedFunction
+from pipeline_tools.runner.conflicts import TransactionConflicts
+from pipeline_tools.runner.runtime import LoadedFunction, clients_of
 from pipeline_tools.runner.spec import FunctionSpec
 
 #: Lambda puts the first 1 KB of the error message in the DLQ message's ErrorMessage.
@@ -139,10 +145,14 @@ class AsyncPipeline:
         sqs_client: Any,
         *,
         redeliver: Callable[[str, Any], bool] | None = None,
+        conflicts: TransactionConflicts | None = None,
     ) -> None:
         """
         :param redeliver: ``(stage, event) -> bool``: deliver this successful invocation's event
             to the stage once more, as Lambda may. :default: never
+        :param conflicts: DynamoDB's conflict rule, enforced on the handlers' DynamoDB clients.
+            :default: a rule of this pipeline's own (transactions hold their items while
+            DynamoDB answers)
         """
         self.specs = dict(specs)
         self.redeliver = redeliver or (lambda stage, event: False)
@@ -150,6 +160,10 @@ class AsyncPipeline:
         self.metrics: Counter[str] = Counter()
         self.sqs = sqs_client
         self.functions = {name: LoadedFunction(spec) for name, spec in self.specs.items()}
+        self.conflicts = conflicts or TransactionConflicts(window_seconds=0.0)
+        for function in self.functions.values():
+            for client in clients_of(function.module, "dynamodb"):
+                self.conflicts.enforce_on(client)
         destinations = {s.on_success for s in self.specs.values() if s.on_success}
         entries = [name for name in self.specs if name not in destinations]
         if len(entries) != 1:

@@ -70,9 +70,8 @@ class LoadedFunction:
             sys.dont_write_bytecode = writes_bytecode
         if spec.policy is not None:
             # Handlers create their clients once, at import: each is held to the role's policy.
-            for value in vars(self.module).values():
-                if _is_client(value):
-                    spec.policy.enforce_on(value)
+            for client in clients_of(self.module):
+                spec.policy.enforce_on(client)
         self.handler: Callable[[Any, Any], Any] = getattr(self.module, function_name)
 
     def invoke(self, event: Any, request_id: str) -> Any:
@@ -140,9 +139,16 @@ def _fresh_service_logger(service: str | None) -> None:
     existing.setLevel(logging.NOTSET)
 
 
-def _is_client(value: Any) -> bool:
-    meta = getattr(value, "meta", None)
-    return hasattr(meta, "events") and hasattr(meta, "service_model")
+def clients_of(module: ModuleType, service: str | None = None) -> list[Any]:
+    """The boto3 clients a handler module made at import (of ``service``, if given)."""
+    found = []
+    for value in vars(module).values():
+        meta = getattr(value, "meta", None)
+        if not (hasattr(meta, "events") and hasattr(meta, "service_model")):
+            continue
+        if service is None or meta.service_model.service_name == service:
+            found.append(value)
+    return found
 
 
 @contextmanager
