@@ -72,7 +72,7 @@ SWEEP = (1_000_000, 10_000_000, 100_000_000)
 BREAK_EVEN_RANGE = (1_000, 1_000_000_000)
 #: The line left out of the comparison: the same records, stored on both sides.
 RECORD_STORAGE = "DynamoDB storage"
-COUNT_STORAGE = "DynamoDB storage (count markers)"
+COUNT_STORAGE = "DynamoDB count-marker storage"
 REMOVED_WORKLOAD_KEYS = {
     "log_bytes_per_invocation": "removed: log bytes are measured from the code now",
     "log_months": "renamed to months (everything that accumulates: logs, records)",

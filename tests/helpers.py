@@ -58,19 +58,3 @@ def as_list(value: Any) -> list[Any]:
 def single(resources: Resources) -> tuple[str, dict[str, Any]]:
     assert len(resources) == 1, f"expected one resource, found {sorted(resources)}"
     return next(iter(resources.items()))
-
-
-def create_table(client: Any, name: str) -> None:
-    """A PAY_PER_REQUEST table with this stack's key schema (``pk``, ``sk``, strings)."""
-    client.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from pipeline_tools.runner.conflicts import TransactionConflicts
-from tests.helpers import create_table
+from pipeline_tools.runner.provision import create_table
 
 TABLE = "t"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from botocore.exceptions import ClientError
 
 from enricher.enrichment import UNCATEGORIZED, category_from_item, category_key, enrich
 from tests.conftest import load_event

@@ -2,7 +2,8 @@
 
 10 % of the records are malformed (mixed defects), 5 % are duplicate deliveries, and the
 processor's DynamoDB calls are throttled (some twice in a row: the in-process retries settle
-those; some every time: Lambda's retries and then the DLQ) or lose their response after writing. Lambda's retries, destinations and DLQ come from the synthesized template.
+those; some every time: Lambda's retries and then the DLQ) or lose their response after
+writing. Lambda's retries, destinations and DLQ come from the synthesized template.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def test_a_call_handed_to_the_retry_policy_needs_its_grant(template_json, src_co
         handler.read_text()
         + (
             "\n\ndef purge(deadline: float) -> None:\n"
-            '    RETRY.call(deadline, "purge", dynamodb.delete_item, TableName=TABLE_NAME, Key={})\n'
+            '    RETRY.call(deadline, "purge", dynamodb.delete_item, TableName="t", Key={})\n'
         )
     )
     result = by_stage(check(template_json["dev"], src_copy))["processor"]

@@ -22,7 +22,7 @@ from pipeline_tools.meter import (
     item_bytes,
     sample_records,
 )
-from tests.helpers import create_table
+from pipeline_tools.runner.provision import create_table
 
 TABLE = "meter-test"
 

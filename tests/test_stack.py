@@ -275,8 +275,7 @@ def test_each_role_holds_exactly_the_pairs_its_code_and_lambda_need(template):
         "validator": lambda_needs("validator") | {("lambda:InvokeFunction", alias("enricher"))},
         "enricher": lambda_needs("enricher")
         | {("lambda:InvokeFunction", alias("processor")), ("dynamodb:GetItem", table)},
-        "processor": lambda_needs("processor")
-        | {("dynamodb:PutItem", table)},
+        "processor": lambda_needs("processor") | {("dynamodb:PutItem", table)},
     }
 
     def key(resource) -> tuple[str, str] | str:

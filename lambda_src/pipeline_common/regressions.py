@@ -18,8 +18,8 @@ the new version's count alone:
 
 Transient conditions are never counted (``pipeline_common.retries``: throttling, DynamoDB's
 transaction conflicts, an AWS server error, connection errors and timeouts), whether they reach
-the handler's end directly or as ``StillTransient`` after the in-process retries. Nor are rejections and conflicts, which ``pipeline_common.invocation``
-counts in ``RecordsRejected``.
+the handler's end directly or as ``StillTransient`` after the in-process retries. Nor are
+rejections and conflicts, which ``pipeline_common.invocation`` counts in ``RecordsRejected``.
 
 The metric exists only in the hours a version regresses: EMF publishes a metric when a line
 carries it, so a healthy release adds no custom metric to the bill.

@@ -1,116 +1,138 @@
-"""Today's storage under DynamoDB's conflict rule: processors at once, Lambda's retries in rounds.
+"""The storage designs under DynamoDB's conflict rule: the rate each sustains, and its writes.
 
-``python -m pipeline_tools.bench.conflicts [--records N] [--rate R ...]`` stores N records of one
-type with 8 concurrent processors (threads, each with its own client) through
-``processor.storage.store``, on moto with :class:`~pipeline_tools.runner.conflicts.
-TransactionConflicts` (a transaction holds its items 20 ms). Each record gets Lambda's three
-attempts; the retries come a minute or two later in Lambda, so each attempt is a round of its
-own, paced at the same rate. It prints, per rate, how many valid records would be dead-lettered.
-A measurement, not a test: issue 21's storage redesign is measured against it.
+``python -m pipeline_tools.bench.conflicts [--records N] [--rate R ...] [--design D ...]``
+
+For each design of ``pipeline_tools/bench/designs.py`` and each rate (records of one type a
+second, lowest first), N records go through 8 concurrent processors
+(``pipeline_tools/runner/concurrent.py``) on moto, with the runner's conflict rule (a transaction
+holds its items 20 ms) and Lambda's three attempts as rounds. It reports the valid records
+dead-lettered, the rate the processors achieved (this machine's moto is the limit, not
+DynamoDB), and the write units per stored record, sized by the meter's rules
+(``pipeline_tools/meter.py``) on the requests that completed. A design stops at its first rate
+with a dead-lettered record: that rate is its ceiling here.
+
+A measurement, not a test; ``make bench`` runs it and writes the table into BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import queue
 import sys
-import threading
-import time
-from datetime import UTC, datetime
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-KEYS = [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
-ATTRIBUTES = [{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")]
+RATES = (25.0, 100.0, 400.0, 1600.0)
+PROCESSORS = 8
+WINDOW_SECONDS = 0.02
 
 
-def run(count: int, rate: float, *, workers: int = 8, attempts: int = 3) -> dict[str, Any]:
-    """Store ``count`` records of one type at ``rate`` records/s; what became of them."""
+@dataclass(frozen=True)
+class StorageRun:
+    design: str
+    rate: float
+    records: int
+    stored: int
+    dead_lettered: int
+    achieved_rate: float
+    write_units_per_record: float
+    conflicts: int
+
+
+def run(design: str, count: int, rate: float) -> StorageRun:
+    """``count`` records of one type at ``rate`` a second through ``design``."""
     import boto3
     from moto import mock_aws
 
+    from pipeline_tools.bench.designs import DESIGNS, TABLE, runtime
+    from pipeline_tools.meter import DynamoDBMeter
+    from pipeline_tools.runner.concurrent import run_concurrently
     from pipeline_tools.runner.conflicts import TransactionConflicts
-
-    sys.path.insert(0, str(ROOT / "lambda_src"))
-    from processor.storage import store
+    from pipeline_tools.runner.provision import create_table
 
     records = [
         {
-            "id": f"r-{i:05d}",
+            "id": f"r-{i:06d}",
             "type": "order",
             "source": "bench",
             "timestamp": "2026-11-29T10:00:00Z",
-            "payload": {"n": i},
+            "payload": {"n": i, "note": "x" * 200},
         }
         for i in range(count)
     ]
     with mock_aws():
-        boto3.client("dynamodb", region_name="us-east-1").create_table(
-            TableName="t", KeySchema=KEYS, AttributeDefinitions=ATTRIBUTES,
-            BillingMode="PAY_PER_REQUEST",
-        )  # fmt: skip
-        rule = TransactionConflicts(window_seconds=0.02)
-        clients = [boto3.client("dynamodb", region_name="us-east-1") for _ in range(workers)]
-        for client in clients:
+        reader = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(reader, TABLE)
+        no_sdk_retries = runtime()[2].NO_SDK_RETRIES
+        rule = TransactionConflicts(window_seconds=WINDOW_SECONDS)
+        meters, clients = [], []
+        for _ in range(PROCESSORS):
+            client = boto3.client("dynamodb", region_name="us-east-1", config=no_sdk_retries)
+            meter = DynamoDBMeter(reader, ["pk", "sk"])
+            meter.attach(client)
             rule.enforce_on(client)
-        pending: list[dict[str, Any]] = records
-        stored = 0
-        for _ in range(attempts):
-            done, pending = _round(store, clients, pending, rate)
-            stored += done
-    return {
-        "records": count,
-        "rate_per_second": rate,
-        "stored": stored,
-        "valid_records_dead_lettered": len(pending),
-        **dict(rule.counts),
-    }
+            meters.append(meter)
+            clients.append(client)
+        result = run_concurrently(DESIGNS[design](), clients, records, rate=rate)
+    stored = len(result.results)
+    return StorageRun(
+        design=design,
+        rate=rate,
+        records=count,
+        stored=stored,
+        dead_lettered=len(result.dead_letters),
+        achieved_rate=result.attempts / result.seconds if result.seconds else 0.0,
+        write_units_per_record=sum(m.write_units for m in meters) / stored if stored else 0.0,
+        conflicts=rule.counts["transactions cancelled"] + rule.counts["single writes rejected"],
+    )
 
 
-def _round(
-    store: Any, clients: list[Any], records: list[dict[str, Any]], rate: float
-) -> tuple[int, list[dict[str, Any]]]:
-    """One attempt at every record, by all the processors at once: (stored, failed)."""
-    work: queue.Queue[dict[str, Any]] = queue.Queue()
-    for record in records:
-        work.put(record)
-    failed: list[dict[str, Any]] = []
-    stored = [0]
-    lock = threading.Lock()
+def ladder(
+    designs: list[str], count: int, rates: tuple[float, ...], progress: Any
+) -> list[StorageRun]:
+    """Each design at each rate, lowest first, until its first dead-lettered record."""
+    runs = []
+    for design in designs:
+        for rate in rates:
+            progress(f"storage: {design} at {rate:g} records/s ...")
+            outcome = run(design, count, rate)
+            runs.append(outcome)
+            if outcome.dead_lettered:
+                break
+    return runs
 
-    def worker(client: Any) -> None:
-        while True:
-            try:
-                record = work.get_nowait()
-            except queue.Empty:
-                return
-            time.sleep(len(clients) / rate)  # arrivals at `rate` across the processors
-            try:
-                store(client, "t", record, datetime.now(UTC))
-            except Exception:
-                with lock:
-                    failed.append(record)
-            else:
-                with lock:
-                    stored[0] += 1
 
-    threads = [threading.Thread(target=worker, args=(c,)) for c in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return stored[0], failed
+def render(runs: list[StorageRun]) -> list[str]:
+    """The BENCHMARKS.md table."""
+    lines = [
+        "| design | rate asked | achieved | valid records dead-lettered | conflicts | "
+        "write units / record |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r.design} | {r.rate:g}/s | {r.achieved_rate:.0f}/s | "
+            f"{r.dead_lettered} of {r.records} | {r.conflicts} | {r.write_units_per_record:.2f} |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline_tools.bench.designs import DESIGNS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--rate", type=float, action="append", default=None)
+    parser.add_argument("--design", action="append", choices=sorted(DESIGNS), default=None)
     args = parser.parse_args(argv)
-    for rate in args.rate or [50.0, 500.0]:
-        print(json.dumps(run(args.records, rate)))
+    runs = ladder(
+        args.design or list(DESIGNS),
+        args.records,
+        tuple(sorted(args.rate)) if args.rate else RATES,
+        lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    for outcome in runs:
+        print(json.dumps(asdict(outcome)))
     return 0
 
 

@@ -38,3 +38,21 @@ def provision(template: Mapping[str, Any], session: Any, prefix: str = "pipeline
             arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
             physical[logical_id] = {"Ref": url, "Arn": arn["Attributes"]["QueueArn"]}
     return physical
+
+
+#: The key schema of the stack's table (``constructs_lib/data_table.py``): ``pk`` and ``sk``.
+KEY_ATTRIBUTES = ("pk", "sk")
+
+
+def create_table(client: Any, name: str) -> None:
+    """A PAY_PER_REQUEST table with the stack's key schema (``pk``, ``sk``, strings), for code
+    that stores records without a synthesized template (the storage benchmark, unit tests)."""
+    client.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": n, "KeyType": k}
+            for n, k in zip(KEY_ATTRIBUTES, ("HASH", "RANGE"), strict=True)
+        ],
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in KEY_ATTRIBUTES],
+        BillingMode="PAY_PER_REQUEST",
+    )

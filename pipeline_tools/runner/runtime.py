@@ -143,10 +143,10 @@ def clients_of(module: ModuleType, service: str | None = None) -> list[Any]:
     """The boto3 clients a handler module made at import (of ``service``, if given)."""
     found = []
     for value in vars(module).values():
-        meta = getattr(value, "meta", None)
-        if not (hasattr(meta, "events") and hasattr(meta, "service_model")):
+        model = getattr(getattr(value, "meta", None), "service_model", None)
+        if model is None or not hasattr(value.meta, "events"):
             continue
-        if service is None or meta.service_model.service_name == service:
+        if service is None or model.service_name == service:
             found.append(value)
     return found
 
