@@ -32,8 +32,8 @@ CDK = ROOT / "node_modules" / ".bin" / "cdk"
 NODE = ROOT / "node_modules" / ".bin" / "node"
 STAGES = ("validator", "enricher", "processor")
 TARGETS = {"synth": 2.0, "import": 1.3, "asset_kb": 64, "suite": 8.0, "write_units": 2.0}
-STORAGE_RECORDS = 500
-STORAGE_RATES = (50.0, 200.0, 800.0)
+STORAGE_RECORDS = 300
+STORAGE_RATES = (50.0, 400.0)
 
 
 def env() -> dict[str, str]:
