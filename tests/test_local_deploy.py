@@ -104,8 +104,8 @@ def test_records_flow_through_the_deployed_code(emulator):
 
 
 def test_operator_commands_work_on_the_emulator(emulator, tmp_path, capsys):
-    """send, dead-letters and redrive on the deployed stack (the drive above left two records in
-    the DLQ, unconsumed)."""
+    """send, dead-letters, counts and redrive on the deployed stack (the drive above left two
+    records in the DLQ, unconsumed)."""
     from pipeline_tools.local.__main__ import main
 
     assert main(["dead-letters"]) == 0
@@ -126,6 +126,19 @@ def test_operator_commands_work_on_the_emulator(emulator, tmp_path, capsys):
     assert "sent 2 of 2 records" in capsys.readouterr().out
     assert main(["dead-letters"]) == 0
     assert "3 messages in the DLQ (left there)" in capsys.readouterr().out
+
+    # The counts reader: the drive's two orders and a signup on the 29th; the order sent at
+    # 09:00+01:00 on the 30th is 08:00 UTC that day.
+    assert main(["counts", "--day", "2026-11-29"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "order           2",
+        "signup          1",
+        "3 records stored on 2026-11-29 (2 types)",
+    ]
+    assert main(["counts", "--day", "2026-11-30"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "1 records stored on 2026-11-30 (1 types)"
+    assert main(["counts", "--day", "30/11/2026"]) == 2
+    assert capsys.readouterr().err == "error: day: '30/11/2026' is not a date as YYYY-MM-DD\n"
 
     assert main(["redrive", "--dry-run"]) == 0
     assert "would redrive 0; skipped 3 validator rejections" in capsys.readouterr().out
@@ -150,6 +163,12 @@ def test_operator_commands_work_on_the_emulator(emulator, tmp_path, capsys):
     with aws_pointed_at(emulator):
         stack = DeployedStack.read(boto3.Session(region_name="us-east-1"), STACK)
     assert ops.dead_letter_queue_url == stack.outputs["DlqUrl"]
+    # The AWS-side counts command, on the emulator's endpoint (AWS_ENDPOINT_URL).
+    from pipeline_tools.operate import main as operate_main
+
+    with aws_pointed_at(emulator):
+        assert operate_main(["--stack", STACK, "counts", "--day", "2026-11-29"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "3 records stored on 2026-11-29 (2 types)"
 
     bad = tmp_path / "bad.json"
     bad.write_text('[{"id": ')

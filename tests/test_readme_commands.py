@@ -62,6 +62,12 @@ COVERED = {
     "python -m pipeline_tools.local send broken.json": "tests/test_local_deploy.py",
     "python -m pipeline_tools.local redrive --dry-run": "tests/test_local_deploy.py",
     "python -m pipeline_tools.local send|dead-letters|redrive": "tests/test_local_deploy.py",
+    "python -m pipeline_tools.local send|dead-letters|redrive|counts": (
+        "tests/test_local_deploy.py"
+    ),
+    "python -m pipeline_tools.bench.conflicts --records 500 --rate 50 --rate 200 --rate 800": (
+        "make bench (its storage section; minutes, not a test)"
+    ),
 }
 #: Need an AWS account and credentials: never run by the tests.
 NEEDS_AWS = ("aws ", "npx cdk bootstrap", "npx cdk deploy", "python -m pipeline_tools.operate")

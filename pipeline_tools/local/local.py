@@ -280,7 +280,8 @@ def operate(emulator: Emulator, environment: str, args: Any) -> int:
     out = sys.stdout  # the handlers' output goes to the log; the summary to the caller
     with deployed_runner(emulator, environment) as (session, stack, runner, _notes):
         if args.command == "counts":
-            return print_counts(session.client("dynamodb"), stack.outputs["TableName"], args.day)
+            table = stack.outputs["TableName"]
+            return print_counts(session.client("dynamodb"), table, args.day, out=out)
         return run_command(
             args, session.client("sqs"), runner_pipeline(runner), RunnerInvoker(runner), out=out
         )
