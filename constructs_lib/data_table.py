@@ -1,6 +1,6 @@
 """`DataTable`: the pipeline's single DynamoDB table, on-demand and protected.
 
-One table holds everything (records, per-type counters, reference items) under a generic
+One table holds everything (records, their count markers, reference items) under a generic
 ``pk``/``sk`` key pair, so the stack pays for one table and its handlers need one ARN.
 """
 

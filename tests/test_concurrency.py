@@ -18,7 +18,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pipeline_common.retries import NO_SDK_RETRIES
+from pipeline_common.retries import no_sdk_retries
 from pipeline_tools.bench.designs import DESIGNS, TABLE, counted
 from pipeline_tools.runner.concurrent import run_concurrently
 from pipeline_tools.runner.conflicts import TransactionConflicts
@@ -45,7 +45,7 @@ def table():
         rule = TransactionConflicts(window_seconds=0.02)
         clients = []
         for _ in range(PROCESSORS):
-            client = boto3.client("dynamodb", region_name="us-east-1", config=NO_SDK_RETRIES)
+            client = boto3.client("dynamodb", region_name="us-east-1", config=no_sdk_retries())
             rule.enforce_on(client)
             clients.append(client)
         create_table(clients[0], TABLE)

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from enricher.enrichment import UNCATEGORIZED, category_from_item, category_key, enrich
 from pipeline_common.invocation import accept, rejections_counted
-from pipeline_common.retries import NO_SDK_RETRIES, RetryPolicy
+from pipeline_common.retries import RetryPolicy, no_sdk_retries
 from pipeline_common.tracing import stage_tracer
 
 TABLE_NAME = os.environ["TABLE_NAME"]
@@ -21,7 +21,7 @@ TABLE_NAME = os.environ["TABLE_NAME"]
 logger = Logger()
 tracer = stage_tracer()
 metrics = Metrics()
-dynamodb = boto3.client("dynamodb", config=NO_SDK_RETRIES)
+dynamodb = boto3.client("dynamodb", config=no_sdk_retries())
 #: Throttling is retried here, within the invocation's time.
 RETRY = RetryPolicy()
 

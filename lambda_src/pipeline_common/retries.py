@@ -7,7 +7,7 @@ and full jitter, as DynamoDB's developer guide asks ("Error retries and exponent
 https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html#Programming.Errors.RetryAndBackoff;
 the SDKs' algorithm, https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html).
 
-The stage's clients are made with botocore's retries off (:data:`NO_SDK_RETRIES`), so that this
+The stage's clients are made with botocore's retries off (:func:`no_sdk_retries`), so that this
 is the one place that retries and its budget is known: at most ``attempts`` tries, and never a
 wait that would end after the deadline (the invocation's remaining time, less a reserve for the
 rest of the handler). What is still failing then raises :class:`StillTransient`, one line
@@ -27,13 +27,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 T = TypeVar("T")
 
-#: For the stages' clients: one attempt per call; :class:`RetryPolicy` does the retrying.
-NO_SDK_RETRIES = Config(retries={"mode": "standard", "max_attempts": 1})
+
+def no_sdk_retries() -> Any:
+    """A client ``Config`` of one attempt per call: :class:`RetryPolicy` does the retrying.
+
+    (Imported here, not at the top: the validator, which makes no client, never loads it.)"""
+    from botocore.config import Config
+
+    return Config(retries={"mode": "standard", "max_attempts": 1})
+
 
 #: AWS error codes of throttling, as botocore's retry handler lists them (``_retry.json``),
 #: and DynamoDB's transaction conflict.

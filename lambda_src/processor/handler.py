@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline_common.invocation import accept, reject, rejections_counted
-from pipeline_common.retries import NO_SDK_RETRIES, RetryPolicy
+from pipeline_common.retries import RetryPolicy, no_sdk_retries
 from pipeline_common.tracing import stage_tracer
 from processor.storage import RecordConflict, Retention, store
 
@@ -32,7 +32,7 @@ PAYLOAD_ENCODING = os.environ.get("PAYLOAD_ENCODING", "json")
 logger = Logger()
 tracer = stage_tracer()
 metrics = Metrics()
-dynamodb = boto3.client("dynamodb", config=NO_SDK_RETRIES)
+dynamodb = boto3.client("dynamodb", config=no_sdk_retries())
 #: Throttling and conflicts are retried here, within the invocation's time.
 RETRY = RetryPolicy()
 

@@ -63,7 +63,7 @@ def run(design: str, count: int, rate: float) -> StorageRun:
     with mock_aws():
         reader = boto3.client("dynamodb", region_name="us-east-1")
         create_table(reader, TABLE)
-        no_sdk_retries = runtime()[2].NO_SDK_RETRIES
+        no_sdk_retries = runtime()[2].no_sdk_retries()
         rule = TransactionConflicts(window_seconds=WINDOW_SECONDS)
         meters, clients = [], []
         for _ in range(PROCESSORS):
