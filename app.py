@@ -11,11 +11,14 @@ import os
 import sys
 from pathlib import Path
 
-_VENV_PYTHON = Path(__file__).resolve().parent / ".venv" / "bin" / "python"
+_VENV = Path(__file__).resolve().parent / ".venv"
+_VENV_PYTHON = _VENV / "bin" / "python"
 try:
     import aws_cdk as cdk
 except ImportError:  # `npx cdk ...` from a shell without the venv: use the project's venv
-    if _VENV_PYTHON.exists() and Path(sys.executable).resolve() != _VENV_PYTHON.resolve():
+    # A venv is known by sys.prefix: its `python` resolves to the interpreter it was made
+    # from, so comparing executables cannot tell the two apart.
+    if _VENV_PYTHON.exists() and Path(sys.prefix).resolve() != _VENV.resolve():
         os.execv(str(_VENV_PYTHON), [str(_VENV_PYTHON), *sys.argv])
     sys.exit("aws-cdk-lib is not installed for this Python: run `make install` (it creates .venv)")
 
