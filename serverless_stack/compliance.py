@@ -161,6 +161,12 @@ def _scaling_pause_findings(
     ]
 
 
+def _undelivered_queue(stack: PipelineStack) -> IConstruct:
+    queue = stack.alarm_topic.undelivered
+    assert queue is not None
+    return queue.node.default_child  # type: ignore[return-value]
+
+
 ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
     *(
         Acknowledgment(
@@ -223,7 +229,7 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
     *(
         Acknowledgment(
             f"undelivered-notifications-{rule.rsplit('-', 1)[1].lower()}",
-            lambda stack: stack.alarm_topic.undelivered.node.default_child,  # type: ignore[union-attr,return-value]
+            _undelivered_queue,
             rule,
             UNDELIVERED_REASON,
             applies=lambda stack: stack.alarm_topic.undelivered is not None,
