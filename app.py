@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 _VENV = Path(__file__).resolve().parent / ".venv"
+CDK_JSON = Path(__file__).resolve().parent / "cdk.json"
 _VENV_PYTHON = _VENV / "bin" / "python"
 try:
     import aws_cdk as cdk
@@ -27,7 +28,11 @@ from serverless_stack.compliance import (  # noqa: E402  (after the venv check a
     attach_rule_packs,
     skip_checkov_checks,
 )
-from serverless_stack.config import ConfigError, load_config  # noqa: E402
+from serverless_stack.config import (  # noqa: E402
+    ConfigError,
+    load_config,
+    with_nulls_restored,
+)
 from serverless_stack.stack import PipelineStack  # noqa: E402
 
 
@@ -42,7 +47,8 @@ def build_app(
     """
     app = app or cdk.App()
     config = load_config(
-        app.node.try_get_context("environment"), app.node.try_get_context("pipeline")
+        app.node.try_get_context("environment"),
+        with_nulls_restored(app.node.try_get_context("pipeline"), CDK_JSON),
     )
     stack = PipelineStack(
         app,
