@@ -11,11 +11,15 @@ import os
 import sys
 from pathlib import Path
 
-_VENV_PYTHON = Path(__file__).resolve().parent / ".venv" / "bin" / "python"
+_VENV = Path(__file__).resolve().parent / ".venv"
+CDK_JSON = Path(__file__).resolve().parent / "cdk.json"
+_VENV_PYTHON = _VENV / "bin" / "python"
 try:
     import aws_cdk as cdk
 except ImportError:  # `npx cdk ...` from a shell without the venv: use the project's venv
-    if _VENV_PYTHON.exists() and Path(sys.executable).resolve() != _VENV_PYTHON.resolve():
+    # A venv is known by sys.prefix: its `python` resolves to the interpreter it was made
+    # from, so comparing executables cannot tell the two apart.
+    if _VENV_PYTHON.exists() and Path(sys.prefix).resolve() != _VENV.resolve():
         os.execv(str(_VENV_PYTHON), [str(_VENV_PYTHON), *sys.argv])
     sys.exit("aws-cdk-lib is not installed for this Python: run `make install` (it creates .venv)")
 
@@ -24,7 +28,11 @@ from serverless_stack.compliance import (  # noqa: E402  (after the venv check a
     attach_rule_packs,
     skip_checkov_checks,
 )
-from serverless_stack.config import ConfigError, load_config  # noqa: E402
+from serverless_stack.config import (  # noqa: E402
+    ConfigError,
+    load_config,
+    with_nulls_restored,
+)
 from serverless_stack.stack import PipelineStack  # noqa: E402
 
 
@@ -39,7 +47,8 @@ def build_app(
     """
     app = app or cdk.App()
     config = load_config(
-        app.node.try_get_context("environment"), app.node.try_get_context("pipeline")
+        app.node.try_get_context("environment"),
+        with_nulls_restored(app.node.try_get_context("pipeline"), CDK_JSON),
     )
     stack = PipelineStack(
         app,

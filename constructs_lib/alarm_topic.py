@@ -12,6 +12,14 @@ principal ``cloudwatch.amazonaws.com`` to ``sns:Publish``, scoped against the co
 ``aws:SourceAccount`` (this account) and ``aws:SourceArn`` (exactly the ARNs of the alarms bound
 to the topic, nothing broader).
 
+Each e-mail subscription has a redrive policy: SNS retries an e-mail delivery (SMTP, a
+"customer managed endpoint") and, once its delivery policy is exhausted, discards the message
+unless a dead-letter queue is attached to the subscription
+(https://docs.aws.amazon.com/sns/latest/dg/sns-message-delivery-retries.html,
+https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html). So an alarm
+notification that could not be delivered is kept 14 days in ``undelivered``, an encrypted,
+TLS-only queue that only this topic may send to.
+
 The construct is itself the alarm action: ``alarm.add_alarm_action(topic)`` both points the
 alarm at the topic and adds that alarm's ARN to the policy, so the policy can never miss an
 alarm, or name one that does not notify.
@@ -23,11 +31,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import jsii
-from aws_cdk import IStableListProducer, Lazy, Stack
+from aws_cdk import Duration, IStableListProducer, Lazy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IValidation
 
 CLOUDWATCH_PRINCIPAL = "cloudwatch.amazonaws.com"
@@ -48,7 +57,8 @@ class _AlarmArns:
 class AlarmTopic(Construct):
     """An SNS topic for alarm notifications: TLS only, publishable by this stack's alarms.
 
-    Attributes: ``topic``. Use the construct itself as the alarm action
+    Attributes: ``topic``; ``undelivered``, the e-mail subscriptions' dead-letter queue (``None``
+    without e-mails). Use the construct itself as the alarm action
     (``alarm.add_alarm_action(alarm_topic)``).
     """
 
@@ -63,8 +73,21 @@ class AlarmTopic(Construct):
         # "Default": the topic keeps the logical ID a plain ``sns.Topic(scope, id)`` would have,
         # so swapping one for this construct does not replace the topic or its subscriptions.
         self.topic = sns.Topic(self, "Default", enforce_ssl=True)
+        self.undelivered: sqs.Queue | None = None
+        if emails:
+            # SQS-managed encryption: SNS can send to it with no key policy to grant
+            # (an SSE-KMS queue would need a customer-managed key, sns-dead-letter-queues.html).
+            self.undelivered = sqs.Queue(
+                self,
+                "Undelivered",
+                encryption=sqs.QueueEncryption.SQS_MANAGED,
+                enforce_ssl=True,
+                retention_period=Duration.days(14),
+            )
         for email in emails:
-            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+            self.topic.add_subscription(
+                subscriptions.EmailSubscription(email, dead_letter_queue=self.undelivered)
+            )
         self._alarm_arns = _AlarmArns()
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(

@@ -131,7 +131,9 @@ def read_records(path: str | Path) -> list[Any]:
         whole = _strict_json(text)
     except ValueError as whole_error:
         lines = [line for line in text.splitlines() if line.strip()]
-        if len(lines) < 2:
+        # NDJSON is one object a line; anything else (a pretty-printed array cut off, one
+        # object over several lines) is a JSON document with its error where it is.
+        if len(lines) < 2 or not _is_json_object(lines[0]):
             raise RecordFileError(f"{file}: not valid JSON: {whole_error}") from None
         records = []
         for number, line in enumerate(text.splitlines(), start=1):
@@ -144,6 +146,13 @@ def read_records(path: str | Path) -> list[Any]:
                     ) from None
         return records
     return whole if isinstance(whole, list) else [whole]
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(_strict_json(line), dict)
+    except ValueError:
+        return False
 
 
 def _strict_json(text: str) -> Any:
@@ -159,12 +168,12 @@ def _strict_json(text: str) -> Any:
 @dataclass(frozen=True)
 class SendSummary:
     sent: int
-    refused: list[tuple[int, str]]  # (index in the file, why)
+    refused: list[tuple[int, str]]  # (index in the file, from 0; why)
 
     def line(self) -> str:
         return f"sent {self.sent} of {self.sent + len(self.refused)} records" + (
-            f"; {len(self.refused)} refused by Lambda (first: #{self.refused[0][0]}: "
-            f"{self.refused[0][1]})"
+            f"; {len(self.refused)} refused by Lambda (first: record {self.refused[0][0] + 1} "
+            f"of the file: {self.refused[0][1]})"
             if self.refused
             else ""
         )
@@ -319,7 +328,8 @@ def redrive(
         elif letter.failed_stage == "?":
             refused.append((letter.message_id, "cannot tell which stage failed"))
         elif dry_run:
-            progress(f"would redrive {letter.record_id} to {letter.failed_stage}")
+            named = letter.record_id or "a record without an id"
+            progress(f"would redrive {named} to {letter.failed_stage}")
             redriven += 1
         else:
             try:
@@ -423,16 +433,31 @@ def deployed_pipeline(session: Any, stack_name: str) -> tuple[Pipeline, LambdaIn
     return pipeline, LambdaInvoker(lam, aliases)
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number from 1."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} is below 1")
+    return number
+
+
 def add_commands(commands: Any) -> None:
     """Add ``send``, ``dead-letters`` and ``redrive`` to an argparse ``add_subparsers`` object
     (here, and in ``python -m pipeline_tools.local``)."""
     send_cmd = commands.add_parser("send", help="send records to validator:live")
     send_cmd.add_argument("records", type=Path, help="a JSON array, one JSON object, or NDJSON")
-    send_cmd.add_argument("--parallel", type=int, default=8, help="invokes at once (default 8)")
+    send_cmd.add_argument(
+        "--parallel", type=_positive, default=8, help="invokes at once (default 8)"
+    )
     commands.add_parser("dead-letters", help="list the DLQ without consuming it")
     redrive_cmd = commands.add_parser("redrive", help="re-invoke each message's failed stage")
     redrive_cmd.add_argument("--dry-run", action="store_true", help="say what would happen")
-    redrive_cmd.add_argument("--max", type=int, dest="max_messages", help="at most N messages")
+    redrive_cmd.add_argument(
+        "--max", type=_positive, dest="max_messages", help="at most N messages (N from 1)"
+    )
     redrive_cmd.add_argument(
         "--include-rejected",
         action="store_true",
@@ -450,17 +475,48 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--stack", default="DataPipeline-dev", help="default DataPipeline-dev")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(list(argv) if argv is not None else None)
+    try:
+        return _on_aws(args)
+    except OperatorError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+class OperatorError(RuntimeError):
+    """What stops a command on AWS, said in one line (no region, no credentials, no stack)."""
+
+
+def _on_aws(args: argparse.Namespace) -> int:
     import boto3
+    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
     session = boto3.Session()
-    if args.command == "counts":
-        from pipeline_tools.counts import print_counts
-        from pipeline_tools.local.deployed import DeployedStack
+    try:
+        if args.command == "counts":
+            from pipeline_tools.counts import print_counts
+            from pipeline_tools.local.deployed import DeployedStack
 
-        table = DeployedStack.read(session, args.stack).outputs["TableName"]
-        return print_counts(session.client("dynamodb"), table, args.day)
-    pipeline, invoker = deployed_pipeline(session, args.stack)
-    return run_command(args, session.client("sqs"), pipeline, invoker)
+            table = DeployedStack.read(session, args.stack).outputs["TableName"]
+            return print_counts(session.client("dynamodb"), table, args.day)
+        pipeline, invoker = deployed_pipeline(session, args.stack)
+        return run_command(args, session.client("sqs"), pipeline, invoker)
+    except NoRegionError:
+        raise OperatorError(
+            "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or a region in your profile"
+        ) from None
+    except NoCredentialsError:
+        raise OperatorError(
+            "no AWS credentials: set AWS_PROFILE, or run `aws configure` / `aws sso login`"
+        ) from None
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        message = error.response.get("Error", {}).get("Message", str(error))
+        if code == "ValidationError" and "does not exist" in message:
+            raise OperatorError(
+                f"stack {args.stack!r} does not exist in {session.region_name}: deploy it, or "
+                "pass --stack NAME (default DataPipeline-dev)"
+            ) from None
+        raise OperatorError(f"{code or 'AWS error'}: {message}") from None
 
 
 def run_command(

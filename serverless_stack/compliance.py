@@ -104,6 +104,11 @@ PROVISIONED_CONCURRENCY_READ_REASON = (
     "new version exists with every deploy. The grant is this one read-only action on this one "
     "function's qualifiers; the AWS-managed policy it replaces grants it on '*'."
 )
+UNDELIVERED_REASON = (
+    "This queue is the dead-letter queue of the alarm topic's e-mail subscriptions (their "
+    "RedrivePolicy): an alarm notification SNS could not deliver ends here, kept 14 days. It is "
+    "the end of that chain, so it has no dead-letter queue of its own."
+)
 FAILURE_DESTINATION_REASON = (
     "Async failures go to the function's dead-letter queue (DeadLetterConfig, checked by "
     "Serverless-LambdaDLQ), the pipeline's single failure path: each failed record lands once, "
@@ -154,6 +159,12 @@ def _scaling_pause_findings(
             "would add an X-Ray charge and nothing an operator needs that its log line lacks.",
         ),
     ]
+
+
+def _undelivered_queue(stack: PipelineStack) -> IConstruct:
+    queue = stack.alarm_topic.undelivered
+    assert queue is not None
+    return queue.node.default_child  # type: ignore[return-value]
 
 
 ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
@@ -214,6 +225,19 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
         "Serverless::Serverless-SQSRedrivePolicy",
         "This queue is the dead-letter queue: it is the end of the redrive chain. Its messages "
         "are kept 14 days, alarmed on, and replayed by invoking a stage's live alias.",
+    ),
+    *(
+        Acknowledgment(
+            f"undelivered-notifications-{rule.rsplit('-', 1)[1].lower()}",
+            _undelivered_queue,
+            rule,
+            UNDELIVERED_REASON,
+            applies=lambda stack: stack.alarm_topic.undelivered is not None,
+        )
+        for rule in (
+            "AwsSolutions::AwsSolutions-SQS3",
+            "Serverless::Serverless-SQSRedrivePolicy",
+        )
     ),
 )
 

@@ -338,6 +338,33 @@ class PipelineConfig:
         return self.environment in PRODUCTION_ENVIRONMENTS
 
 
+def with_nulls_restored(received: object, cdk_json: Path) -> object:
+    """The ``pipeline`` context as cdk.json wrote it, nulls included.
+
+    The CDK CLI drops null-valued context keys before the app sees them (``{"m": null}``
+    arrives as ``{}``), so a ``null`` setting would silently become its default. Each null of
+    cdk.json's ``pipeline`` block is put back where the received context has no key of that
+    name, and the settings model then refuses it like any other bad value.
+    """
+    if not cdk_json.is_file() or not isinstance(received, Mapping):
+        return received
+    try:
+        written = json.loads(cdk_json.read_text()).get("context", {}).get(CONTEXT_KEY)
+    except (ValueError, AttributeError):
+        return received  # the CLI has already refused a cdk.json it cannot read
+    return _restore(received, written) if isinstance(written, Mapping) else received
+
+
+def _restore(received: Mapping[str, Any], written: Mapping[str, Any]) -> dict[str, Any]:
+    restored = dict(received)
+    for key, value in written.items():
+        if value is None and key not in restored:
+            restored[key] = None
+        elif isinstance(value, Mapping) and isinstance(restored.get(key), Mapping):
+            restored[key] = _restore(restored[key], value)
+    return restored
+
+
 def load_config(environment: object, context: object) -> PipelineConfig:
     """Validate and return the settings of ``environment`` from the ``pipeline`` context.
 

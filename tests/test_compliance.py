@@ -12,11 +12,22 @@ from serverless_stack.compliance import ACKNOWLEDGMENTS, CONTROL_TOWER_EXEMPTION
 from tests.conftest import cdk_context
 
 
-def synth_report(tmp_path: Path, environment: str, skip: frozenset[str] = frozenset()):
-    """Synthesize the real app (cdk-nag attached); return (error or None, validation report)."""
+def synth_report(
+    tmp_path: Path,
+    environment: str,
+    skip: frozenset[str] = frozenset(),
+    settings: dict | None = None,
+):
+    """Synthesize the real app (cdk-nag attached), with ``settings`` over the environment's
+    block of cdk.json; return (error or None, validation report)."""
     from app import build_app
 
-    app = cdk.App(context={**cdk_context(), "environment": environment}, outdir=str(tmp_path))
+    context = cdk_context()
+    context["pipeline"] = {
+        **context["pipeline"],
+        environment: {**context["pipeline"].get(environment, {}), **(settings or {})},
+    }
+    app = cdk.App(context={**context, "environment": environment}, outdir=str(tmp_path))
     build_app(app, skip_acknowledgments=skip)
     error = None
     try:
@@ -195,3 +206,59 @@ def test_control_tower_runs_every_rule_that_evaluates_a_resource_type_of_the_sta
         # and every rule about one of those types, by the rule files' own text
         expected = {name for name, (_, types) in everything.items() if types & in_template}
         assert names == expected
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+@pytest.mark.parametrize(
+    "emails", [["ops@example.com"], ["ops@example.com", "oncall@example.com"]], ids=["one", "two"]
+)
+def test_alarm_emails_synthesize_clean_each_with_a_dead_letter_queue(tmp_path, environment, emails):
+    """Each e-mail subscription gets the redrive policy cdk-nag's Serverless-SNSRedrivePolicy
+    asks for (SNS supports it for e-mail: sns-message-delivery-retries.html), to one queue only
+    the topic may send to; no finding beyond those of the same environment without e-mails."""
+    error, report = synth_report(tmp_path / "with", environment, settings={"alarm_emails": emails})
+    assert error is None
+    _, without = synth_report(tmp_path / "without", environment)
+    assert violations(report) == violations(without)
+    template = json.loads(
+        (tmp_path / "with" / f"DataPipeline-{environment}.template.json").read_text()
+    )
+    resources = template["Resources"]
+    subscriptions = [
+        r["Properties"] for r in resources.values() if r["Type"] == "AWS::SNS::Subscription"
+    ]
+    assert sorted(s["Endpoint"] for s in subscriptions) == sorted(emails)
+    assert {s["Protocol"] for s in subscriptions} == {"email"}
+    (queue_id,) = [
+        i for i, r in resources.items() if r["Type"] == "AWS::SQS::Queue" and "Undelivered" in i
+    ]
+    for subscription in subscriptions:
+        target = subscription["RedrivePolicy"]["deadLetterTargetArn"]
+        assert target == {"Fn::GetAtt": [queue_id, "Arn"]}
+    queue = resources[queue_id]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True and queue["MessageRetentionPeriod"] == 14 * 86400
+    (policy,) = [
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for r in resources.values()
+        if r["Type"] == "AWS::SQS::QueuePolicy" and {"Ref": queue_id} in r["Properties"]["Queues"]
+    ]
+    sends = [s for s in policy if s["Effect"] == "Allow"]
+    assert all(s["Principal"] == {"Service": "sns.amazonaws.com"} for s in sends)
+    assert all(
+        s["Condition"]["ArnEquals"]["aws:SourceArn"]["Ref"].startswith("AlarmTopic") for s in sends
+    )
+    assert any(s["Effect"] == "Deny" and "aws:SecureTransport" in json.dumps(s) for s in policy)
+
+
+@pytest.mark.parametrize(
+    "name", [a.name for a in ACKNOWLEDGMENTS if a.name.startswith("undelivered-notifications")]
+)
+def test_each_undelivered_notifications_acknowledgment_is_needed(tmp_path, name):
+    """The queue's two acknowledgments arise only with alarm e-mails: without each, synth fails
+    on its finding, on that queue."""
+    error, report = synth_report(
+        tmp_path, "dev", skip=frozenset({name}), settings={"alarm_emails": ["ops@example.com"]}
+    )
+    assert error is not None and "ValidationFailed" in str(error)
+    (found,) = violations(report)
+    assert found[1].startswith("DataPipeline-dev/AlarmTopic/Undelivered/")

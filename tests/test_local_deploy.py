@@ -212,3 +212,13 @@ def test_destroy_leaves_nothing_of_the_stack(emulator, session):
     assert session.client("sqs").list_queues().get("QueueUrls", []) == []
     roles = [r["RoleName"] for r in session.client("iam").list_roles()["Roles"]]
     assert not [r for r in roles if r.startswith(STACK)]
+
+
+def test_a_second_destroy_local_has_nothing_to_do_and_says_so(monkeypatch, capsys):
+    from pipeline_tools.local import __main__ as cli
+
+    monkeypatch.setattr(cli.Emulator, "running", staticmethod(lambda: None))
+    assert cli.main(["down"]) == 0
+    assert capsys.readouterr().out == "No emulator is running: nothing to destroy.\n"
+    assert cli.main(["dead-letters"]) == 1  # the other commands need one
+    assert "No emulator is running" in capsys.readouterr().err

@@ -209,3 +209,76 @@ def test_the_lambda_invoker_sends_json_async_to_the_alias_and_retries_throttling
 
     with pytest.raises(ClientError):
         operate.LambdaInvoker(Refusing(), {"validator": "x"}).invoke("validator", RECORD)
+
+
+# --- one line, never a traceback, on the AWS path ----------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["dead-letters"], ["counts", "--day", "2026-11-29"]])
+def test_no_region_is_one_line(monkeypatch, capsys, command):
+    from pipeline_tools.operate import main
+
+    for variable in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    assert main(command) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: no AWS region: set AWS_REGION") and error.count("\n") == 1
+
+
+def test_no_credentials_is_one_line(monkeypatch, capsys):
+    from pipeline_tools.operate import main
+
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata lookup
+    assert main(["dead-letters"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: no AWS credentials") and error.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [["send", "x.json"], ["counts", "--day", "2026-11-29"]])
+def test_a_missing_stack_is_one_line(capsys, command):
+    from moto import mock_aws
+
+    from pipeline_tools.operate import main
+
+    with mock_aws():
+        assert main(["--stack", "DataPipeline-nope", *command]) == 1
+    error = capsys.readouterr().err
+    assert error == (
+        "error: stack 'DataPipeline-nope' does not exist in us-east-1: deploy it, or pass "
+        "--stack NAME (default DataPipeline-dev)\n"
+    )
+
+
+def test_a_pretty_printed_array_cut_off_is_diagnosed_as_json_not_ndjson(tmp_path):
+    path = tmp_path / "cut.json"
+    path.write_text('[\n  {"id": "a", "type": "order"},\n  {"id": "b",\n')
+    with pytest.raises(RecordFileError) as caught:
+        read_records(path)
+    assert str(caught.value).startswith(f"{path}: not valid JSON: ")
+    assert "NDJSON" not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "two"])
+def test_redrive_max_and_send_parallel_take_a_whole_number_from_1(capsys, value):
+    from pipeline_tools.operate import main
+
+    for command in (["redrive", "--max", value], ["send", "x.json", "--parallel", value]):
+        with pytest.raises(SystemExit) as caught:
+            main(command)
+        assert caught.value.code == 2
+        assert "usage:" in capsys.readouterr().err
+
+
+def test_a_refusal_names_the_record_as_people_count_from_1():
+    from pipeline_tools.operate import SendSummary
+
+    summary = SendSummary(sent=2, refused=[(0, "TooManyRequestsException: slow down")])
+    assert summary.line() == (
+        "sent 2 of 3 records; 1 refused by Lambda (first: record 1 of the file: "
+        "TooManyRequestsException: slow down)"
+    )

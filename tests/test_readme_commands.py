@@ -124,8 +124,32 @@ def fresh_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+def ordinary_path() -> str:
+    """The user's PATH as their login shell has it: this session's PATH less any virtual
+    environment and the project's node_modules/.bin (which tests/conftest.py put in front).
+    So ``python3`` is whatever interpreter the user has, often the very one the venv was
+    made from."""
+    kept = [
+        entry
+        for entry in os.environ.get("PATH", "").split(os.pathsep)
+        if entry
+        and not (Path(entry) / "activate").is_file()
+        and not entry.startswith(str(ROOT / "node_modules"))
+        and Path(entry) != Path(os.environ.get("VIRTUAL_ENV", "/nonexistent")) / "bin"
+    ]
+    return os.pathsep.join(kept or ["/usr/local/bin", "/usr/bin", "/bin"])
+
+
 def test_the_readme_commands_work_from_a_fresh_shell(fresh_copy: Path):
-    shell = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    shell = {"HOME": os.environ.get("HOME", "/root"), "PATH": ordinary_path()}
+    # The shell's python3 is the user's, not the project's venv (its pyenv shim, here).
+    probe = subprocess.run(
+        ["bash", "-c", "python3 -c 'import sys; print(sys.prefix)'"],
+        env=shell,
+        capture_output=True,
+        text=True,
+    )
+    assert probe.returncode == 0 and ".venv" not in probe.stdout, probe
     for command in RUN:
         # `python -m ...` lines follow the README's `source .venv/bin/activate`.
         line = (

@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             return up(environment, args.port or free_port(), args.keep, args.records)
         emulator = Emulator.running()
+        if emulator is None and args.command == "down":
+            # A second `make destroy-local`: what it would do is already done.
+            print("No emulator is running: nothing to destroy.")
+            return 0
         if emulator is None:
             print(
                 "No emulator is running: start one with `make deploy-local KEEP=1`.",

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ from pipeline_tools.runner.spec import FunctionSpec
 
 #: Set for every function, as Lambda would (no X-Ray daemon runs in-process).
 RUNTIME_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "true"}
+
+# Powertools warns when an invocation published no custom metric, which is most of them here
+# (metrics are emitted only when something happens); in the tools' output it says nothing.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
 @dataclass
