@@ -28,6 +28,7 @@ RUN = [
     "python -m pipeline_tools.iam_check cdk.out/DataPipeline-dev.template.json lambda_src",
     "make rightsize",
     "python -m serverless_stack.config",
+    ".venv/bin/pipeline --help",
 ]
 #: Run by another test (named), or by CI itself.
 COVERED = {
@@ -65,6 +66,9 @@ COVERED = {
     "python -m pipeline_tools.local send|dead-letters|redrive|counts": (
         "tests/test_local_deploy.py"
     ),
+    "python -m pipeline_tools.operate send|dead-letters|redrive|counts": (
+        "tests/test_operate.py (its errors), tests/test_local_deploy.py (on the emulator)"
+    ),
     "python -m pipeline_tools.bench.conflicts --records 500 --rate 50 --rate 200 --rate 800": (
         "make bench (its storage section; minutes, not a test)"
     ),
@@ -72,7 +76,7 @@ COVERED = {
 #: Need an AWS account and credentials: never run by the tests.
 NEEDS_AWS = ("aws ", "npx cdk bootstrap", "npx cdk deploy", "python -m pipeline_tools.operate")
 
-_COMMAND = re.compile(r"^(make|npx cdk|python -m|aws|source) ")
+_COMMAND = re.compile(r"^(make|npx cdk|python -m|aws|source|\.venv/bin/pipeline) ")
 
 
 def readme_commands() -> set[str]:

@@ -1,0 +1,66 @@
+"""``pipeline``, the one command line: each command reaches its module, errors are one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from pipeline_tools import cli
+from tests.conftest import ROOT
+
+
+def test_help_lists_every_command(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("send", "dead-letters", "redrive", "counts", "local", "cost", "rightsize"):
+        assert command in out
+
+
+def test_no_command_is_a_usage_error(capsys):
+    assert cli.main([]) == 2
+    assert "pipeline [--stack NAME]" in capsys.readouterr().out
+
+
+def test_an_unknown_command_is_one_line(capsys):
+    assert cli.main(["deploy"]) == 2
+    assert capsys.readouterr().err == (
+        "error: pipeline: unknown command 'deploy'; the commands: send, dead-letters, redrive, "
+        "counts, local, cost, rightsize\n"
+    )
+
+
+def test_operator_commands_reach_aws_and_say_what_is_missing(monkeypatch, capsys):
+    for variable in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    assert cli.main(["--stack", "DataPipeline-prod", "counts", "--day", "2026-11-29"]) == 1
+    assert capsys.readouterr().err.startswith("error: no AWS region")
+
+
+def test_local_commands_reach_the_emulator_tool(monkeypatch, capsys):
+    from pipeline_tools.local import __main__ as local
+
+    monkeypatch.setattr(local.Emulator, "running", staticmethod(lambda: None))
+    assert cli.main(["local", "down"]) == 0
+    assert capsys.readouterr().out == "No emulator is running: nothing to destroy.\n"
+
+
+def test_cost_and_rightsize_are_their_modules(capsys):
+    assert cli.main(["cost", "/nonexistent/t.template.json"]) == 1
+    assert "/nonexistent/t.template.json" in capsys.readouterr().err
+    assert cli.main(["rightsize", str(ROOT / "tests" / "data" / "enricher-report.log")]) == 0
+
+
+@pytest.mark.skipif(
+    not (ROOT / ".venv" / "bin" / "pipeline").exists(), reason="make install puts it in .venv"
+)
+def test_the_installed_command_runs_without_an_activated_venv():
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "pipeline"), "--help"],
+        env={"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0 and "pipeline local up" in result.stdout
