@@ -1,0 +1,55 @@
+"""Using the constructs in another project: an EventBridge rule to an OptimizedFunction.
+
+From this project's root: `python examples/orders_stack.py` synthesizes it into
+`cdk.out-example/`. In your own project, install the constructs (see the README) and copy this.
+"""
+
+from pathlib import Path
+
+from aws_cdk import App, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from constructs_lib.alarm_topic import AlarmTopic
+from constructs_lib.monitoring import PipelineMonitoring
+from constructs_lib.optimized_function import OptimizedFunction, ProvisionedConcurrencyScaling
+
+
+class OrdersStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        table = dynamodb.TableV2(
+            self,
+            "Orders",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+        )
+        fn = OptimizedFunction(
+            self,
+            "StoreOrder",
+            code=lambda_.Code.from_asset(str(Path(__file__).parent / "orders")),
+            handler="handler.lambda_handler",
+            memory_size=256,  # required: size it from Max Memory Used
+            environment={"TABLE_NAME": table.table_name},
+            # Provisioned concurrency has one owner: a fixed provisioned_concurrency, or this.
+            auto_scaling=ProvisionedConcurrencyScaling(min_capacity=1, max_capacity=5),
+        )
+        table.grant(fn.role, "dynamodb:PutItem")  # grants happen at the wiring site
+        rule = events.Rule(
+            self, "OrderPlaced", event_pattern=events.EventPattern(detail_type=["OrderPlaced"])
+        )
+        rule.add_target(targets.LambdaFunction(fn.alias))  # always invoke the alias
+        topic = AlarmTopic(self, "Alarms")
+        monitoring = PipelineMonitoring(self, "Monitoring", alarm_action=topic, dashboard=False)
+        monitoring.monitor_function(
+            "StoreOrder", fn.alias, provisioned_concurrency=True, destination=False
+        )
+
+
+if __name__ == "__main__":
+    app = App(outdir="cdk.out-example")
+    OrdersStack(app, "OrdersExample")
+    app.synth()
