@@ -821,49 +821,79 @@ def render_sweep(name: str, results: Sequence[Report], even: int | None, markdow
     return "\n".join([*lines, verdict])
 
 
-def chart(results: Sequence[Report], path: Path) -> None:
-    """Monthly cost against volume: this stack stacked by line item, the naive stack's total."""
+#: The bill's targets, as shares of the naive stack's (record storage out of both): at 1 M and
+#: 10 M records a month, and never above it (100 M stands for "from 1 M up").
+COST_TARGETS = {1_000_000: 0.80, 10_000_000: 0.40, 100_000_000: 1.0}
+
+
+def chart(results: Sequence[Report], path: Path, even: int | None = None) -> None:
+    """One panel per volume, each on its own linear axis: this stack's bill and the naive
+    one's as two bars, stacked by line item (the same colour for an item everywhere; items
+    under 5 % of both bars together as "everything else"), the ratio and its target in the
+    panel's title, break-even in the figure's."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    volumes = [r.workload.records_per_month for r in results]
-    names = [i.name for i in results[0].stack.items if i.name != RECORD_STORAGE]
-    layers = [
-        [next(i.usd for i in r.stack.items if i.name == name) for r in results] for name in names
-    ]
-    # A line item gets its own band where it is at least 5 % of the bill at some volume.
-    totals = [r.stack.compared for r in results]
+    def line(name: str) -> str:  # "Lambda duration (arm64)" and "(x86_64)" are one line
+        return name.split(" (")[0]
+
+    names = [line(i.name) for i in results[0].stack.items if i.name != RECORD_STORAGE]
+
+    def amounts(bill: Bill) -> dict[str, float]:
+        return {line(i.name): i.usd for i in bill.items if i.name != RECORD_STORAGE}
+
     shown = [
-        (n, v)
-        for n, v in zip(names, layers, strict=True)
-        if any(x >= 0.05 * t for x, t in zip(v, totals, strict=True))
+        n
+        for n in names
+        if any(amounts(b)[n] >= 0.05 * b.compared for r in results for b in (r.stack, r.baseline))
     ]
-    other = [t - sum(v[k] for _, v in shown) for k, t in enumerate(totals)]
-    figure, axis = plt.subplots(figsize=(9, 5.5), dpi=110)
-    axis.stackplot(
-        volumes,
-        *[v for _, v in shown],
-        other,
-        labels=[*(n for n, _ in shown), "everything else"],
-        alpha=0.85,
+    colours = dict(zip([*shown, "everything else"], plt.get_cmap("tab20").colors, strict=False))
+    figure, axes = plt.subplots(1, len(results), figsize=(12, 5.5), dpi=110)
+    for axis, result in zip(axes, results, strict=True):
+        for position, bill in enumerate((result.stack, result.baseline)):
+            values = amounts(bill)
+            bands = [(n, values[n]) for n in shown]
+            bands.append(("everything else", bill.compared - sum(v for _, v in bands)))
+            bottom = 0.0
+            for name, value in bands:
+                axis.bar(position, value, bottom=bottom, color=colours[name], width=0.6)
+                bottom += value
+            axis.text(position, bottom, f"${bottom:,.0f}", ha="center", va="bottom", fontsize=9)
+        volume = result.workload.records_per_month
+        target = COST_TARGETS.get(volume)
+        if target is not None:  # the most this stack may cost at this volume
+            limit = target * result.baseline.compared
+            axis.axhline(limit, color="black", linestyle="--", linewidth=1)
+            axis.text(-0.45, limit, " target", va="bottom", fontsize=8)
+        goal = (
+            ""
+            if target is None
+            else "; target: never above"
+            if target >= 1
+            else f"; target ≤ {target:.0%}"
+        )
+        axis.set_title(
+            f"{volume:,} records a month\n{result.ratio:.1%} of naive{goal}", fontsize=10
+        )
+        axis.set_xticks([0, 1], ["this stack", "naive stack"])
+        axis.set_ylabel("USD a month (record storage left out)")
+        axis.grid(True, axis="y", alpha=0.3)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[n]) for n in [*shown, "everything else"]]
+    # Top to bottom, as the bands are stacked.
+    figure.legend(
+        handles[::-1],
+        [*shown, "everything else"][::-1],
+        loc="center right",
+        fontsize=8,
+        frameon=False,
     )
-    axis.plot(
-        volumes,
-        [r.baseline.compared for r in results],
-        color="black",
-        linewidth=2.2,
-        label="naive stack (total)",
-    )
-    axis.set_xscale("log")
-    axis.set_yscale("log")
-    axis.set_xlabel("records a month")
-    axis.set_ylabel("USD a month (record storage left out)")
-    axis.set_title(f"{results[0].stack.model.name}: monthly bill against volume")
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend(loc="upper left", fontsize=8)
-    figure.tight_layout()
+    title = f"{results[0].stack.model.name}: monthly bill, this stack against the naive one"
+    if even is not None:
+        title += f" (break-even: from {even:,} records a month)"
+    figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0, 0.8, 1))
     figure.savefig(path)
     plt.close(figure)
 
@@ -929,8 +959,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results = [bill(v) for v in SWEEP]
                 outputs.append(render_sweep(name, results, break_even(bill), args.markdown))
             if args.chart and path == templates[-1]:
-                points = [int(10 ** (5 + k / 4)) for k in range(13)]  # 100 k to 100 M
-                chart([bill(v) for v in points], args.chart)
+                chart([bill(v) for v in COST_TARGETS], args.chart, break_even(bill))
                 print(f"chart: {args.chart}", file=sys.stderr)
     except (CostInputError, FileNotFoundError, json.JSONDecodeError) as error:
         print(f"cost report: {error}", file=sys.stderr)
