@@ -23,6 +23,7 @@ from pipeline_tools.cost import (
     report,
     traces_recorded,
 )
+from tests.conftest import ROOT
 
 PRICES = load_prices()
 
@@ -351,3 +352,29 @@ def test_every_lever_saves_money_in_prod(stacks, capsys):
     assert "| Tracing only where it pays |" in render(found, markdown=True)
     assert levers_main([str(directory / "missing.template.json")]) == 1
     assert "missing.template.json" in capsys.readouterr().err
+
+
+def test_the_readme_bills_are_a_fresh_run_of_the_cost_report(prod_usage, stacks):
+    """Every bill table in the README is what `make cost` prints now (MARKDOWN=1), for prod at
+    1 M, 10 M and 100 M records and its sweep, and for dev at 1 M and 10 M: no hand-typed
+    figure. Regenerate them with `MARKDOWN=1 python -m pipeline_tools.cost ...`."""
+    from pipeline_tools.cost import SWEEP, break_even, measure, render, render_sweep
+    from tests.conftest import assembly_of
+
+    readme = (ROOT / "README.md").read_text()
+    workload = Workload.load()
+    name, template, usage, naive = prod_usage
+    dev_dir, dev_name, dev_template = assembly_of(stacks["dev"])
+    dev_usage, dev_naive = measure(dev_dir, dev_name, dev_template, workload)
+
+    def bill(volume, t=template, n=name, u=usage, b=naive):
+        return report(t, n, workload.at(volume), PRICES, u, b)
+
+    tables = [render(bill(v), markdown=True) for v in (1_000_000, 10_000_000, 100_000_000)]
+    tables += [
+        render(report(dev_template, dev_name, workload.at(v), PRICES, dev_usage, dev_naive), True)
+        for v in (1_000_000, 10_000_000)
+    ]
+    tables.append(render_sweep(name, [bill(v) for v in SWEEP], break_even(bill), True))
+    for table in tables:
+        assert table.strip() in readme, table.splitlines()[0]
