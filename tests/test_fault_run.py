@@ -18,7 +18,7 @@ import pytest
 from enricher.enrichment import category_key
 from pipeline_tools.operate import RunnerInvoker, redrive, runner_pipeline
 from pipeline_tools.runner.runner import read_dead_letters
-from tests.conftest import stored_and_counted
+from tests.conftest import ROOT, stored_and_counted
 from tests.faults import fail_after, fail_before
 
 TOTAL, MALFORMED, DUPLICATES = 1000, 100, 50
@@ -219,19 +219,19 @@ def test_thousand_records_with_faults_nothing_lost_nothing_twice(
     status = Counter(o.status for o in outcomes)
 
     # Printed at the end of the pytest run (tests/conftest.py), with or without xdist.
-    record_property(
-        "summary",
-        (
-            f"fault run: {TOTAL} in | {len(stored)} stored | {duplicate_deliveries} duplicate "
-            f"deliveries | {in_dlq_after_the_run} in DLQ, {redriven.redriven} redriven, "
-            f"{len(letters)} left | {status['lost']} lost | throttled writes "
-            f"{faults['throttled']} | writes failed to exhaustion {faults['processor_exhausted']} "
-            f"| throttled reads {faults['enricher_throttled']} | validator crashes "
-            f"{faults['validator_crashed']} | lost responses {faults['lost_response']} | "
-            f"redelivered mid-chain {faults['redelivered']} | "
-            f"invocations {dict(pipeline.invocations)}"
-        ),
+    summary = (
+        f"fault run: {TOTAL} in | {len(stored)} stored | {duplicate_deliveries} duplicate "
+        f"deliveries | {in_dlq_after_the_run} in DLQ, {redriven.redriven} redriven, "
+        f"{len(letters)} left | {status['lost']} lost | throttled writes "
+        f"{faults['throttled']} | writes failed to exhaustion {faults['processor_exhausted']} "
+        f"| throttled reads {faults['enricher_throttled']} | validator crashes "
+        f"{faults['validator_crashed']} | lost responses {faults['lost_response']} | "
+        f"redelivered mid-chain {faults['redelivered']} | "
+        f"invocations {dict(pipeline.invocations)}"
     )
+    record_property("summary", summary)
+    # The run is seeded, so the README quotes this very line: a changed run changes the README.
+    assert summary in (ROOT / "README.md").read_text().splitlines(), summary
 
     # Every valid record stored exactly once, with its category.
     assert sorted(i["id"]["S"] for i in stored) == sorted(valid)
