@@ -350,6 +350,8 @@ def test_every_lever_saves_money_in_prod(stacks, capsys):
     (tracing,) = [s for s in found if s.lever.name.startswith("Tracing")]
     assert round(tracing.usd[1_000_000], 2) == 14.90
     assert "| Tracing only where it pays |" in render(found, markdown=True)
+    # The README's table of levers is this run's (`python -m pipeline_tools.levers --markdown`).
+    assert render(found, markdown=True).strip() in (ROOT / "README.md").read_text()
     assert levers_main([str(directory / "missing.template.json")]) == 1
     assert "missing.template.json" in capsys.readouterr().err
 
