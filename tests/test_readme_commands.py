@@ -25,9 +25,10 @@ from tests.conftest import ROOT
 RUN = [
     "make synth",
     "npx cdk synth -c environment=prod",
-    "python -m pipeline_tools.iam_check cdk.out/DataPipeline-dev.template.json lambda_src",
+    ".venv/bin/python -m pipeline_tools.iam_check cdk.out/DataPipeline-dev.template.json"
+    " lambda_src",
     "make rightsize",
-    "python -m serverless_stack.config",
+    ".venv/bin/python -m serverless_stack.config",
     ".venv/bin/pipeline --help",
 ]
 #: Run by another test (named), or by CI itself.
@@ -36,17 +37,20 @@ COVERED = {
     "make deploy-local": "tests/test_local_deploy.py",
     "make deploy-local KEEP=1": "tests/test_local_deploy.py",
     "make destroy-local": "tests/test_local_deploy.py",
-    "python -m pipeline_tools.local drive --records my.json": "tests/test_local_deploy.py",
+    ".venv/bin/python -m pipeline_tools.local drive --records my.json": (
+        "tests/test_local_deploy.py"
+    ),
     "make install": "every make target",
     "make synth ENV=prod": "make synth, here, with the environment's default",
     "make synth-all": "make test (before checkov)",
     "make checkov": "make test",
     "make bench": "pipeline_tools/bench (writes BENCHMARKS.md; minutes, not a test)",
     'make rightsize LOGS="enricher.log validator.log"': "make rightsize, here",
-    "python -m pipeline_tools.rightsize -": "tests/test_rightsize.py",
-    "python -m pipeline_tools.cost --workload my.json cdk.out/DataPipeline-prod.template.json": (
-        "tests/test_cost.py"
-    ),
+    ".venv/bin/python -m pipeline_tools.rightsize -": "tests/test_rightsize.py",
+    (
+        ".venv/bin/python -m pipeline_tools.cost --workload my.json "
+        "cdk.out/DataPipeline-prod.template.json"
+    ): "tests/test_cost.py",
     "source .venv/bin/activate": "the shell set-up the commands below it assume",
     # The Commands table's synopses of the commands above:
     "make synth [ENV=prod]": "make synth, here",
@@ -54,29 +58,36 @@ COVERED = {
     "make cost MARKDOWN=1": "tests/test_cost.py (the report's CLI, terminal and Markdown)",
     "make cost [MARKDOWN=1] [WORKLOAD=file.json] [RECORDS=N]": "tests/test_cost.py",
     "make cost-chart": "tests/test_cost.py (the chart)",
-    "python -m pipeline_tools.levers --markdown": "tests/test_cost.py (the levers)",
+    ".venv/bin/python -m pipeline_tools.levers --markdown": "tests/test_cost.py (the levers)",
     'make rightsize LOGS="a.log b.log"': "make rightsize, here",
     "make deploy-local [KEEP=1]": "tests/test_local_deploy.py",
-    "python -m pipeline_tools.local up": "tests/test_local_deploy.py",
-    "python -m pipeline_tools.local dead-letters": "tests/test_local_deploy.py",
-    "python -m pipeline_tools.local send fixed.ndjson": "tests/test_local_deploy.py",
-    "python -m pipeline_tools.local send broken.json": "tests/test_local_deploy.py",
-    "python -m pipeline_tools.local redrive --dry-run": "tests/test_local_deploy.py",
-    "python -m pipeline_tools.local send|dead-letters|redrive": "tests/test_local_deploy.py",
-    "python -m pipeline_tools.local send|dead-letters|redrive|counts": (
+    ".venv/bin/python -m pipeline_tools.local up": "tests/test_local_deploy.py",
+    ".venv/bin/python -m pipeline_tools.local dead-letters": "tests/test_local_deploy.py",
+    ".venv/bin/python -m pipeline_tools.local send fixed.ndjson": "tests/test_local_deploy.py",
+    ".venv/bin/python -m pipeline_tools.local send broken.json": "tests/test_local_deploy.py",
+    ".venv/bin/python -m pipeline_tools.local redrive --dry-run": "tests/test_local_deploy.py",
+    ".venv/bin/python -m pipeline_tools.local send|dead-letters|redrive": (
         "tests/test_local_deploy.py"
     ),
-    "python -m pipeline_tools.operate send|dead-letters|redrive|counts": (
+    ".venv/bin/python -m pipeline_tools.local send|dead-letters|redrive|counts": (
+        "tests/test_local_deploy.py"
+    ),
+    ".venv/bin/python -m pipeline_tools.operate send|dead-letters|redrive|counts": (
         "tests/test_operate.py (its errors), tests/test_local_deploy.py (on the emulator)"
     ),
-    "python -m pipeline_tools.bench.conflicts --records 500 --rate 50 --rate 200 --rate 800": (
+    ".venv/bin/python -m pipeline_tools.bench.conflicts": (
         "make bench (its storage section; minutes, not a test)"
     ),
 }
 #: Need an AWS account and credentials: never run by the tests.
-NEEDS_AWS = ("aws ", "npx cdk bootstrap", "npx cdk deploy", "python -m pipeline_tools.operate")
+NEEDS_AWS = (
+    "aws ",
+    "npx cdk bootstrap",
+    "npx cdk deploy",
+    ".venv/bin/python -m pipeline_tools.operate",
+)
 
-_COMMAND = re.compile(r"^(make|npx cdk|python -m|aws|source|\.venv/bin/pipeline) ")
+_COMMAND = re.compile(r"^(make|npx cdk|\.venv/bin/python -m|aws|source|\.venv/bin/pipeline) ")
 
 
 def readme_commands() -> set[str]:
@@ -155,10 +166,7 @@ def test_the_readme_commands_work_from_a_fresh_shell(fresh_copy: Path):
     )
     assert probe.returncode == 0 and ".venv" not in probe.stdout, probe
     for command in RUN:
-        # `python -m ...` lines follow the README's `source .venv/bin/activate`.
-        line = (
-            f"source .venv/bin/activate && {command}" if command.startswith("python") else command
-        )
+        line = command  # as written: no venv activated (`.venv/bin/...` names it)
         result = subprocess.run(
             ["bash", "-c", line],
             cwd=fresh_copy,
