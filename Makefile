@@ -7,6 +7,9 @@ PYTHON ?= python3
 # so `cdk` and the jsii runtime behind aws-cdk-lib both run on it.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
+# A quiet `cdk synth` still ends with a blank line on standard error: drop blank lines there.
+NO_BLANK_LINES = 2> >(grep -v '^$$' >&2)
+
 .PHONY: install synth synth-all test lint typecheck checkov cost cost-chart rightsize deploy-local destroy-local bench clean
 
 install: $(VENV)/.installed node_modules/.installed
@@ -23,12 +26,12 @@ node_modules/.installed: package.json package-lock.json
 
 ## synth: CloudFormation for ENV (default dev) in cdk.out, and a short summary of it
 synth: install
-	cdk synth --quiet -c environment=$(ENV)
+	cdk synth --quiet -c environment=$(ENV) $(NO_BLANK_LINES)
 	python -m pipeline_tools.summary cdk.out/DataPipeline-$(ENV).template.json
 
 ## synth-all: the dev, staging and prod templates in cdk.out (cdk-nag runs on each)
 synth-all: install
-	@for env in dev staging prod; do cdk synth --quiet -c environment=$$env >&2 || exit 1; done
+	@for env in dev staging prod; do cdk synth --quiet -c environment=$$env $(NO_BLANK_LINES) >&2 || exit 1; done
 
 ## cost: the complete monthly bill of dev, staging and prod against the naive stack, measured
 ## from the code, with the 1 M / 10 M / 100 M sweep (WORKLOAD=file.json, RECORDS=N; MARKDOWN=1

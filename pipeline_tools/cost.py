@@ -849,7 +849,8 @@ def chart(results: Sequence[Report], path: Path, even: int | None = None) -> Non
         for n in names
         if any(amounts(b)[n] >= 0.05 * b.compared for r in results for b in (r.stack, r.baseline))
     ]
-    colours = dict(zip([*shown, "everything else"], plt.get_cmap("tab20").colors, strict=False))
+    palette = plt.get_cmap("tab20")
+    colours = {name: palette(k) for k, name in enumerate([*shown, "everything else"])}
     figure, axes = plt.subplots(1, len(results), figsize=(12, 5.5), dpi=110)
     for axis, result in zip(axes, results, strict=True):
         for position, bill in enumerate((result.stack, result.baseline)):

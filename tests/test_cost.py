@@ -379,4 +379,12 @@ def test_the_readme_bills_are_a_fresh_run_of_the_cost_report(prod_usage, stacks)
     ]
     tables.append(render_sweep(name, [bill(v) for v in SWEEP], break_even(bill), True))
     for table in tables:
-        assert table.strip() in readme, table.splitlines()[0]
+        header = table.splitlines()[0]
+        assert header in readme, header
+        written = readme[readme.index(header) :].splitlines()[: len(table.strip().splitlines())]
+        differing = [
+            (now, then)
+            for now, then in zip(table.strip().splitlines(), written, strict=True)
+            if now != then
+        ]
+        assert differing == [], (header, differing)

@@ -62,6 +62,7 @@ class LoadedFunction:
             if p.suffix == ".py" or (p / "__init__.py").is_file()
         }
         self._modules: dict[str, ModuleType] = {}
+        self._invoked = False
         module_name, _, function_name = spec.handler.rpartition(".")
         # The code directory is the deployed asset (cdk.out, or what the emulator served): it is
         # read, never written, so no __pycache__ lands in it.
@@ -90,6 +91,8 @@ class LoadedFunction:
             timeout_seconds=self.spec.timeout_seconds,
         )
         with self.activated():
+            _cold_start(not self._invoked)
+            self._invoked = True
             return self.handler(event, context)
 
     @contextmanager
@@ -142,6 +145,21 @@ def _fresh_service_logger(service: str | None) -> None:
     for attribute in [a for a in vars(existing) if a.startswith("powertools") or a == "init"]:
         delattr(existing, attribute)
     existing.setLevel(logging.NOTSET)
+
+
+def _cold_start(first: bool) -> None:
+    """Powertools keeps "is this a cold start" in process-wide flags (its logger's, metrics' and
+    tracer's); in Lambda each function runs in environments of its own, whose first invocation
+    is the cold one. So here each function's first invocation is its cold start, whatever ran
+    before it in this process (and a log line's ``cold_start`` does not depend on test order)."""
+    import aws_lambda_powertools.logging.logger as logger_flags
+    from aws_lambda_powertools.metrics.provider import cold_start as metrics_flags
+
+    logger_flags.is_cold_start = first
+    metrics_flags.is_cold_start = first
+    tracer_flags = sys.modules.get("aws_lambda_powertools.tracing.tracer")
+    if tracer_flags is not None:
+        tracer_flags.is_cold_start = first  # type: ignore[attr-defined]
 
 
 def clients_of(module: ModuleType, service: str | None = None) -> list[Any]:
