@@ -144,6 +144,24 @@ def stored_and_counted(
     return records, counts
 
 
+def project_copy(target: Path) -> Path:
+    """The project's tracked files copied to ``target``, with the installed ``.venv`` and
+    ``node_modules`` linked in (what ``make install`` makes): a fresh clone, installed."""
+    import shutil
+    import subprocess
+
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, tracked.split("\0")):
+        if (ROOT / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+    for installed in (".venv", "node_modules"):
+        (target / installed).symlink_to(ROOT / installed)
+    return target
+
+
 def load_event(name: str) -> Any:
     """A sample event from ``tests/events/<name>.json``."""
     return json.loads((ROOT / "tests" / "events" / f"{name}.json").read_text())

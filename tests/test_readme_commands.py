@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, project_copy
 
 #: Run here, in this order, as the README writes them (later ones read what earlier ones made).
 RUN = [
@@ -124,19 +123,7 @@ def test_every_readme_command_is_run_covered_or_needs_an_account():
 
 @pytest.fixture(scope="module")
 def fresh_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("fresh") / "project"
-    tracked = (
-        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
-        .stdout.decode()
-        .split("\0")
-    )
-    for name in filter(None, tracked):
-        if (ROOT / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, target / name)
-    for installed in (".venv", "node_modules"):
-        (target / installed).symlink_to(ROOT / installed)
-    return target
+    return project_copy(tmp_path_factory.mktemp("fresh") / "project")
 
 
 def ordinary_path() -> str:

@@ -6,29 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, project_copy
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's tracked files, with the installed .venv and node_modules linked in."""
-    target = tmp_path_factory.mktemp("settings") / "project"
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.decode()
-    for name in filter(None, tracked.split("\0")):
-        if (ROOT / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, target / name)
-    for installed in (".venv", "node_modules"):
-        (target / installed).symlink_to(ROOT / installed)
-    return target
+    return project_copy(tmp_path_factory.mktemp("settings") / "project")
 
 
 def synth_with(project: Path, path: list[str], value: object) -> subprocess.CompletedProcess:
