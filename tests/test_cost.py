@@ -388,3 +388,32 @@ def test_the_readme_bills_are_a_fresh_run_of_the_cost_report(prod_usage, stacks)
             if now != then
         ]
         assert differing == [], (header, differing)
+
+
+def test_the_readme_prose_figures_are_the_fresh_bills_arithmetic(prod_cost):
+    """The figures the README quotes beside the bills, from prod's bills at 1 M, 10 M and
+    100 M: the count markers with their recovery (storage x (1 + $0.20 / $0.25)), the writes
+    the transaction doubled, the records' recovery (their storage x $0.20 / $0.25) and the six
+    rollback alarms ($0.10 each)."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    by_volume = {r.workload.records_per_month: r.stack for r in prod_cost}
+
+    def line(volume: int, name: str) -> float:
+        return next(i.usd for i in by_volume[volume].items if i.name.startswith(name))
+
+    ratio = PRICES["dynamodb"]["pitr_gb_month"] / PRICES["dynamodb"]["storage_gb_month"]
+    markers = {v: line(v, "DynamoDB count-marker storage") * (1 + ratio) for v in by_volume}
+    assert (
+        f"by the 12th month ${markers[1_000_000]:.2f} a month at 1 M records and "
+        f"${markers[100_000_000]:.0f} at 100 M" in readme
+    )
+    assert f"${markers[1_000_000]:.2f} at 1 M and ${markers[10_000_000]:.2f} at 10 M" in readme
+    writes = {v: line(v, "DynamoDB writes") for v in by_volume}
+    assert f"the ${writes[1_000_000]:.2f} and ${writes[100_000_000]:.0f} a month" in readme
+    assert f"${writes[1_000_000]:.2f} and ${writes[10_000_000]:.2f} a month in doubled" in readme
+    records = {v: line(v, "DynamoDB storage") * ratio for v in by_volume}
+    assert (
+        f"recovery of the records, ${records[1_000_000]:.2f} at 1 M and "
+        f"${records[10_000_000]:.2f} at 10 M" in readme
+    )
+    assert "the 6 rollback alarms on each new version, $0.60" in readme
