@@ -42,9 +42,9 @@ def runtime() -> tuple[Any, Any, Any]:
     return storage, counts, retries
 
 
-def markers(*, waits: bool = True) -> Store:
+def markers() -> Store:
     storage, _, retries = runtime()
-    policy = retries.RetryPolicy() if waits else retries.RetryPolicy(sleep=lambda s: None)
+    policy = retries.RetryPolicy()
 
     def store(client: Any, record: dict[str, Any]) -> Any:
         return storage.store(
