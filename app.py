@@ -23,6 +23,7 @@ except ImportError:  # `npx cdk ...` from a shell without the venv: use the proj
         os.execv(str(_VENV_PYTHON), [str(_VENV_PYTHON), *sys.argv])
     sys.exit("aws-cdk-lib is not installed for this Python: run `make install` (it creates .venv)")
 
+from serverless_stack import local_emulator  # noqa: E402
 from serverless_stack.compliance import (  # noqa: E402  (after the venv check above)
     acknowledge_findings,
     attach_rule_packs,
@@ -54,11 +55,8 @@ def build_app(
         app,
         f"DataPipeline-{config.environment}",
         config=config,
-        # The local emulator has no CodeDeploy (pipeline_tools/local/known_gaps.json,
-        # "left_out"); every real deploy gets the deployment groups.
-        deployments=not _local_emulator(app),
-        synthesizer=_synthesizer(app),
         description=f"Cost-optimized serverless data pipeline ({config.environment})",
+        **local_emulator.stack_options(app),
     )
     attach_rule_packs(app, config, skip=skip_acknowledgments)
     acknowledge_findings(stack, skip=skip_acknowledgments)
@@ -72,22 +70,6 @@ def build_app(
     for key, value in tags.items():
         cdk.Tags.of(app).add(key, value)
     return app
-
-
-def _synthesizer(app: cdk.App) -> cdk.IStackSynthesizer | None:
-    """The default synthesizer, except for a local emulator (``-c local_emulator=true``).
-
-    The local emulator cannot evaluate the bootstrap-version rule's SSM parameter on update, so
-    the rule is left out there, and only there: real accounts always get it.
-    """
-    if _local_emulator(app):
-        return cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=False)
-    return None
-
-
-def _local_emulator(app: cdk.App) -> bool:
-    """Whether the app is synthesized for the local emulator (``-c local_emulator=true``)."""
-    return str(app.node.try_get_context("local_emulator")).lower() == "true"
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from constructs_lib.limits import SQS_MAX_RETENTION_DAYS
+
 #: The longest SQS allows: time to notice an alarm, fix the cause and redrive.
-DLQ_RETENTION = Duration.days(14)
+DLQ_RETENTION = Duration.days(SQS_MAX_RETENTION_DAYS)
 
 
 def dead_letter_queue(

@@ -14,6 +14,10 @@ TIMEOUT_SECONDS = (1, 900)
 #: Async invoke config: retry attempts and maximum event age (PutFunctionEventInvokeConfig).
 MAX_RETRY_ATTEMPTS = (0, 2)
 MAX_EVENT_AGE_SECONDS = (60, 21600)
+#: The longest SQS keeps a message (SetQueueAttributes ``MessageRetentionPeriod``): 14 days.
+SQS_MAX_RETENTION_DAYS = 14
+#: The maximum event age ``OptimizedFunction`` gives its alias where the caller gives none.
+DEFAULT_MAX_EVENT_AGE_SECONDS = 3600
 #: Provisioned and reserved concurrency the project lets a setting ask for. Lambda's real ceiling
 #: is the account's concurrency quota minus the 100 it keeps unreserved; 1000 is the default quota.
 CONCURRENCY = (0, 1000)
@@ -55,6 +59,15 @@ ALARM_EVALUATION_PERIODS = (1, 100)
 def max_evaluation_range_seconds(period_seconds: int) -> int:
     """The longest Period x EvaluationPeriods CloudWatch accepts for ``period_seconds``."""
     return 604800 if period_seconds >= 3600 else 86400
+
+
+def check(
+    argument: str, value: object, bounds: tuple[float, float], unit: str = "", *, label: str = ""
+) -> None:
+    """Refuse ``value`` outside ``bounds`` (inclusive), naming ``argument`` (within ``label``)."""
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise LimitError(argument, value, f"must be from {low} to {high}{unit}", label=label)
 
 
 class LimitError(ValueError):

@@ -33,6 +33,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from constructs_lib.alarm_thresholds import AlarmThresholds
+from constructs_lib.optimized_function import OptimizedFunction
 
 #: The EMF metric each stage publishes for an error its code did not expect, with the version
 #: that ran (``lambda_src/pipeline_common/regressions.py`` emits it; a test holds the two equal).
@@ -87,58 +88,73 @@ class PipelineMonitoring(Construct):
             )
 
     def monitor_function(
-        self,
-        label: str,
-        target: lambda_.IFunction,
-        *,
-        timeout: Duration | None = None,
-        provisioned_concurrency: bool = False,
-        retries: bool = True,
-        destination: bool = True,
+        self, label: str, target: OptimizedFunction | lambda_.IFunction, *, critical: bool = False
     ) -> list[cloudwatch.Alarm]:
-        """Alarm on one function, any function; return the alarms made.
+        """Alarm on one function; return the alarms made.
 
-        Errors, throttles and p99 duration on ``target`` (pass the alias that callers invoke,
-        e.g. ``OptimizedFunction.alias``, and they watch what runs); destination and DLQ delivery
-        failures on its function; with ``provisioned_concurrency``, the target's spillover and
-        utilization.
+        Errors, throttles and p99 duration on what callers invoke (an ``OptimizedFunction``'s
+        ``live`` alias, or the function itself); destination and DLQ delivery failures on the
+        function. What the function does decides the rest: without retries every error goes
+        straight to the DLQ, whose depth alarm reports it, so no ``Errors`` alarm (it would
+        notify twice); without an on-success destination, no ``DestinationDeliveryFailures``
+        alarm (it could never fire). A plain function gets both.
 
-        :param target: a function, or an alias of one.
-        :param timeout: the function's timeout, for the duration alarm. :default: the function's
-            own, where the construct knows it (a ``Function``), else Lambda's default of 3 s
-        :param retries: whether failed invocations are retried. Without retries every error
-            goes straight to the dead-letter queue, whose depth alarm already reports it, so no
-            ``Errors`` alarm is made (it would notify twice for one failure). :default: True
-        :param destination: whether the target has an on-success destination; without one, a
-            ``DestinationDeliveryFailures`` alarm could never fire, so none is made.
-            :default: True
+        :param critical: alarm on provisioned-concurrency spillover even where none is
+            configured yet (a function with provisioned concurrency always gets it).
         """
+        invoked, function = _invoked_and_function(target)
+        timeout_ms = (
+            _timeout(function).to_milliseconds() * self.thresholds.duration_p99_timeout_ratio
+        )
+        checks = self._function_checks(invoked, function, timeout_ms)
+        if isinstance(target, OptimizedFunction):
+            skipped = {
+                "Errors": target.retry_attempts == 0,
+                "DestinationDeliveryFailures": target.on_success is None,
+                "ProvisionedConcurrencySpillover": not (
+                    critical or target.has_provisioned_concurrency
+                ),
+            }
+        else:
+            skipped = {"ProvisionedConcurrencySpillover": not critical}
+        # One throttle is ordinary at a burst's edge (Lambda retries throttled async events):
+        # only throttling in several of the last periods pages.
+        sustained: dict[str, dict[str, Any]] = {
+            "Throttles": {
+                "evaluation_periods": self.thresholds.throttle_evaluation_periods,
+                "datapoints_to_alarm": self.thresholds.throttle_datapoints_to_alarm,
+            }
+        }
+        alarms = [
+            self._alarm(f"{label}{name}", metric, threshold, meaning, **sustained.get(name, {}))
+            for name, metric, threshold, meaning in checks
+            if not skipped.get(name, False)
+        ]
+        self._function_widgets(label, invoked, timeout_ms)
+        return alarms
+
+    def _function_checks(
+        self, invoked: lambda_.IFunction, function: lambda_.IFunction, timeout_ms: float
+    ) -> list[tuple[str, cloudwatch.IMetric, float, str]]:
+        """Each function alarm: its name, metric, threshold and what it means, in order."""
         t = self.thresholds
-        function = _function_of(target)
-        timeout = timeout or getattr(function, "timeout", None) or Duration.seconds(3)
-        timeout_ms = timeout.to_milliseconds() * t.duration_p99_timeout_ratio
-        alias = target
-        checks = []
-        if retries:
-            checks.append(
-                (
-                    "Errors",
-                    alias.metric_errors(period=self.period, statistic="Sum"),
-                    t.errors,
-                    "invocations failed: read the stage's log group for the error",
-                )
-            )
-        checks += [
+        return [
+            (
+                "Errors",
+                invoked.metric_errors(period=self.period, statistic="Sum"),
+                t.errors,
+                "invocations failed: read the stage's log group for the error",
+            ),
             (
                 "Throttles",
-                alias.metric_throttles(period=self.period, statistic="Sum"),
+                invoked.metric_throttles(period=self.period, statistic="Sum"),
                 t.throttles,
                 "invocations were throttled in most of the last periods: raise reserved or "
                 "provisioned concurrency",
             ),
             (
                 "DurationP99",
-                alias.metric_duration(period=self.period, statistic="p99"),
+                invoked.metric_duration(period=self.period, statistic="p99"),
                 timeout_ms,
                 f"p99 duration above {t.duration_p99_timeout_ratio:.0%} of the timeout",
             ),
@@ -148,100 +164,89 @@ class PipelineMonitoring(Construct):
                 t.dead_letter_errors,
                 "failed events could not be written to the DLQ: they are lost",
             ),
-        ]
-        if destination:
-            checks.append(
-                (
-                    "DestinationDeliveryFailures",
-                    self._function_metric(function, "DestinationDeliveryFailures"),
-                    t.destination_delivery_failures,
-                    "the next stage could not be invoked",
-                )
-            )
-        if provisioned_concurrency:
+            (
+                "DestinationDeliveryFailures",
+                self._function_metric(function, "DestinationDeliveryFailures"),
+                t.destination_delivery_failures,
+                "the next stage could not be invoked",
+            ),
             # Spillover is the harm (cold starts). High utilization alone is what auto scaling
             # aims for: it is on the dashboard, not an alarm.
-            checks.append(
-                (
-                    "ProvisionedConcurrencySpillover",
-                    self._metric(alias, "ProvisionedConcurrencySpilloverInvocations"),
-                    t.provisioned_concurrency_spillover,
-                    "invocations ran beyond provisioned concurrency (cold starts)",
-                )
-            )
-        # One throttle is ordinary at a burst's edge (Lambda retries throttled async events):
-        # only throttling in several of the last periods pages.
-        sustained: dict[str, dict[str, Any]] = {
-            "Throttles": {
-                "evaluation_periods": t.throttle_evaluation_periods,
-                "datapoints_to_alarm": t.throttle_datapoints_to_alarm,
-            }
-        }
-        alarms = [
-            self._alarm(f"{label}{name}", metric, threshold, meaning, **sustained.get(name, {}))
-            for name, metric, threshold, meaning in checks
+            (
+                "ProvisionedConcurrencySpillover",
+                self._metric(invoked, "ProvisionedConcurrencySpilloverInvocations"),
+                t.provisioned_concurrency_spillover,
+                "invocations ran beyond provisioned concurrency (cold starts)",
+            ),
         ]
 
+    def _function_widgets(self, label: str, invoked: lambda_.IFunction, timeout_ms: float) -> None:
         self._widgets(
-            self._graph(f"{label}: invocations", [alias.metric_invocations(period=self.period)]),
+            self._graph(f"{label}: invocations", [invoked.metric_invocations(period=self.period)]),
             self._graph(
                 f"{label}: errors and throttles",
                 [
-                    alias.metric_errors(period=self.period),
-                    alias.metric_throttles(period=self.period),
+                    invoked.metric_errors(period=self.period),
+                    invoked.metric_throttles(period=self.period),
                 ],
             ),
             self._graph(
                 f"{label}: duration p99 (ms)",
-                [alias.metric_duration(period=self.period, statistic="p99")],
+                [invoked.metric_duration(period=self.period, statistic="p99")],
                 annotation=(timeout_ms, "alarm"),
             ),
             self._graph(
                 f"{label}: provisioned concurrency utilization (max)",
-                [self._metric(alias, "ProvisionedConcurrencyUtilization", "Maximum")],
+                [self._metric(invoked, "ProvisionedConcurrencyUtilization", "Maximum")],
             ),
         )
-        return alarms
 
     def monitor_new_version(
         self,
         label: str,
-        alias: lambda_.Alias,
+        target: OptimizedFunction,
         *,
         metrics_namespace: str,
         service: str,
-        timeout: Duration | None = None,
         signals: Sequence[str] = ("errors", "duration"),
     ) -> dict[str, cloudwatch.Alarm]:
-        """Rollback alarms on the version an alias runs, one per deploy.
+        """Rollback alarms on the version ``target``'s alias runs, made anew for each version.
 
-        * ``errors``: the stage's own ``Regressions`` metric (EMF, in ``metrics_namespace``,
-          dimensions ``service`` and ``FunctionVersion``): the errors its code did not expect,
-          never a rejected record, a conflict or a throttle
-          (``lambda_src/pipeline_common/regressions.py``);
-        * ``duration``: p99 ``Duration`` on Lambda's ``ExecutedVersion`` dimension, published for
-          invocations through an alias, per version
-          (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics.html, "Using
-          dimensions"); a timeout lasts the whole timeout, so this is also the timeout signal.
-
-        During a canary the alias's own metrics mix 90 % of old-version traffic into the signal;
-        these see the new version alone. Each alarm's *name* carries the version, so every deploy
-        brings a new alarm (``AlarmName`` changes require replacement,
-        https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-cloudwatch-alarm.html),
-        which starts with no state: an alarm the previous version left in ALARM cannot stop the
-        next deployment before any traffic moves (``PutMetricAlarm`` on an existing alarm keeps
-        its state). They notify the alarm action too: a rollback is news.
+        ``errors`` watches the stage's own ``Regressions`` metric (EMF in ``metrics_namespace``,
+        dimensions ``service`` and ``FunctionVersion``: the errors its code did not expect);
+        ``duration`` the p99 ``Duration`` on Lambda's ``ExecutedVersion`` dimension
+        (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics.html, "Using
+        dimensions"). The alias's own metrics would mix the old version's traffic in. Each
+        alarm's name carries the version, so a deploy replaces it (``AlarmName`` changes
+        require replacement) and it starts with no state: an alarm the previous version left
+        in ALARM cannot stop the next deployment.
         """
-        t = self.thresholds
-        function = _function_of(alias)
-        timeout = timeout or getattr(function, "timeout", None) or Duration.seconds(3)
-        version = alias.version.version
+        checks = self._version_checks(target, metrics_namespace, service)
+        unknown = [s for s in signals if s not in checks]
+        if unknown:
+            raise ValueError(f"signals: {unknown} are not version alarms; use {list(checks)}")
+        stack_name = Stack.of(self).stack_name
+        version = target.version.version
+        return {
+            signal: self._alarm(
+                f"{label}{checks[signal][0]}",
+                *checks[signal][1:],
+                alarm_name=f"{stack_name}-{label}{checks[signal][0]}-v{version}",
+            )
+            for signal in signals
+        }
+
+    def _version_checks(
+        self, target: OptimizedFunction, metrics_namespace: str, service: str
+    ) -> dict[str, tuple[str, cloudwatch.IMetric, float, str]]:
+        function, alias, version = target.function, target.alias, target.version.version
         executed = {
             "FunctionName": function.function_name,
             "Resource": f"{function.function_name}:{alias.alias_name}",
             "ExecutedVersion": version,
         }
-        checks = {
+        timeout_ms = _timeout(function).to_milliseconds()
+        return {
             "errors": (
                 "NewVersionRegressions",
                 cloudwatch.Metric(
@@ -251,7 +256,7 @@ class PipelineMonitoring(Construct):
                     period=self.period,
                     statistic="Sum",
                 ),
-                t.errors,
+                self.thresholds.errors,
                 "the new version failed in a way its code did not expect (a crash, an AWS error "
                 "other than throttling, a response that is not JSON): the deployment rolls back",
             ),
@@ -264,21 +269,9 @@ class PipelineMonitoring(Construct):
                     period=self.period,
                     statistic="p99",
                 ),
-                timeout.to_milliseconds() * t.duration_p99_timeout_ratio,
+                timeout_ms * self.thresholds.duration_p99_timeout_ratio,
                 "the new version runs near its timeout: the deployment rolls back",
             ),
-        }
-        unknown = [s for s in signals if s not in checks]
-        if unknown:
-            raise ValueError(f"signals: {unknown} are not version alarms; use {list(checks)}")
-        stack_name = Stack.of(self).stack_name
-        return {
-            signal: self._alarm(
-                f"{label}{checks[signal][0]}",
-                *checks[signal][1:],
-                alarm_name=f"{stack_name}-{label}{checks[signal][0]}-v{version}",
-            )
-            for signal in signals
         }
 
     def alarm(self, name: str) -> cloudwatch.Alarm:
@@ -441,9 +434,15 @@ def _api_name(operation: dynamodb.Operation) -> str:
     return "".join(word.capitalize() for word in operation.name.split("_"))
 
 
-def _function_of(target: lambda_.IFunction) -> lambda_.IFunction:
-    """The function behind ``target``: itself, or the function of a version or an alias."""
-    behind = getattr(target, "lambda_", None)  # a version
-    if behind is None:
-        behind = getattr(getattr(target, "version", None), "lambda_", None)  # an alias
-    return behind if behind is not None else target
+def _invoked_and_function(
+    target: OptimizedFunction | lambda_.IFunction,
+) -> tuple[lambda_.IFunction, lambda_.IFunction]:
+    """What callers invoke, and the function behind it."""
+    if isinstance(target, OptimizedFunction):
+        return target.alias, target.function
+    return target, target
+
+
+def _timeout(function: lambda_.IFunction) -> Duration:
+    """The function's timeout where the construct knows it (a ``Function``), else Lambda's 3 s."""
+    return getattr(function, "timeout", None) or Duration.seconds(3)

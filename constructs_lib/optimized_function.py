@@ -1,23 +1,23 @@
 """`OptimizedFunction`: one Lambda function done right, reusable in any stack.
 
-It fixes, in one place, what naive serverless stacks get wrong per function:
+It takes the Lambda function's own props (``lambda_.FunctionProps``), merges them over its
+defaults and adds what naive stacks leave out:
 
 * memory is a required, explicit choice (no 3008 MB "just in case");
-* every caller goes through a ``live`` alias on a published version, and provisioned
-  concurrency sits on that alias, where it is used: either a fixed value on the alias, or an
-  Application Auto Scaling target (utilization tracking, optional schedule) that alone owns it;
+* every caller goes through a ``live`` alias on a published version; the async invoke settings
+  and the provisioned concurrency sit on that alias, where they are used;
 * asynchronous failures land in an SQS dead-letter queue instead of vanishing;
 * logs go to an explicit log group with a finite retention;
-* the execution role holds no AWS-managed policy: its log permissions name its own log group,
-  and everything else is granted by the caller at the wiring site.
+* the execution role holds no AWS-managed policy: its log permissions name its own log group.
 
-The construct never grants data-plane access (tables, buckets, ...): the stack that wires
-constructs together decides that, with the exact actions the code calls.
+It never grants data-plane access (tables, buckets, ...): the stack that wires constructs
+together does, with the exact actions the code calls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import inspect
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, TimeZone
 from aws_cdk import aws_applicationautoscaling as appscaling
@@ -40,24 +40,48 @@ __all__ = [
     "ScheduledCapacity",
 ]
 
+#: What the construct sets where ``function_props`` does not: arm64 is about 20 % cheaper per
+#: GB-second; PassThrough records only traces a caller sampled (Active traces nearly every
+#: invocation at low volume, at $5 per million); the JSON log format is what log-level
+#: filtering requires.
+DEFAULTS: dict[str, Any] = {
+    "architecture": lambda_.Architecture.ARM_64,
+    "timeout": Duration.seconds(30),
+    "tracing": lambda_.Tracing.PASS_THROUGH,
+    "logging_format": lambda_.LoggingFormat.JSON,
+    "application_log_level_v2": lambda_.ApplicationLogLevel.INFO,
+    "system_log_level_v2": lambda_.SystemLogLevel.INFO,
+}
+#: The async invoke settings: the construct puts them on the alias, which every caller invokes.
+ALIAS_DEFAULTS: dict[str, Any] = {
+    "retry_attempts": 2,
+    "max_event_age": Duration.seconds(limits.DEFAULT_MAX_EVENT_AGE_SECONDS),
+}
+ALIAS_PROPS = (*ALIAS_DEFAULTS, "on_success", "on_failure")
+#: Props the construct makes itself, with what to use instead.
+OWNED_PROPS = {
+    "role": "the construct makes a least-privilege role: grant to .role",
+    "log_group": "the construct makes the log group: set log_retention and log_encryption_key",
+    "log_retention": "the construct makes the log group: pass log_retention to OptimizedFunction",
+}
+_FIELDS = tuple(inspect.signature(lambda_.FunctionProps.__init__).parameters)[1:]
 
-def _require_range(name: str, value: float, low: float, high: float, unit: str = "") -> None:
-    if isinstance(value, bool) or not low <= value <= high:
-        raise ValueError(f"{name} must be from {low} to {high}{unit}, got {value!r}")
+
+def props_of(function_props: lambda_.FunctionProps) -> dict[str, Any]:
+    """The props a caller set, by name (a jsii struct keeps unset props as ``None``)."""
+    values = {name: getattr(function_props, name) for name in _FIELDS}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 class OptimizedFunction(Construct):
     """A Lambda function with a ``live`` alias, DLQ, explicit log group and least-privilege role.
 
-    Attributes (read-only after construction): ``function``, ``version``, ``alias``,
-    ``log_group``, ``role``, ``dead_letter_queue``, ``scalable_target`` (``None`` without
-    auto scaling) and ``deployment`` (``None`` without a deployment preference). Alarms are
-    made by whoever monitors it (``PipelineMonitoring`` takes any function or alias and returns
-    its alarms), not by this construct.
-
-    Every invoke path should target ``alias``: its async invoke config carries the retry
-    attempts, maximum event age and destinations, and its provisioned concurrency only
-    serves invocations of the alias.
+    Attributes: ``function``, ``version``, ``alias``, ``log_group``, ``role``,
+    ``dead_letter_queue``, ``retry_attempts``, ``on_success``, ``has_provisioned_concurrency``,
+    ``scalable_target`` (``None`` without auto scaling) and ``deployment`` (``None`` without a
+    deployment preference).
+    Alarms are made by whoever monitors it (``PipelineMonitoring``). Every invoke path should
+    target ``alias``.
     """
 
     def __init__(
@@ -65,190 +89,139 @@ class OptimizedFunction(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        code: lambda_.Code,
-        handler: str,
-        memory_size: int,
-        timeout: Duration | None = None,
-        environment: Mapping[str, str] | None = None,
-        runtime: lambda_.Runtime | None = None,
-        architecture: lambda_.Architecture | None = None,
-        layers: Sequence[lambda_.ILayerVersion] = (),
-        provisioned_concurrency: int = 0,
-        auto_scaling: ProvisionedConcurrencyScaling | None = None,
-        reserved_concurrency: int | None = None,
-        dead_letter_queue: sqs.IQueue | None = None,
-        max_retry_attempts: int = 2,
-        max_event_age: Duration | None = None,
-        on_success: lambda_.IDestination | None = None,
+        function_props: lambda_.FunctionProps,
+        provisioned_concurrency: int | ProvisionedConcurrencyScaling = 0,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_WEEK,
-        log_removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
         log_encryption_key: kms.IKey | None = None,
-        tracing: lambda_.Tracing = lambda_.Tracing.ACTIVE,
-        application_log_level: lambda_.ApplicationLogLevel = lambda_.ApplicationLogLevel.INFO,
-        system_log_level: lambda_.SystemLogLevel = lambda_.SystemLogLevel.INFO,
         deployment: DeploymentPreference | None = None,
-        description: str | None = None,
     ) -> None:
-        """Create the function and everything around it.
-
-        :param code: the deployment package, e.g. ``lambda_.Code.from_asset("lambda_src/x")``.
-        :param handler: the handler in ``module.function`` form.
-        :param memory_size: MB, from 128 to 10240. Required: size it from observed usage
-            (``Max Memory Used`` in the REPORT log lines) plus headroom, never by habit.
-        :param timeout: :default: 30 seconds (1 s to 15 min).
-        :param environment: environment variables. :default: none
-        :param runtime: :default: ``Runtime.PYTHON_3_14`` (the latest Python runtime)
-        :param architecture: :default: ``Architecture.ARM_64`` (about 20 % cheaper per GB-s)
-        :param layers: Lambda layers. :default: none
-        :param provisioned_concurrency: a fixed provisioned concurrency on the ``live`` alias.
-            :default: 0 (the alias exists, without provisioned concurrency)
-        :param auto_scaling: provisioned concurrency owned by an auto-scaling target on the
-            alias instead (its ``min_capacity`` is the floor). Not together with a fixed
-            ``provisioned_concurrency``: a fixed value on the alias beside a schedule that scales
-            it to 0 makes CloudFormation updates fail with
-            ``ProvisionedConcurrencyConfigNotFoundException`` (aws-cdk issue 29992), and each
-            redeploy would reset a scaled value. :default: none
-        :param reserved_concurrency: reserved concurrency of the function, at least the
-            provisioned concurrency it must hold. :default: none
-        :param dead_letter_queue: an existing queue for failed async events. :default: a
-            queue of its own, SQS-managed encryption, SSL only, 14-day retention
-        :param max_retry_attempts: async retries on the alias (0 to 2). :default: 2
-        :param max_event_age: how long an async event may wait (1 min to 6 h). :default: 1 hour
-        :param on_success: destination of successful async invocations of the alias.
-            :default: none
+        """
+        :param function_props: the function's props, merged over :data:`DEFAULTS`;
+            ``memory_size`` is required (size it from ``Max Memory Used`` plus headroom).
+            ``retry_attempts``, ``max_event_age``, ``on_success`` and ``on_failure`` go to the
+            alias (:data:`ALIAS_DEFAULTS`). :default: a DLQ of its own if none is given
+        :param provisioned_concurrency: a fixed value on the ``live`` alias, or an auto-scaling
+            target that alone owns it (a fixed value beside a scaled one breaks updates,
+            aws-cdk issue 29992). :default: 0 (none)
         :param log_retention: :default: one week
-        :param log_removal_policy: what happens to the log group when the stack goes.
-            :default: destroy
-        :param log_encryption_key: a customer-managed KMS key for the log group; its key policy
-            must allow the CloudWatch Logs service principal. :default: none (CloudWatch Logs
-            encrypts with its own keys)
-        :param tracing: :default: ``Tracing.ACTIVE`` (X-Ray). Lambda samples 1 request a
-            second plus 5 % of the rest, which is nearly every invocation below a few a second,
-            at $5 per million traces; ``Tracing.PASS_THROUGH`` records only what a caller sampled.
-        :param application_log_level: the lowest level of the code's lines Lambda keeps. Logs
-            are always in Lambda's JSON format, which log-level filtering requires. A line with
-            no ``level`` key (an EMF metric line) counts as INFO, so above INFO the metrics go.
-            :default: INFO
-        :param system_log_level: the lowest level of Lambda's own lines: INFO keeps the START
-            and REPORT lines (REPORT has ``maxMemoryUsedMB``, for right-sizing), WARN drops them
-            (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html).
-            :default: INFO
-        :param deployment: shift ``live`` to each new version with CodeDeploy (all at once,
-            canary or linear), rolling back on the preference's alarms; more rollback alarms
-            can be added with ``deployment.add_rollback_alarm``. :default: none (CloudFormation
-            points the alias at the new version at once)
-        :param description: :default: none
+        :param log_encryption_key: a KMS key for the log group. :default: CloudWatch Logs' own
+        :param deployment: shift ``live`` with CodeDeploy, rolling back on the preference's
+            alarms. :default: none (the alias moves at once)
         """
         super().__init__(scope, construct_id)
+        given = props_of(function_props)
+        alias_props = {**ALIAS_DEFAULTS, **{k: given.pop(k) for k in ALIAS_PROPS if k in given}}
+        self._check(given, alias_props, provisioned_concurrency)
+        self.retry_attempts: int = alias_props["retry_attempts"]
+        self.has_provisioned_concurrency = provisioned_concurrency != 0
+        self.on_success: lambda_.IDestination | None = alias_props.get("on_success")
 
-        timeout = timeout or Duration.seconds(30)
-        max_event_age = max_event_age or Duration.hours(1)
-        _require_range("memory_size", memory_size, *limits.MEMORY_MB, " MB")
-        _require_range("timeout", timeout.to_seconds(), *limits.TIMEOUT_SECONDS, " seconds")
-        _require_range("max_retry_attempts", max_retry_attempts, *limits.MAX_RETRY_ATTEMPTS)
-        _require_range(
-            "max_event_age", max_event_age.to_seconds(), *limits.MAX_EVENT_AGE_SECONDS, " seconds"
-        )
-        _require_range("provisioned_concurrency", provisioned_concurrency, *limits.CONCURRENCY)
-        if auto_scaling is not None and provisioned_concurrency:
-            raise ValueError(
-                "auto_scaling and provisioned_concurrency are two owners of the same setting: "
-                "give one (auto_scaling.min_capacity is the floor), got provisioned_concurrency="
-                f"{provisioned_concurrency} and auto_scaling"
-            )
-        ceiling = auto_scaling.max_capacity if auto_scaling else provisioned_concurrency
-        if reserved_concurrency is not None:
-            _require_range("reserved_concurrency", reserved_concurrency, *limits.CONCURRENCY)
-            if 0 < reserved_concurrency < ceiling:
-                owner = "auto_scaling.max_capacity" if auto_scaling else "provisioned_concurrency"
-                raise ValueError(
-                    f"reserved_concurrency ({reserved_concurrency}) must be at least "
-                    f"{owner} ({ceiling})"
-                )
-
+        # Destroyed with the stack: its logs expire within the retention anyway, and a
+        # retained group would outlive the function, orphaned.
         self.log_group = logs.LogGroup(
             self,
             "LogGroup",
             retention=log_retention,
-            removal_policy=log_removal_policy,
+            removal_policy=RemovalPolicy.DESTROY,
             encryption_key=log_encryption_key,
         )
-
-        # No AWS-managed policy (AWSLambdaBasicExecutionRole grants logs:* on every group):
-        # the role may write to its own log group only. Tracing and the DLQ add their own
-        # narrow statements when the function is created.
-        self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"Execution role of {self.node.path}",
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.log_group.log_group_arn],
-            )
-        )
-
-        self.dead_letter_queue: sqs.IQueue = dead_letter_queue or new_dead_letter_queue(
-            self, "DeadLetterQueue"
-        )
-
+        self.role = self._role()
+        self.dead_letter_queue: sqs.IQueue = given.pop(
+            "dead_letter_queue", None
+        ) or new_dead_letter_queue(self, "DeadLetterQueue")
         self.function = lambda_.Function(
             self,
             "Function",
-            code=code,
-            handler=handler,
-            runtime=runtime or lambda_.Runtime.PYTHON_3_14,
-            architecture=architecture or lambda_.Architecture.ARM_64,
-            memory_size=memory_size,
-            timeout=timeout,
-            environment=dict(environment or {}),
-            layers=list(layers),
+            **{**DEFAULTS, **given},
             role=self.role,
             log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
-            application_log_level_v2=application_log_level,
-            system_log_level_v2=system_log_level,
-            tracing=tracing,
             dead_letter_queue=self.dead_letter_queue,
-            reserved_concurrent_executions=reserved_concurrency,
-            description=description,
         )
-
         self.version = self.function.current_version
+        fixed = provisioned_concurrency if isinstance(provisioned_concurrency, int) else 0
         self.alias = lambda_.Alias(
             self,
             "LiveAlias",
             alias_name="live",
             version=self.version,
-            provisioned_concurrent_executions=provisioned_concurrency or None,
-            retry_attempts=max_retry_attempts,
-            max_event_age=max_event_age,
-            on_success=on_success,
+            provisioned_concurrent_executions=fixed or None,
+            **alias_props,
+        )
+        self.deployment = (
+            SafeDeployment(self, "Deployment", alias=self.alias, preference=deployment)
+            if deployment is not None
+            else None
+        )
+        self.scalable_target = (
+            None
+            if isinstance(provisioned_concurrency, int)
+            else self._scale(provisioned_concurrency)
         )
 
-        #: The CodeDeploy deployment of ``alias`` (``None`` without a deployment preference).
-        self.deployment: SafeDeployment | None = None
-        if deployment is not None:
-            self.deployment = SafeDeployment(
-                self, "Deployment", alias=self.alias, preference=deployment
+    @staticmethod
+    def _check(
+        given: dict[str, Any],
+        alias_props: dict[str, Any],
+        provisioned_concurrency: int | ProvisionedConcurrencyScaling,
+    ) -> None:
+        """What a direct caller can get wrong, refused with the argument's name."""
+        for name, instead in OWNED_PROPS.items():
+            if name in given:
+                raise limits.LimitError(name, given[name], f"is not taken: {instead}")
+        if given.get("logging_format", lambda_.LoggingFormat.JSON) != lambda_.LoggingFormat.JSON:
+            raise limits.LimitError(
+                "logging_format", given["logging_format"], "must be JSON: log levels need it"
+            )
+        if "memory_size" not in given:
+            raise limits.LimitError(
+                "memory_size", None, "is required: size it from Max Memory Used plus headroom"
+            )
+        limits.check("memory_size", given["memory_size"], limits.MEMORY_MB, " MB")
+        timeout = given.get("timeout", DEFAULTS["timeout"]).to_seconds()
+        limits.check("timeout", timeout, limits.TIMEOUT_SECONDS, " seconds")
+        limits.check("retry_attempts", alias_props["retry_attempts"], limits.MAX_RETRY_ATTEMPTS)
+        age = alias_props["max_event_age"].to_seconds()
+        limits.check("max_event_age", age, limits.MAX_EVENT_AGE_SECONDS, " seconds")
+        ceiling = (
+            provisioned_concurrency.max_capacity
+            if isinstance(provisioned_concurrency, ProvisionedConcurrencyScaling)
+            else provisioned_concurrency
+        )
+        limits.check("provisioned_concurrency", ceiling, limits.CONCURRENCY)
+        reserved = given.get("reserved_concurrent_executions")
+        if reserved is not None:
+            limits.check(
+                "reserved_concurrent_executions", reserved, (ceiling, limits.CONCURRENCY[1])
             )
 
-        self.scalable_target: lambda_.IScalableFunctionAttribute | None = None
-        if auto_scaling is not None:
-            self.scalable_target = self.alias.add_auto_scaling(
-                min_capacity=auto_scaling.min_capacity,
-                max_capacity=auto_scaling.max_capacity,
+    def _role(self) -> iam.Role:
+        """No AWS-managed policy (AWSLambdaBasicExecutionRole grants logs:* on every group):
+        the role writes to its own log group; tracing and the DLQ add their own statements."""
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Execution role of {self.node.path}",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
             )
-            self.scalable_target.scale_on_utilization(
-                utilization_target=auto_scaling.utilization_target
+        )
+        return role
+
+    def _scale(self, scaling: ProvisionedConcurrencyScaling) -> lambda_.IScalableFunctionAttribute:
+        target = self.alias.add_auto_scaling(
+            min_capacity=scaling.min_capacity, max_capacity=scaling.max_capacity
+        )
+        target.scale_on_utilization(utilization_target=scaling.utilization_target)
+        for action in scaling.schedule:
+            target.scale_on_schedule(
+                action.name,
+                schedule=appscaling.Schedule.expression(f"cron({action.cron})"),
+                min_capacity=action.min_capacity,
+                max_capacity=action.max_capacity,
+                time_zone=TimeZone.of(action.time_zone) if action.time_zone else None,
             )
-            for action in auto_scaling.schedule:
-                self.scalable_target.scale_on_schedule(
-                    action.name,
-                    schedule=appscaling.Schedule.expression(f"cron({action.cron})"),
-                    min_capacity=action.min_capacity,
-                    max_capacity=action.max_capacity,
-                    time_zone=TimeZone.of(action.time_zone) if action.time_zone else None,
-                )
+        return target

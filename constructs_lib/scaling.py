@@ -16,16 +16,11 @@ from typing import Annotated
 from annotated_types import Ge, Le, MaxLen, MinLen
 
 from constructs_lib import cron
-from constructs_lib.limits import CONCURRENCY, UTILIZATION_TARGET, LimitError
+from constructs_lib.limits import CONCURRENCY, UTILIZATION_TARGET, LimitError, check
 
 Capacity = Annotated[int, Ge(CONCURRENCY[0]), Le(CONCURRENCY[1])]
 Floor = Annotated[int, Ge(1), Le(CONCURRENCY[1])]
 Name = Annotated[str, MinLen(1), MaxLen(64)]
-
-
-def _require(label: str, argument: str, value: object, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise LimitError(argument, value, f"must be from {low} to {high}", label=label)
 
 
 @dataclass(frozen=True)
@@ -59,8 +54,8 @@ class ScheduledCapacity:
         except cron.CronError as error:
             reason = str(error).removeprefix(f"cron {self.cron!r}: ")
             raise LimitError("cron", self.cron, f"is not valid: {reason}", label=label) from None
-        _require(label, "min_capacity", self.min_capacity, *CONCURRENCY)
-        _require(label, "max_capacity", self.max_capacity, self.min_capacity, CONCURRENCY[1])
+        check("min_capacity", self.min_capacity, CONCURRENCY, label=label)
+        check("max_capacity", self.max_capacity, (self.min_capacity, CONCURRENCY[1]), label=label)
         if self.time_zone is not None:
             try:
                 zoneinfo.ZoneInfo(self.time_zone)
@@ -94,9 +89,9 @@ class ProvisionedConcurrencyScaling:
 
     def __post_init__(self) -> None:
         label = "auto_scaling"
-        _require(label, "min_capacity", self.min_capacity, 1, CONCURRENCY[1])
-        _require(label, "max_capacity", self.max_capacity, self.min_capacity, CONCURRENCY[1])
-        _require(label, "utilization_target", self.utilization_target, *UTILIZATION_TARGET)
+        check("min_capacity", self.min_capacity, (1, CONCURRENCY[1]), label=label)
+        check("max_capacity", self.max_capacity, (self.min_capacity, CONCURRENCY[1]), label=label)
+        check("utilization_target", self.utilization_target, UTILIZATION_TARGET, label=label)
         names = [action.name for action in self.schedule]
         if len(set(names)) != len(names):
             raise LimitError("schedule", names, "must give each action a unique name", label=label)

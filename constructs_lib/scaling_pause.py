@@ -35,11 +35,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from constructs_lib import cron
-from constructs_lib.optimized_function import OptimizedFunction
+from constructs_lib.optimized_function import OptimizedFunction, props_of
 from constructs_lib.scaling import ProvisionedConcurrencyScaling
 
 __all__ = ["ScalingPause", "scaling_timeline"]
@@ -47,6 +46,13 @@ __all__ = ["ScalingPause", "scaling_timeline"]
 #: CodeDeploy's deployment states that end a deployment
 #: (https://docs.aws.amazon.com/codedeploy/latest/userguide/monitoring-cloudwatch-events.html).
 DEPLOYMENT_ENDED = ("SUCCESS", "FAILURE", "STOP")
+#: The hook's props where the caller gives none: it makes two API calls a deployment.
+HOOK_DEFAULTS: dict[str, Any] = {
+    "memory_size": 128,
+    "timeout": Duration.seconds(30),
+    "tracing": lambda_.Tracing.PASS_THROUGH,
+    "description": "Suspends the alias's provisioned-concurrency scaling during a shift",
+}
 
 
 def scaling_timeline(scaling: ProvisionedConcurrencyScaling) -> dict[str, Any]:
@@ -92,36 +98,22 @@ class ScalingPause(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        code: lambda_.Code,
-        handler: str,
-        runtime: lambda_.Runtime | None = None,
-        architecture: lambda_.Architecture | None = None,
-        dead_letter_queue: sqs.IQueue | None = None,
+        function_props: lambda_.FunctionProps,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_WEEK,
         log_encryption_key: kms.IKey | None = None,
     ) -> None:
         """
-        :param code: the hook's package (this project: ``lambda_src/scaling_pause``).
-        :param handler: its handler, e.g. ``scaling_pause.handler.lambda_handler``.
-        :param dead_letter_queue: where a deployment-end event that failed goes.
-            :default: a queue of its own
+        :param function_props: the hook's props: its ``code`` (this project:
+            ``lambda_src/scaling_pause``), ``handler`` and ``runtime``, and where a failed
+            deployment-end event goes (``dead_letter_queue``); merged over :data:`HOOK_DEFAULTS`.
         """
         super().__init__(scope, construct_id)
         self.hook = OptimizedFunction(
             self,
             "Hook",
-            code=code,
-            handler=handler,
-            memory_size=128,
-            timeout=Duration.seconds(30),
-            runtime=runtime,
-            architecture=architecture,
-            dead_letter_queue=dead_letter_queue,
-            max_retry_attempts=2,
+            function_props=lambda_.FunctionProps(**{**HOOK_DEFAULTS, **props_of(function_props)}),
             log_retention=log_retention,
             log_encryption_key=log_encryption_key,
-            tracing=lambda_.Tracing.PASS_THROUGH,
-            description="Suspends the alias's provisioned-concurrency scaling during a shift",
         )
         self.function = self.hook.function
         self.rule: events.Rule | None = None
@@ -140,6 +132,12 @@ class ScalingPause(Construct):
             "SCALABLE_RESOURCE_ID", f"function:{fn.function_name}:{alias.alias_name}"
         )
         self.function.add_environment("SCALING_TIMELINE", json.dumps(scaling_timeline(scaling)))
+        self._grant(target)
+        self.rule = self._deployment_end_rule(target)
+
+    def _grant(self, target: OptimizedFunction) -> None:
+        """What the hook calls: register the target, on the alias's provisioned concurrency."""
+        fn, alias = target.function, target.alias
         # The account's scalable targets in this region: a target's ARN ends in an id that
         # CloudFormation does not return (its only attribute is the resource id).
         stack = Stack.of(self)
@@ -166,8 +164,12 @@ class ScalingPause(Construct):
                 resources=[f"{fn.function_arn}:{alias.alias_name}"],
             )
         )
+
+    def _deployment_end_rule(self, target: OptimizedFunction) -> events.Rule:
+        """Runs the hook again at the end of each deployment of ``target``'s group."""
+        assert target.deployment is not None
         group = target.deployment.group
-        self.rule = events.Rule(
+        return events.Rule(
             self,
             "DeploymentEnded",
             description=f"The end of {target.node.path}'s deployments: resume its scaling",

@@ -30,12 +30,16 @@ class OrdersStack(Stack):
         fn = OptimizedFunction(
             self,
             "StoreOrder",
-            code=lambda_.Code.from_asset(str(Path(__file__).parent / "orders")),
-            handler="handler.lambda_handler",
-            memory_size=256,  # required: size it from Max Memory Used
-            environment={"TABLE_NAME": table.table_name},
-            # Provisioned concurrency has one owner: a fixed provisioned_concurrency, or this.
-            auto_scaling=ProvisionedConcurrencyScaling(min_capacity=1, max_capacity=5),
+            # Any lambda.Function prop: merged over the construct's defaults (arm64, 30 s, ...).
+            function_props=lambda_.FunctionProps(
+                code=lambda_.Code.from_asset(str(Path(__file__).parent / "orders")),
+                handler="handler.lambda_handler",
+                runtime=lambda_.Runtime.PYTHON_3_14,
+                memory_size=256,  # required: size it from Max Memory Used
+                environment={"TABLE_NAME": table.table_name},
+            ),
+            # A fixed number, or auto scaling that alone owns the alias's provisioned concurrency.
+            provisioned_concurrency=ProvisionedConcurrencyScaling(min_capacity=1, max_capacity=5),
         )
         table.grant(fn.role, "dynamodb:PutItem")  # grants happen at the wiring site
         rule = events.Rule(
@@ -44,9 +48,7 @@ class OrdersStack(Stack):
         rule.add_target(targets.LambdaFunction(fn.alias))  # always invoke the alias
         topic = AlarmTopic(self, "Alarms")
         monitoring = PipelineMonitoring(self, "Monitoring", alarm_action=topic, dashboard=False)
-        monitoring.monitor_function(
-            "StoreOrder", fn.alias, provisioned_concurrency=True, destination=False
-        )
+        monitoring.monitor_function("StoreOrder", fn)  # reads what fn does: alias, retries, ...
 
 
 if __name__ == "__main__":

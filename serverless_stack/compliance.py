@@ -30,8 +30,9 @@ from cdklabs.cdk_validator_cfnguard import CfnGuardValidator
 from constructs import IConstruct
 
 from constructs_lib.optimized_function import OptimizedFunction
-from serverless_stack.config import FUNCTION_NAMES, PipelineConfig
+from serverless_stack.config import PipelineConfig
 from serverless_stack.stack import PipelineStack
+from serverless_stack.stages import STAGES
 
 #: The rule packs run at every synth.
 RULE_PACKS = (AwsSolutionsChecks, ServerlessChecks)
@@ -175,7 +176,7 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
             "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
             XRAY_REASON,
         )
-        for stage in FUNCTION_NAMES
+        for stage in STAGES
     ),
     *(
         Acknowledgment(
@@ -184,7 +185,7 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
             "Serverless::Serverless-LambdaAsyncFailureDestination",
             FAILURE_DESTINATION_REASON,
         )
-        for stage in FUNCTION_NAMES
+        for stage in STAGES
     ),
     *(
         Acknowledgment(
@@ -196,7 +197,7 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
                 getattr(stack.config.settings.functions, stage).tracing == "PassThrough"
             ),
         )
-        for stage in FUNCTION_NAMES
+        for stage in STAGES
     ),
     *(
         Acknowledgment(
@@ -206,7 +207,7 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
             PROVISIONED_CONCURRENCY_READ_REASON,
             applies=lambda stack, stage=stage: stack.stages[stage].deployment is not None,  # type: ignore[misc]
         )
-        for stage in FUNCTION_NAMES
+        for stage in STAGES
     ),
     *(
         Acknowledgment(
@@ -216,7 +217,7 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
             reason,
             applies=lambda stack, stage=stage: stage in stack.scaling_pauses,  # type: ignore[misc]
         )
-        for stage in FUNCTION_NAMES
+        for stage in STAGES
         for concern, target, rule, reason in _scaling_pause_findings(stage)
     ),
     Acknowledgment(

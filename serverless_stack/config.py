@@ -3,7 +3,7 @@
 ``cdk.json`` holds one block per environment under the ``pipeline`` context key::
 
     "pipeline": {
-      "dev":  {"cost_center": "...", "functions": {"processor": {"memory_mb": 512}}, ...},
+      "dev":  {"cost_center": "...", "functions": {"<stage>": {"memory_mb": 512}}, ...},
       "prod": {...}
     }
 
@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic_core import core_schema
 
 from constructs_lib import limits
@@ -40,7 +40,7 @@ from constructs_lib.alarm_thresholds import AlarmThresholds
 from constructs_lib.deployment_settings import DeploymentSettings
 from constructs_lib.limits import LimitError
 from constructs_lib.scaling import ProvisionedConcurrencyScaling
-from serverless_stack.stages import STAGES
+from serverless_stack.stages import CRITICAL_STAGE, STAGE_TABLE
 
 DEFAULT_ENVIRONMENT = "dev"
 #: Context key that holds the per-environment blocks.
@@ -48,23 +48,15 @@ CONTEXT_KEY = "pipeline"
 #: Environments held to production rules (warm critical stage, retained and protected data).
 PRODUCTION_ENVIRONMENTS = frozenset({"prod"})
 PRODUCTION_MIN_PROCESSOR_CONCURRENCY = 2
-FUNCTION_NAMES = STAGES
 SCHEMA_FILE = Path(__file__).resolve().parent / "settings.schema.json"
 
 #: How long a failed event can come back: the DLQ keeps a message 14 days (the SQS maximum) and
 #: Lambda keeps an async event up to its maximum event age before that. A record kept for less
 #: than this could be stored a second time by a late redrive, so ``record_retention_days`` must
 #: exceed it.
-DLQ_RETENTION_DAYS = 14
-MAX_EVENT_AGE_SECONDS = 3600
-REPLAY_WINDOW_SECONDS = DLQ_RETENTION_DAYS * 86400 + MAX_EVENT_AGE_SECONDS
+REPLAY_WINDOW_SECONDS = limits.SQS_MAX_RETENTION_DAYS * 86400 + limits.DEFAULT_MAX_EVENT_AGE_SECONDS
 MIN_RECORD_RETENTION_DAYS = REPLAY_WINDOW_SECONDS // 86400 + 1  # whole days, strictly longer
 MAX_RECORD_RETENTION_DAYS = 36500
-
-#: The right-sizing rule (p99 of Max Memory Used plus 20 % headroom, rounded up to 64 MB)
-#: applied to the illustrative sample logs in tests/data gives 512 MB and 768 MB (the enricher
-#: holds reference data). Re-derive them from your own logs with `make rightsize`.
-DEFAULT_MEMORY_MB = {"validator": 512, "enricher": 768, "processor": 512}
 
 #: Why the application log level stops at INFO: Lambda files a JSON line that has no ``level``
 #: key as INFO (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html),
@@ -244,10 +236,12 @@ class FunctionSettings(_Settings):
         return self
 
 
-class FunctionsSettings(_Settings):
-    validator: FunctionSettings
-    enricher: FunctionSettings
-    processor: FunctionSettings
+#: Each stage's ``FunctionSettings``, a field per stage of the stage table.
+StageFunctions = create_model(
+    "StageFunctions",
+    __base__=_Settings,
+    **{stage.name: (FunctionSettings, ...) for stage in STAGE_TABLE},  # type: ignore[call-overload]
+)
 
 
 class TableSettings(_Settings):
@@ -323,7 +317,7 @@ class EnvironmentSettings(_Settings):
         description="How each stage's live alias moves to a new version (CodeDeploy): config, "
         "and the stage's own alarms that roll it back",
     )
-    functions: FunctionsSettings
+    functions: StageFunctions  # type: ignore[valid-type]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -405,7 +399,7 @@ def _with_default_memory(block: Mapping[str, Any]) -> dict[str, Any]:
     functions = block.get("functions", {})
     if not isinstance(functions, Mapping):
         return dict(block)  # the model reports it
-    merged: dict[str, Any] = {fn: {"memory_mb": mb} for fn, mb in DEFAULT_MEMORY_MB.items()}
+    merged: dict[str, Any] = {s.name: {"memory_mb": s.default_memory_mb} for s in STAGE_TABLE}
     for fn, value in functions.items():
         merged[fn] = {**merged.get(fn, {}), **value} if isinstance(value, Mapping) else value
     return {**block, "functions": merged}
@@ -422,13 +416,13 @@ def _refuse_renamed_keys(key: str, block: Mapping[str, Any]) -> None:
 
 def _production_rules(config: PipelineConfig, key: str) -> None:
     minimum = PRODUCTION_MIN_PROCESSOR_CONCURRENCY
-    processor = config.settings.functions.processor
-    where = f"{key}.functions.processor"
-    scaling = processor.auto_scaling
-    if scaling is None and processor.provisioned_concurrency < minimum:
+    critical = getattr(config.settings.functions, CRITICAL_STAGE.name)
+    where = f"{key}.functions.{CRITICAL_STAGE.name}"
+    scaling = critical.auto_scaling
+    if scaling is None and critical.provisioned_concurrency < minimum:
         raise ConfigError(
             f"{where}.provisioned_concurrency",
-            processor.provisioned_concurrency,
+            critical.provisioned_concurrency,
             f"production keeps the critical stage warm: at least {minimum} "
             "(or auto_scaling with min_capacity of at least that)",
         )
@@ -593,7 +587,7 @@ def json_schema() -> dict[str, Any]:
     definitions = settings.pop("$defs", {})
     definitions["EnvironmentSettings"] = settings
     # A block holds only what differs: the functions, and each one's memory, are defaulted.
-    for name in ("EnvironmentSettings", "FunctionsSettings", "FunctionSettings"):
+    for name in ("EnvironmentSettings", "StageFunctions", "FunctionSettings"):
         definitions[name].pop("required", None)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

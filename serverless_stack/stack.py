@@ -1,7 +1,8 @@
 """The pipeline stack: wiring only. Every resource's shape lives in ``constructs_lib``.
 
 ``producer --async--> validator:live --success--> enricher:live --success--> processor:live``;
-every stage's failures, after its retries, go to one shared dead-letter queue.
+every stage's failures, after its retries, go to one shared dead-letter queue. What each stage
+is (retries, next stage, table actions, criticality) comes from ``serverless_stack/stages.py``.
 """
 
 from __future__ import annotations
@@ -25,12 +26,7 @@ from constructs_lib.optimized_function import OptimizedFunction
 from constructs_lib.powertools_layer import powertools_layer
 from constructs_lib.retention import retention_days
 from constructs_lib.scaling_pause import ScalingPause
-from serverless_stack.config import (
-    DLQ_RETENTION_DAYS,
-    MAX_EVENT_AGE_SECONDS,
-    FunctionSettings,
-    PipelineConfig,
-)
+from serverless_stack.config import EnvironmentSettings, PipelineConfig
 from serverless_stack.lambda_code import (
     SCALING_PAUSE_HANDLER,
     powertools_release,
@@ -38,25 +34,19 @@ from serverless_stack.lambda_code import (
     stage_code,
     stage_handler,
 )
-from serverless_stack.stages import STAGE_METADATA_KEY, STAGES, SUPPORT_METADATA_KEY
+from serverless_stack.stages import (
+    BY_NAME,
+    ENTRY_STAGE,
+    STAGE_METADATA_KEY,
+    STAGE_TABLE,
+    SUPPORT_METADATA_KEY,
+    Stage,
+)
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
 METRICS_NAMESPACE = "DataPipeline"
 TRACING = {"Active": lambda_.Tracing.ACTIVE, "PassThrough": lambda_.Tracing.PASS_THROUGH}
-
-#: The DynamoDB actions each stage's code calls, and nothing more. The processor puts a record
-#: and its count marker (``processor/storage.py``).
-TABLE_ACTIONS: dict[str, tuple[str, ...]] = {
-    "validator": (),
-    "enricher": ("dynamodb:GetItem",),
-    "processor": ("dynamodb:PutItem",),
-}
-
-#: Each stage's on-success destination.
-NEXT_STAGE = {"validator": "enricher", "enricher": "processor"}
-#: Async retries per stage. Validation is deterministic: a retry would fail the same way.
-RETRIES = {"validator": 0, "enricher": 2, "processor": 2}
 
 #: The DynamoDB API operations the stages call (what the table's alarms watch).
 TABLE_OPERATIONS = (dynamodb.Operation.GET_ITEM, dynamodb.Operation.PUT_ITEM)
@@ -80,25 +70,38 @@ class PipelineStack(Stack):
         """
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
-        settings = config.settings
+        self.settings: EnvironmentSettings = config.settings
         self.deploy_application = (
             codedeploy.LambdaApplication(self, "Deployments") if deployments else None
         )
-        self.architecture = ARCHITECTURES[settings.architecture]
+        self.architecture = ARCHITECTURES[self.settings.architecture]
+        self._shared_resources()
+        #: Stage -> the scaling pause of its deployments (auto-scaled, gradually shifted stages).
+        self.scaling_pauses: dict[str, ScalingPause] = {}
+        # Built back to front: each stage's alias is the previous one's on-success destination.
+        built: dict[str, OptimizedFunction] = {}
+        for stage in reversed(STAGE_TABLE):
+            built[stage.name] = self._stage(stage, built.get(stage.next_stage or ""))
+        self.stages = {stage.name: built[stage.name] for stage in STAGE_TABLE}
+        for name, function in self.stages.items():
+            if BY_NAME[name].table_actions:
+                self.table.grant(function.role, *BY_NAME[name].table_actions)
+        self._monitor()
+        self._outputs()
 
+    def _shared_resources(self) -> None:
+        """The table, the DLQ, the alarm topic, the log key and the Powertools layer."""
+        settings = self.settings
         # TTL only where the processor writes it: with a record retention set.
         self.ttl_attribute = TTL_ATTRIBUTE if settings.record_retention_days else None
-        data = DataTable(
+        self.table = DataTable(
             self,
             "Data",
             removal_policy=RemovalPolicy[settings.table.removal_policy.upper()],
             deletion_protection=settings.table.deletion_protection,
             time_to_live_attribute=self.ttl_attribute,
-        )
-        self.table = data.table
-        self.dead_letter_queue = dead_letter_queue(
-            self, "DeadLetterQueue", retention=Duration.days(DLQ_RETENTION_DAYS)
-        )
+        ).table
+        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue")
         self.alarm_topic = AlarmTopic(self, "AlarmTopic", emails=settings.alarm_emails)
         self.log_key = (
             kms.Key.from_key_arn(self, "LogKey", settings.log_kms_key_arn)
@@ -113,163 +116,149 @@ class PipelineStack(Stack):
             architecture=self.architecture,
         )
 
-        #: Stage -> the scaling pause of its deployments (auto-scaled, gradually shifted stages).
-        self.scaling_pauses: dict[str, ScalingPause] = {}
-        # Built back to front: each stage's alias is the next one's on-success destination.
-        self.stages: dict[str, OptimizedFunction] = {}
-        for name in reversed(STAGES):
-            following = self.stages[NEXT_STAGE[name]] if name in NEXT_STAGE else None
-            self.stages[name] = self._stage(
-                name, getattr(settings.functions, name), retries=RETRIES[name], next_stage=following
-            )
-        self.stages = {name: self.stages[name] for name in STAGES}
-        self.validator = self.stages["validator"]
-        self.enricher = self.stages["enricher"]
-        self.processor = self.stages["processor"]
-
-        for name, stage in self.stages.items():
-            if TABLE_ACTIONS[name]:
-                self.table.grant(stage.role, *TABLE_ACTIONS[name])
-
-        self.monitoring = PipelineMonitoring(
+    def _stage(self, stage: Stage, next_stage: OptimizedFunction | None) -> OptimizedFunction:
+        settings = getattr(self.settings.functions, stage.name)
+        pause = self._scaling_pause(stage) if self._pauses_scaling(stage) else None
+        function = OptimizedFunction(
             self,
-            "Monitoring",
-            alarm_action=self.alarm_topic,
-            thresholds=settings.alarms,
-            dashboard=settings.dashboard,
+            stage.construct_id,
+            function_props=lambda_.FunctionProps(
+                code=stage_code(stage.name),
+                handler=stage_handler(stage.name),
+                runtime=RUNTIME,
+                architecture=self.architecture,
+                memory_size=settings.memory_mb,
+                timeout=Duration.seconds(settings.timeout_seconds),
+                environment=self._environment(stage),
+                layers=[self.layer],
+                reserved_concurrent_executions=settings.reserved_concurrency,
+                dead_letter_queue=self.dead_letter_queue,
+                retry_attempts=stage.retries,
+                on_success=destinations.LambdaDestination(next_stage.alias, response_only=False)
+                if next_stage
+                else None,
+                tracing=TRACING[settings.tracing],
+                application_log_level_v2=lambda_.ApplicationLogLevel[self.settings.log_level],
+                system_log_level_v2=lambda_.SystemLogLevel[self.settings.system_log_level],
+                description=f"Pipeline stage: {stage.name}",
+            ),
+            provisioned_concurrency=settings.auto_scaling or settings.provisioned_concurrency,
+            log_retention=retention_days(self.settings.log_retention_days),
+            log_encryption_key=self.log_key,
+            deployment=self._deployment(pause),
         )
-        # Alarms per stage, on the live alias that every caller invokes. The processor is the
-        # critical stage: its provisioned-concurrency spillover is watched in every environment
-        # (with none configured, that alarm stays OK on no data).
-        self.alarms = {
-            name: self.monitoring.monitor_function(
-                name.capitalize(),
-                stage.alias,
-                provisioned_concurrency=name == "processor",
-                retries=RETRIES[name] > 0,
-                destination=name in NEXT_STAGE,
-            )
-            for name, stage in self.stages.items()
-        }
-        # Each stage's deployment rolls back on its own alarms on the new version: the errors
-        # its code did not expect, and its p99 duration.
-        signals = settings.deployment.rollback_on
-        for name, stage in self.stages.items():
-            if stage.deployment is None or not signals:
-                continue
-            rollback = self.monitoring.monitor_new_version(
-                name.capitalize(),
-                stage.alias,
-                metrics_namespace=METRICS_NAMESPACE,
-                service=name,
-                signals=signals,
-            )
-            for signal in signals:
-                stage.deployment.add_rollback_alarm(rollback[signal])
-        self.monitoring.monitor_dead_letter_queue(self.dead_letter_queue)
-        self.monitoring.monitor_table(self.table, operations=TABLE_OPERATIONS)
+        if pause is not None:
+            pause.attach(function, settings.auto_scaling)
+            self.scaling_pauses[stage.name] = pause
+        # The tools that read the synthesized template find each stage by this label.
+        function.function.node.default_child.add_metadata(STAGE_METADATA_KEY, stage.name)  # type: ignore[union-attr]
+        return function
 
-        CfnOutput(self, "TableName", value=self.table.table_name)
-        CfnOutput(
-            self,
-            "IngestFunctionArn",
-            value=self.validator.alias.function_arn,
-            description="Send records here: async invoke of validator:live",
-        )
-        CfnOutput(self, "ProcessorFunctionArn", value=self.processor.alias.function_arn)
-        CfnOutput(self, "DlqUrl", value=self.dead_letter_queue.queue_url)
-        CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic.topic_arn)
-        # The log groups have generated names (not /aws/lambda/<function>): read them here.
-        for name, stage in self.stages.items():
-            CfnOutput(
-                self,
-                f"{name.capitalize()}LogGroupName",
-                value=stage.log_group.log_group_name,
-                description=f"aws logs tail <this> --follow: the {name}'s logs",
-            )
-
-    def _stage(
-        self,
-        name: str,
-        settings: FunctionSettings,
-        *,
-        retries: int,
-        next_stage: OptimizedFunction | None = None,
-    ) -> OptimizedFunction:
-        log_level = self.config.settings.log_level
+    def _environment(self, stage: Stage) -> dict[str, str]:
+        settings = self.settings
         environment = {
-            "POWERTOOLS_SERVICE_NAME": name,
+            "POWERTOOLS_SERVICE_NAME": stage.name,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             # Lambda's application log level (AWS_LAMBDA_LOG_LEVEL) wins over this where Lambda
             # sets it; this keeps the same level wherever it does not (the local runner).
-            "POWERTOOLS_LOG_LEVEL": log_level,
+            "POWERTOOLS_LOG_LEVEL": settings.log_level,
         }
-        if settings.tracing == "PassThrough":
+        if getattr(settings.functions, stage.name).tracing == "PassThrough":
             # No X-Ray SDK work for traces Lambda does not record.
             environment["POWERTOOLS_TRACE_DISABLED"] = "true"
-        if TABLE_ACTIONS[name]:
+        if stage.table_actions:
             environment["TABLE_NAME"] = self.table.table_name
-        if name == "processor":
-            environment["PAYLOAD_ENCODING"] = self.config.settings.payload_encoding
-        if name == "processor" and self.ttl_attribute:
-            environment["RECORD_TTL_ATTRIBUTE"] = self.ttl_attribute
-            environment["RECORD_RETENTION_DAYS"] = str(self.config.settings.record_retention_days)
-        # An auto-scaled alias that shifts gradually: its scaling pauses for each deployment.
-        pause = (
-            ScalingPause(
-                self,
-                f"{name.capitalize()}ScalingPause",
+        if stage.stores_records:
+            environment["PAYLOAD_ENCODING"] = settings.payload_encoding
+            if self.ttl_attribute:
+                environment["RECORD_TTL_ATTRIBUTE"] = self.ttl_attribute
+                environment["RECORD_RETENTION_DAYS"] = str(settings.record_retention_days)
+        return environment
+
+    def _pauses_scaling(self, stage: Stage) -> bool:
+        """An auto-scaled alias that shifts gradually: its scaling pauses for each deployment."""
+        return (
+            getattr(self.settings.functions, stage.name).auto_scaling is not None
+            and self.deploy_application is not None
+            and self.settings.deployment.gradual
+        )
+
+    def _scaling_pause(self, stage: Stage) -> ScalingPause:
+        pause = ScalingPause(
+            self,
+            f"{stage.construct_id}ScalingPause",
+            function_props=lambda_.FunctionProps(
                 code=scaling_pause_code(),
                 handler=SCALING_PAUSE_HANDLER,
                 runtime=RUNTIME,
                 architecture=self.architecture,
                 dead_letter_queue=self.dead_letter_queue,
-                log_retention=retention_days(self.config.settings.log_retention_days),
-                log_encryption_key=self.log_key,
-            )
-            if settings.auto_scaling is not None
-            and self.deploy_application is not None
-            and self.config.settings.deployment.gradual
-            else None
-        )
-        stage = OptimizedFunction(
-            self,
-            name.capitalize(),
-            code=stage_code(name),
-            handler=stage_handler(name),
-            memory_size=settings.memory_mb,
-            timeout=Duration.seconds(settings.timeout_seconds),
-            environment=environment,
-            runtime=RUNTIME,
-            architecture=self.architecture,
-            layers=[self.layer],
-            provisioned_concurrency=settings.provisioned_concurrency,
-            auto_scaling=settings.auto_scaling,
-            reserved_concurrency=settings.reserved_concurrency,
-            dead_letter_queue=self.dead_letter_queue,
-            max_retry_attempts=retries,
-            max_event_age=Duration.seconds(MAX_EVENT_AGE_SECONDS),
-            on_success=destinations.LambdaDestination(next_stage.alias, response_only=False)
-            if next_stage
-            else None,
-            log_retention=retention_days(self.config.settings.log_retention_days),
+            ),
+            log_retention=retention_days(self.settings.log_retention_days),
             log_encryption_key=self.log_key,
-            tracing=TRACING[settings.tracing],
-            application_log_level=lambda_.ApplicationLogLevel[log_level],
-            system_log_level=lambda_.SystemLogLevel[self.config.settings.system_log_level],
-            deployment=DeploymentPreference(
-                config=deployment_config(self.config.settings.deployment.config),
-                application=self.deploy_application,
-                pre_traffic_hook=pause.function if pause else None,
-            )
-            if self.deploy_application is not None
-            else None,
-            description=f"Pipeline stage: {name}",
         )
-        if pause is not None and settings.auto_scaling is not None:
-            pause.attach(stage, settings.auto_scaling)
-            pause.function.node.default_child.add_metadata(SUPPORT_METADATA_KEY, "scaling-pause")  # type: ignore[union-attr]
-            self.scaling_pauses[name] = pause
-        # The tools that read the synthesized template find each stage by this label.
-        stage.function.node.default_child.add_metadata(STAGE_METADATA_KEY, name)  # type: ignore[union-attr]
-        return stage
+        pause.function.node.default_child.add_metadata(SUPPORT_METADATA_KEY, "scaling-pause")  # type: ignore[union-attr]
+        return pause
+
+    def _deployment(self, pause: ScalingPause | None) -> DeploymentPreference | None:
+        if self.deploy_application is None:
+            return None
+        return DeploymentPreference(
+            config=deployment_config(self.settings.deployment.config),
+            application=self.deploy_application,
+            pre_traffic_hook=pause.function if pause else None,
+        )
+
+    def _monitor(self) -> None:
+        """Alarms per stage on the live alias every caller invokes, the rollback alarms of each
+        deployment (on the new version alone), then the DLQ and the table."""
+        self.monitoring = PipelineMonitoring(
+            self,
+            "Monitoring",
+            alarm_action=self.alarm_topic,
+            thresholds=self.settings.alarms,
+            dashboard=self.settings.dashboard,
+        )
+        self.alarms = {
+            name: self.monitoring.monitor_function(
+                BY_NAME[name].construct_id, function, critical=BY_NAME[name].critical
+            )
+            for name, function in self.stages.items()
+        }
+        signals = self.settings.deployment.rollback_on
+        for name, function in self.stages.items():
+            if function.deployment is None or not signals:
+                continue
+            rollback = self.monitoring.monitor_new_version(
+                BY_NAME[name].construct_id,
+                function,
+                metrics_namespace=METRICS_NAMESPACE,
+                service=name,
+                signals=signals,
+            )
+            for signal in signals:
+                function.deployment.add_rollback_alarm(rollback[signal])
+        self.monitoring.monitor_dead_letter_queue(self.dead_letter_queue)
+        self.monitoring.monitor_table(self.table, operations=TABLE_OPERATIONS)
+
+    def _outputs(self) -> None:
+        entry = self.stages[ENTRY_STAGE.name]
+        CfnOutput(self, "TableName", value=self.table.table_name)
+        CfnOutput(
+            self,
+            "IngestFunctionArn",
+            value=entry.alias.function_arn,
+            description=f"Send records here: async invoke of {ENTRY_STAGE.name}:live",
+        )
+        last = self.stages[STAGE_TABLE[-1].name]
+        CfnOutput(self, "ProcessorFunctionArn", value=last.alias.function_arn)
+        CfnOutput(self, "DlqUrl", value=self.dead_letter_queue.queue_url)
+        CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic.topic_arn)
+        # The log groups have generated names (not /aws/lambda/<function>): read them here.
+        for name, function in self.stages.items():
+            CfnOutput(
+                self,
+                f"{BY_NAME[name].construct_id}LogGroupName",
+                value=function.log_group.log_group_name,
+                description=f"aws logs tail <this> --follow: the {name}'s logs",
+            )

@@ -32,6 +32,14 @@ from aws_cdk.assertions import Template  # noqa: E402
 ENVIRONMENTS = ("dev", "staging", "prod")
 
 
+def docs_text(page: str | None = None) -> str:
+    """The README and the topic pages under docs/ (or one of them: ``"cost"``, ...)."""
+    if page is not None:
+        return (ROOT / "docs" / f"{page}.md").read_text()
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return "\n".join(path.read_text() for path in pages)
+
+
 def cdk_context() -> dict[str, Any]:
     """The context of ``cdk.json`` (feature flags and the per-environment settings)."""
     return json.loads((ROOT / "cdk.json").read_text())["context"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from pipeline_tools.template import StackTemplate, ref_id
 from pipeline_tools.template import resources as of_type
-from serverless_stack.config import FUNCTION_NAMES
+from serverless_stack.stages import STAGES as FUNCTION_NAMES
 
 __all__ = ["of_type", "ref_id"]
 

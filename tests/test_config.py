@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from constructs_lib.alarm_thresholds import AlarmThresholds
 from constructs_lib.scaling import ProvisionedConcurrencyScaling
 from serverless_stack.config import SCHEMA_FILE, ConfigError, load_config, render_json_schema
-from tests.conftest import ROOT, cdk_context
+from tests.conftest import ROOT, cdk_context, docs_text
 
 
 def settings() -> dict[str, Any]:
@@ -332,10 +332,9 @@ def _schema_paths() -> tuple[set[str], set[str]]:
 
 
 def test_the_readme_configuration_table_matches_the_schema():
-    """Every key the README's table lists exists, and every setting is listed (the scaling
-    and alarm fields are described in their rows and in the Monitoring table)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    """Every key the configuration page's table lists exists, and every setting is listed (the
+    scaling and alarm fields are described in their rows and in the Monitoring table)."""
+    section = docs_text("configuration").split("\n## ", 1)[0]
     listed = {
         re.sub(r"functions\.(validator|enricher|processor)\.", "functions.<stage>.", key)
         for key in re.findall(r"^\| `([^`]+)` \|", section, re.M)
@@ -345,7 +344,7 @@ def test_the_readme_configuration_table_matches_the_schema():
     alarms = {p for p in leaves if p.startswith("alarms.")}
     assert listed - paths == {"alarms.<threshold>"}, listed - paths
     assert leaves - listed == scaling | alarms, leaves - listed - scaling - alarms
-    monitoring = readme.split("## Monitoring", 1)[1].split("\n## ", 1)[0]
+    monitoring = docs_text("monitoring").split("## Monitoring", 1)[1].split("\n## ", 1)[0]
     text = monitoring + section
     names = {p.split(".", 1)[1] for p in alarms} | {p.rsplit(".", 1)[1] for p in scaling}
     assert {n for n in names if not re.search(rf"\b{n}\b", text)} == set()

@@ -24,7 +24,7 @@ from pipeline_tools.cost import (
     report,
     traces_recorded,
 )
-from tests.conftest import ROOT
+from tests.conftest import docs_text
 
 PRICES = load_prices()
 
@@ -353,7 +353,7 @@ def test_every_lever_saves_money_in_prod(stacks, capsys):
     assert "| Tracing only where it pays |" in render(found, markdown=True)
     # The README's table of levers is this run's (`python -m pipeline_tools.levers --markdown`).
     table = render(found, markdown=True).strip().splitlines()
-    readme = (ROOT / "README.md").read_text()
+    readme = docs_text("cost")
     written = readme[readme.index(table[0]) :].splitlines()[: len(table)]
     assert all(_same_figures(a, b) for a, b in zip(table, written, strict=True)), written
     assert levers_main([str(directory / "missing.template.json")]) == 1
@@ -367,7 +367,7 @@ def test_the_readme_bills_are_a_fresh_run_of_the_cost_report(prod_usage, stacks)
     from pipeline_tools.cost import SWEEP, break_even, measure, render, render_sweep
     from tests.conftest import assembly_of
 
-    readme = (ROOT / "README.md").read_text()
+    readme = docs_text("cost")
     workload = Workload.load()
     name, template, usage, naive = prod_usage
     dev_dir, dev_name, dev_template = assembly_of(stacks["dev"])
@@ -413,7 +413,7 @@ def test_the_readme_prose_figures_are_the_fresh_bills_arithmetic(prod_cost):
     100 M: the count markers with their recovery (storage x (1 + $0.20 / $0.25)), the writes
     the transaction doubled, the records' recovery (their storage x $0.20 / $0.25) and the six
     rollback alarms ($0.10 each)."""
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join(docs_text().split())
     by_volume = {r.workload.records_per_month: r.stack for r in prod_cost}
 
     def line(volume: int, name: str) -> float:

@@ -334,9 +334,9 @@ def test_the_construct_takes_hooks_and_grants_only_them():
     fn = OptimizedFunction(
         stack,
         "Fn",
-        code=code,
-        handler="index.handler",
-        memory_size=256,
+        function_props=lambda_.FunctionProps(
+            code=code, handler="index.handler", runtime=lambda_.Runtime.PYTHON_3_14, memory_size=256
+        ),
         deployment=DeploymentPreference(
             config=deployment_config("linear_10_percent_every_1_minute"),
             pre_traffic_hook=hook,

@@ -10,13 +10,13 @@ import sys
 from aws_cdk import App
 from aws_cdk.assertions import Match, Template
 
-from tests.conftest import ROOT, project_copy
+from tests.conftest import ROOT, docs_text, project_copy
 
 EXAMPLE = ROOT / "examples" / "orders_stack.py"
 
 
 def test_the_readme_shows_the_example_file_as_it_is():
-    readme = (ROOT / "README.md").read_text()
+    readme = docs_text("constructs")
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
     assert EXAMPLE.read_text() in blocks
 

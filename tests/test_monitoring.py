@@ -242,7 +242,7 @@ def test_monitoring_returns_each_stages_alarms_and_leaves_the_function_alone(sta
     }
     # and 6 rollback alarms (the new version's errors and duration, per stage)
     assert len(stack.monitoring.alarms) == 18 + 6
-    assert not hasattr(stack.processor, "alarms")
+    assert not hasattr(stack.stages["processor"], "alarms")
 
 
 def test_any_function_can_be_monitored_with_any_alarm_action():

@@ -6,6 +6,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
@@ -20,9 +21,25 @@ from tests.helpers import as_list, of_type, props, ref_id, role_statements, sing
 CODE = lambda_.Code.from_inline("def handler(event, context):\n    return event\n")
 
 
+#: The construct's own arguments; everything else is a ``lambda_.FunctionProps`` prop.
+OWN_ARGUMENTS = {"provisioned_concurrency", "log_retention", "log_encryption_key", "deployment"}
+
+
 def make(stack: cdk.Stack, construct_id: str, **overrides: Any) -> OptimizedFunction:
-    arguments: dict[str, Any] = {"code": CODE, "handler": "index.handler", "memory_size": 512}
-    return OptimizedFunction(stack, construct_id, **{**arguments, **overrides})
+    arguments: dict[str, Any] = {
+        "code": CODE,
+        "handler": "index.handler",
+        "runtime": lambda_.Runtime.PYTHON_3_14,
+        "memory_size": 512,
+        **overrides,
+    }
+    function_props = {
+        k: v for k, v in arguments.items() if k not in OWN_ARGUMENTS and v is not None
+    }
+    own = {k: v for k, v in arguments.items() if k in OWN_ARGUMENTS}
+    return OptimizedFunction(
+        stack, construct_id, function_props=lambda_.FunctionProps(**function_props), **own
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +59,20 @@ def built() -> tuple[dict[str, Any], dict[str, OptimizedFunction]]:
             environment={"MODE": "custom"},
             architecture=lambda_.Architecture.X86_64,
             provisioned_concurrency=3,
-            reserved_concurrency=10,
+            reserved_concurrent_executions=10,
             dead_letter_queue=shared,
-            max_retry_attempts=1,
+            retry_attempts=1,
             max_event_age=cdk.Duration.hours(2),
             log_retention=logs.RetentionDays.TWO_WEEKS,
-            tracing=lambda_.Tracing.PASS_THROUGH,
+            tracing=lambda_.Tracing.ACTIVE,
+            # any other lambda.Function prop passes through
+            ephemeral_storage_size=cdk.Size.mebibytes(1024),
+            environment_encryption=kms.Key(stack, "EnvironmentKey"),
         ),
         "scaled": make(
             stack,
             "Scaled",
-            auto_scaling=ProvisionedConcurrencyScaling(
+            provisioned_concurrency=ProvisionedConcurrencyScaling(
                 min_capacity=3,
                 max_capacity=6,
                 utilization_target=0.5,
@@ -63,7 +83,7 @@ def built() -> tuple[dict[str, Any], dict[str, OptimizedFunction]]:
                     ),
                 ),
             ),
-            reserved_concurrency=6,
+            reserved_concurrent_executions=6,
         ),
     }
     return cdk.assertions.Template.from_stack(stack).to_json(), functions
@@ -82,7 +102,9 @@ def test_defaults_are_the_documented_ones(built):
     assert fn["Architectures"] == ["arm64"]
     assert fn["Timeout"] == 30
     assert fn["MemorySize"] == 512
-    assert fn["TracingConfig"] == {"Mode": "Active"}
+    # the settings' default too: Active traces nearly every invocation at low volume
+    assert fn["TracingConfig"] == {"Mode": "PassThrough"}
+    assert fn["LoggingConfig"]["LogFormat"] == "JSON"
     assert "ReservedConcurrentExecutions" not in fn
     alias = props(resource(template, fns["default"].alias))
     assert alias["Name"] == "live" and "ProvisionedConcurrencyConfig" not in alias
@@ -162,7 +184,9 @@ def test_custom_arguments_reach_the_template(built):
     assert fn["Architectures"] == ["x86_64"]
     assert fn["Environment"]["Variables"] == {"MODE": "custom"}
     assert fn["ReservedConcurrentExecutions"] == 10
-    assert fn["TracingConfig"] == {"Mode": "PassThrough"}
+    assert fn["TracingConfig"] == {"Mode": "Active"}
+    assert fn["EphemeralStorage"] == {"Size": 1024}
+    assert ref_id(fn["KmsKeyArn"]).startswith("EnvironmentKey")
     existing_id = cdk.Stack.of(custom).get_logical_id(custom.dead_letter_queue.node.default_child)
     assert existing_id.startswith("Existing")
     assert ref_id(fn["DeadLetterConfig"]["TargetArn"]) == existing_id
@@ -208,24 +232,33 @@ def test_attributes_are_exposed_for_wiring(built):
 REJECTIONS = [
     ({"memory_size": 127}, "memory_size must be from 128 to 10240 MB, got 127"),
     ({"memory_size": 10241}, "memory_size must be from 128 to 10240 MB, got 10241"),
+    ({"memory_size": None}, "memory_size is required: size it from Max Memory Used"),
     ({"timeout": cdk.Duration.seconds(901)}, "timeout must be from 1 to 900 seconds"),
-    ({"max_retry_attempts": 3}, "max_retry_attempts must be from 0 to 2, got 3"),
+    ({"retry_attempts": 3}, "retry_attempts must be from 0 to 2, got 3"),
     ({"max_event_age": cdk.Duration.seconds(30)}, "max_event_age must be from 60 to 21600"),
     ({"max_event_age": cdk.Duration.hours(7)}, "max_event_age must be from 60 to 21600"),
     ({"provisioned_concurrency": -1}, "provisioned_concurrency must be from 0 to 1000, got -1"),
     (
-        {"provisioned_concurrency": 2, "auto_scaling": ProvisionedConcurrencyScaling(2, 4)},
-        "auto_scaling and provisioned_concurrency are two owners of the same setting",
+        {"provisioned_concurrency": 5, "reserved_concurrent_executions": 3},
+        "reserved_concurrent_executions must be from 5 to 1000, got 3",
     ),
     (
-        {"provisioned_concurrency": 5, "reserved_concurrency": 3},
-        "reserved_concurrency (3) must be at least provisioned_concurrency (5)",
+        {
+            "provisioned_concurrency": ProvisionedConcurrencyScaling(2, 8),
+            "reserved_concurrent_executions": 4,
+        },
+        "reserved_concurrent_executions must be from 8 to 1000, got 4",
     ),
-    (
-        {"auto_scaling": ProvisionedConcurrencyScaling(2, 8), "reserved_concurrency": 4},
-        "reserved_concurrency (4) must be at least auto_scaling.max_capacity (8)",
-    ),
+    ({"logging_format": lambda_.LoggingFormat.TEXT}, "logging_format must be JSON"),
+    ({"role": "given"}, "role is not taken: the construct makes a least-privilege role"),
 ]
+
+
+def test_a_log_group_of_the_callers_is_refused_naming_what_to_use_instead():
+    stack = cdk.Stack(cdk.App(), "Owned")
+    group = logs.LogGroup(stack, "Theirs")
+    with pytest.raises(ValueError, match="log_group is not taken: the construct makes the log"):
+        make(stack, "Fn", log_group=group)
 
 
 SCALING_REJECTIONS = [
@@ -283,4 +316,8 @@ def test_invalid_arguments_are_rejected_naming_the_argument(overrides, message):
 
 def test_arguments_after_scope_and_id_are_keyword_only():
     with pytest.raises(TypeError):
-        OptimizedFunction(cdk.Stack(cdk.App(), "Positional"), "Fn", CODE)  # type: ignore[misc]
+        OptimizedFunction(  # type: ignore[misc]
+            cdk.Stack(cdk.App(), "Positional"),
+            "Fn",
+            lambda_.FunctionProps(code=CODE, handler="h", runtime=lambda_.Runtime.PYTHON_3_14),
+        )

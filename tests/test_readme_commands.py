@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, project_copy
+from tests.conftest import ROOT, docs_text, project_copy
 
 #: Run here, in this order, as the README writes them (later ones read what earlier ones made).
 RUN = [
@@ -91,7 +91,7 @@ _COMMAND = re.compile(r"^(make|npx cdk|\.venv/bin/python -m|aws|source|\.venv/bi
 
 def readme_commands() -> set[str]:
     """Commands in the README's code blocks and inline code, comments and prompts stripped."""
-    text = (ROOT / "README.md").read_text()
+    text = docs_text()
     found = set()
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -107,7 +107,7 @@ def readme_commands() -> set[str]:
 
 def readme_snippets() -> list[str]:
     """The README's Python programs meant to be run as they are (marked "# After `make synth`")."""
-    text = (ROOT / "README.md").read_text()
+    text = docs_text()
     return [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if b.startswith("# After")]
 
 
