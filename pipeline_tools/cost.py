@@ -55,6 +55,7 @@ from typing import Any
 
 from constructs_lib import cron
 from pipeline_tools.template import StackTemplate, load_template, ref_id, resources
+from serverless_stack.stages import ENTRY_STAGE
 
 DATA = Path(__file__).resolve().parent / "data"
 PRICES_FILE = DATA / "prices.json"
@@ -512,15 +513,33 @@ def price(
     model: StackModel, usage: CodeUsage, workload: Workload, prices: Mapping[str, Any]
 ) -> Bill:
     """The monthly line items of ``model`` running code that consumes ``usage``."""
-    lam, ddb, cw = prices["lambda"], prices["dynamodb"], prices["cloudwatch"]
-    hours = prices["hours_per_month"]
-    records = workload.records_per_month
-    failed = records * workload.failed_record_ratio
-    valid = records - failed
-    invocations = {f.stage: records if f.stage == "validator" else valid for f in model.functions}
+    failed = workload.records_per_month * workload.failed_record_ratio
+    # Every record enters the first stage; only the valid ones go on.
+    invocations = {
+        f.stage: workload.records_per_month
+        if f.stage == ENTRY_STAGE.name
+        else workload.records_per_month - failed
+        for f in model.functions
+    }
+    items = (
+        *_lambda_items(model, workload, prices, invocations),
+        *_table_items(model, usage, workload, prices),
+        _dead_letter_item(model, failed, prices),
+        *_log_items(model, usage, workload, prices, invocations),
+        *_cloudwatch_items(model, usage, prices),
+    )
+    return Bill(model, items)
 
-    duration = allocation = 0.0
-    instance_hours = 0.0
+
+def _lambda_items(
+    model: StackModel,
+    workload: Workload,
+    prices: Mapping[str, Any],
+    invocations: Mapping[str, float],
+) -> tuple[LineItem, ...]:
+    """Requests, duration (on demand and on provisioned instances), allocation, traces."""
+    lam, hours = prices["lambda"], prices["hours_per_month"]
+    duration = allocation = instance_hours = 0.0
     for f in model.functions:
         if f.stage not in workload.duration_ms:
             raise CostInputError(f"workload duration_ms has no entry for stage {f.stage!r}")
@@ -532,100 +551,22 @@ def price(
         warm = gb_seconds * share
         duration += (gb_seconds - warm) * lam["duration_per_gb_second"][f.architecture]
         duration += warm * lam["provisioned_duration_per_gb_second"][f.architecture]
-        allocation += (
-            average
-            * hours
-            * 3600
-            * gb
-            * lam["provisioned_concurrency_per_gb_second"][f.architecture]
-        )
+        rate = lam["provisioned_concurrency_per_gb_second"][f.architecture]
+        allocation += average * hours * 3600 * gb * rate
         instance_hours += average * hours
     architectures = "/".join(sorted({f.architecture for f in model.functions}))
     memory = ", ".join(f"{f.stage} {f.memory_mb} MB" for f in model.functions)
-
-    write_units = valid * usage.write_units
-    read_units = valid * usage.read_units
-    if model.table_billing == "PAY_PER_REQUEST":
-        reads = LineItem(
-            "DynamoDB reads",
-            read_units / 1e6 * ddb["on_demand_read_request_per_million"],
-            f"{read_units:,.0f} RRU on demand ({usage.read_units:g} a record, measured)",
-        )
-        writes = LineItem(
-            "DynamoDB writes",
-            write_units / 1e6 * ddb["on_demand_write_request_per_million"],
-            f"{write_units:,.0f} WRU on demand ({usage.write_units:g} a record, measured)",
-        )
-    else:
-        # Sized for the month's average rate.
-        wcu = model.table_wcu or _provisioned_units(valid * usage.write_units)
-        rcu = model.table_rcu or _provisioned_units(valid * usage.read_units)
-        reads = LineItem(
-            "DynamoDB reads",
-            rcu * hours * ddb["provisioned_rcu_hour"],
-            f"{rcu} RCU provisioned, all month",
-        )
-        writes = LineItem(
-            "DynamoDB writes",
-            wcu * hours * ddb["provisioned_wcu_hour"],
-            f"{wcu} WCU provisioned, all month",
-        )
-
-    retention_days = model.record_retention_days if usage.items_expire else None
-    kept_months = (
-        workload.months
-        if retention_days is None
-        else min(workload.months, retention_days / DAYS_PER_MONTH)
-    )
-    table_gb = valid * kept_months * (usage.item_bytes + ddb["item_overhead_bytes"]) / GB
-    # The count markers never expire: after `months` months, that many months of them. The
-    # naive stack keeps one counter item per type and day instead (a few KB).
-    marker_gb = (
-        0.0
-        if model.naive
-        else valid
-        * workload.months
-        * usage.marker_items
-        * (usage.marker_item_bytes + ddb["item_overhead_bytes"])
-        / GB
-    )
-
-    sqs_requests = failed * SQS_REQUESTS_PER_FAILURE if model.has_dead_letter_queue else 0.0
-    log_gb = {
-        f.stage: (
-            invocations[f.stage] * usage.log_bytes.get(f.stage, 0.0)
-            + (failed * usage.failed_log_bytes if f.stage == "validator" else 0.0)
-        )
-        / GB
-        for f in model.functions
-    }
-    stored_log_gb = sum(
-        log_gb[f.stage]
-        * (
-            workload.months
-            if f.log_retention_days is None
-            else min(workload.months, f.log_retention_days / DAYS_PER_MONTH)
-        )
-        for f in model.functions
-    )
-    log_retention = sorted(
-        {
-            "kept for ever" if f.log_retention_days is None else f"{f.log_retention_days} days"
-            for f in model.functions
-        }
-    )
     traced = {
         f.stage: traces_recorded(invocations[f.stage], prices)
         for f in model.functions
         if f.tracing == "Active"
     }
-    metrics = 0 if model.naive else usage.custom_metrics
-    total_invocations = sum(invocations.values())
-    items = (
+    total = sum(invocations.values())
+    return (
         LineItem(
             "Lambda requests",
-            total_invocations / 1e6 * lam["requests_per_million"],
-            f"{total_invocations:,.0f} invocations",
+            total / 1e6 * lam["requests_per_million"],
+            f"{total:,.0f} invocations",
         ),
         LineItem(f"Lambda duration ({architectures})", duration, memory),
         LineItem(
@@ -638,49 +579,162 @@ def price(
             sum(traced.values()) / 1e6 * prices["xray"]["traces_recorded_per_million"],
             f"{sum(traced.values()):,.0f} traces ({', '.join(traced) or 'no function'} Active)",
         ),
-        reads,
-        writes,
+    )
+
+
+def _table_requests(
+    model: StackModel, usage: CodeUsage, valid: float, prices: Mapping[str, Any]
+) -> tuple[LineItem, LineItem]:
+    """DynamoDB reads and writes: on demand as measured, or provisioned for the average rate."""
+    ddb, hours = prices["dynamodb"], prices["hours_per_month"]
+    write_units, read_units = valid * usage.write_units, valid * usage.read_units
+    if model.table_billing == "PAY_PER_REQUEST":
+        return (
+            LineItem(
+                "DynamoDB reads",
+                read_units / 1e6 * ddb["on_demand_read_request_per_million"],
+                f"{read_units:,.0f} RRU on demand ({usage.read_units:g} a record, measured)",
+            ),
+            LineItem(
+                "DynamoDB writes",
+                write_units / 1e6 * ddb["on_demand_write_request_per_million"],
+                f"{write_units:,.0f} WRU on demand ({usage.write_units:g} a record, measured)",
+            ),
+        )
+    wcu = model.table_wcu or _provisioned_units(write_units)
+    rcu = model.table_rcu or _provisioned_units(read_units)
+    return (
+        LineItem(
+            "DynamoDB reads",
+            rcu * hours * ddb["provisioned_rcu_hour"],
+            f"{rcu} RCU provisioned, all month",
+        ),
+        LineItem(
+            "DynamoDB writes",
+            wcu * hours * ddb["provisioned_wcu_hour"],
+            f"{wcu} WCU provisioned, all month",
+        ),
+    )
+
+
+def _table_items(
+    model: StackModel, usage: CodeUsage, workload: Workload, prices: Mapping[str, Any]
+) -> tuple[LineItem, ...]:
+    """Requests, the records' and the count markers' storage, and their recovery."""
+    ddb = prices["dynamodb"]
+    valid = workload.records_per_month - workload.records_per_month * workload.failed_record_ratio
+    retention_days = model.record_retention_days if usage.items_expire else None
+    kept_months = (
+        workload.months
+        if retention_days is None
+        else min(workload.months, retention_days / DAYS_PER_MONTH)
+    )
+    item_bytes = usage.item_bytes + ddb["item_overhead_bytes"]
+    table_gb = valid * kept_months * item_bytes / GB
+    # The count markers never expire: after `months` months, that many months of them. The
+    # naive stack keeps one counter item per type and day instead (a few KB).
+    marker_bytes = usage.marker_item_bytes + ddb["item_overhead_bytes"]
+    marker_gb = (
+        0.0 if model.naive else valid * workload.months * usage.marker_items * marker_bytes / GB
+    )
+    kept = (
+        f"kept {retention_days} days)"
+        if retention_days
+        else f"{workload.months} months, never expire)"
+    )
+    recovered = table_gb + marker_gb
+    return (
+        *_table_requests(model, usage, valid, prices),
         LineItem(
             RECORD_STORAGE,
             table_gb * ddb["storage_gb_month"],
-            f"{table_gb:.2f} GB ({usage.item_bytes + ddb['item_overhead_bytes']:.0f} B an item, "
-            + (
-                f"kept {retention_days} days)"
-                if retention_days
-                else f"{workload.months} months, never expire)"
-            ),
+            f"{table_gb:.2f} GB ({item_bytes:.0f} B an item, " + kept,
         ),
         LineItem(
             COUNT_STORAGE,
             marker_gb * ddb["storage_gb_month"],
             "one counter item per type and day"
             if model.naive
-            else f"{marker_gb:.2f} GB ({usage.marker_items:g} a record, "
-            f"{usage.marker_item_bytes + ddb['item_overhead_bytes']:.0f} B each, "
-            f"{workload.months} months, never expire)",
+            else f"{marker_gb:.2f} GB ({usage.marker_items:g} a record, {marker_bytes:.0f} B "
+            f"each, {workload.months} months, never expire)",
         ),
         LineItem(
             "DynamoDB point-in-time recovery",
-            (table_gb + marker_gb) * ddb["pitr_gb_month"] if model.point_in_time_recovery else 0.0,
-            f"{table_gb + marker_gb:.2f} GB" if model.point_in_time_recovery else "off",
+            recovered * ddb["pitr_gb_month"] if model.point_in_time_recovery else 0.0,
+            f"{recovered:.2f} GB" if model.point_in_time_recovery else "off",
         ),
-        LineItem(
-            "SQS requests (DLQ)",
-            sqs_requests / 1e6 * prices["sqs"]["requests_per_million"],
-            f"{sqs_requests:,.0f} requests" if model.has_dead_letter_queue else "no DLQ",
-        ),
+    )
+
+
+def _dead_letter_item(model: StackModel, failed: float, prices: Mapping[str, Any]) -> LineItem:
+    requests = failed * SQS_REQUESTS_PER_FAILURE if model.has_dead_letter_queue else 0.0
+    return LineItem(
+        "SQS requests (DLQ)",
+        requests / 1e6 * prices["sqs"]["requests_per_million"],
+        f"{requests:,.0f} requests" if model.has_dead_letter_queue else "no DLQ",
+    )
+
+
+def _log_items(
+    model: StackModel,
+    usage: CodeUsage,
+    workload: Workload,
+    prices: Mapping[str, Any],
+    invocations: Mapping[str, float],
+) -> tuple[LineItem, LineItem]:
+    """Log ingestion as measured per invocation (and per rejected record), and its storage."""
+    cw = prices["cloudwatch"]
+    failed = workload.records_per_month * workload.failed_record_ratio
+    log_gb = {
+        f.stage: (
+            invocations[f.stage] * usage.log_bytes.get(f.stage, 0.0)
+            + (failed * usage.failed_log_bytes if f.stage == ENTRY_STAGE.name else 0.0)
+        )
+        / GB
+        for f in model.functions
+    }
+    stored_gb = sum(
+        log_gb[f.stage]
+        * (
+            workload.months
+            if f.log_retention_days is None
+            else min(workload.months, f.log_retention_days / DAYS_PER_MONTH)
+        )
+        for f in model.functions
+    )
+    retention = sorted(
+        {
+            "kept for ever" if f.log_retention_days is None else f"{f.log_retention_days} days"
+            for f in model.functions
+        }
+    )
+    measured = ", ".join(f"{s} {b:.0f} B" for s, b in sorted(usage.log_bytes.items()))
+    return (
         LineItem(
             "CloudWatch Logs ingestion",
             sum(log_gb.values()) * cw["logs_ingestion_per_gb"],
-            f"{sum(log_gb.values()):.2f} GB a month (measured: "
-            + ", ".join(f"{s} {b:.0f} B" for s, b in sorted(usage.log_bytes.items()))
-            + " an invocation)",
+            f"{sum(log_gb.values()):.2f} GB a month (measured: {measured} an invocation)",
         ),
         LineItem(
             "CloudWatch Logs storage",
-            stored_log_gb * cw["logs_storage_per_gb_month"],
-            f"{stored_log_gb:.2f} GB kept ({', '.join(log_retention)})",
+            stored_gb * cw["logs_storage_per_gb_month"],
+            f"{stored_gb:.2f} GB kept ({', '.join(retention)})",
         ),
+    )
+
+
+def _cloudwatch_items(
+    model: StackModel, usage: CodeUsage, prices: Mapping[str, Any]
+) -> tuple[LineItem, LineItem, LineItem]:
+    """Custom metrics, alarms (standard, high-resolution, composite) and dashboards."""
+    cw = prices["cloudwatch"]
+    metrics = 0 if model.naive else usage.custom_metrics
+    described = f"{model.alarm_metrics} alarm metrics"
+    if model.high_resolution_alarm_metrics:
+        described += f", {model.high_resolution_alarm_metrics} high-resolution"
+    if model.composite_alarms:
+        described += f", {model.composite_alarms} composite"
+    return (
         LineItem(
             "CloudWatch custom metrics",
             metrics * cw["custom_metric_month"],
@@ -691,13 +745,7 @@ def price(
             model.alarm_metrics * cw["alarm_metric_month"]
             + model.high_resolution_alarm_metrics * cw["high_resolution_alarm_metric_month"]
             + model.composite_alarms * cw["composite_alarm_month"],
-            f"{model.alarm_metrics} alarm metrics"
-            + (
-                f", {model.high_resolution_alarm_metrics} high-resolution"
-                if model.high_resolution_alarm_metrics
-                else ""
-            )
-            + (f", {model.composite_alarms} composite" if model.composite_alarms else ""),
+            described,
         ),
         LineItem(
             "CloudWatch dashboards",
@@ -705,7 +753,6 @@ def price(
             f"{model.dashboards} dashboards",
         ),
     )
-    return Bill(model, items)
 
 
 def _provisioned_units(units_per_month: float) -> int:

@@ -15,7 +15,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
-LAYOUT_FILE = Path(__file__).resolve().parents[1] / "lambda_src" / "processor" / "counts.py"
+from serverless_stack.stages import STORING_STAGE
+
+LAYOUT_FILE = Path(__file__).resolve().parents[1] / "lambda_src" / STORING_STAGE.name / "counts.py"
 
 
 @cache

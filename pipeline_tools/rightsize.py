@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from serverless_stack.stages import STAGES
+
 STEP_MB = 64
 FLOOR_MB = 128
 CEILING_MB = 10240
-STAGES = ("validator", "enricher", "processor")
 _REPORT = re.compile(
     r"REPORT RequestId: (?P<request>\S+)\s+Duration: (?P<duration>[\d.]+) ms\s+"
     r"Billed Duration: \d+ ms\s+Memory Size: (?P<size>\d+) MB\s+"

@@ -57,6 +57,8 @@ STAGES: tuple[str, ...] = tuple(stage.name for stage in STAGE_TABLE)
 BY_NAME: dict[str, Stage] = {stage.name: stage for stage in STAGE_TABLE}
 #: The stage every record enters by (and where invalid records are rejected).
 ENTRY_STAGE: Stage = STAGE_TABLE[0]
+#: The stage that writes the records and their count markers.
+STORING_STAGE: Stage = next(stage for stage in STAGE_TABLE if stage.stores_records)
 #: The stage production keeps warm.
 CRITICAL_STAGE: Stage = next(stage for stage in STAGE_TABLE if stage.critical)
 

@@ -26,11 +26,11 @@ from pathlib import Path
 from pipeline_tools.bench import conflicts
 from pipeline_tools.bench.designs import DESIGNS
 from pipeline_tools.template import asset_dirs
+from serverless_stack.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 NODE = ROOT / "node_modules" / ".bin" / "node"
-STAGES = ("validator", "enricher", "processor")
 TARGETS = {"synth": 2.0, "import": 1.3, "asset_kb": 64, "suite": 8.0, "write_units": 2.0}
 STORAGE_RECORDS = 300
 STORAGE_RATES = (50.0, 400.0)
