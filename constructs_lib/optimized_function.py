@@ -96,17 +96,14 @@ class OptimizedFunction(Construct):
         deployment: DeploymentPreference | None = None,
     ) -> None:
         """
-        :param function_props: the function's props, merged over :data:`DEFAULTS`;
-            ``memory_size`` is required (size it from ``Max Memory Used`` plus headroom).
-            ``retry_attempts``, ``max_event_age``, ``on_success`` and ``on_failure`` go to the
-            alias (:data:`ALIAS_DEFAULTS`). :default: a DLQ of its own if none is given
+        :param function_props: merged over :data:`DEFAULTS`; ``memory_size`` is required. The
+            async invoke props go to the alias (:data:`ALIAS_DEFAULTS`); without a
+            ``dead_letter_queue``, the function gets its own.
         :param provisioned_concurrency: a fixed value on the ``live`` alias, or an auto-scaling
-            target that alone owns it (a fixed value beside a scaled one breaks updates,
-            aws-cdk issue 29992). :default: 0 (none)
+            target that alone owns it (aws-cdk issue 29992). :default: 0 (none)
         :param log_retention: :default: one week
         :param log_encryption_key: a KMS key for the log group. :default: CloudWatch Logs' own
-        :param deployment: shift ``live`` with CodeDeploy, rolling back on the preference's
-            alarms. :default: none (the alias moves at once)
+        :param deployment: shift ``live`` with CodeDeploy. :default: none (it moves at once)
         """
         super().__init__(scope, construct_id)
         given = props_of(function_props)
@@ -115,20 +112,10 @@ class OptimizedFunction(Construct):
         self.retry_attempts: int = alias_props["retry_attempts"]
         self.has_provisioned_concurrency = provisioned_concurrency != 0
         self.on_success: lambda_.IDestination | None = alias_props.get("on_success")
-
-        # Destroyed with the stack: its logs expire within the retention anyway, and a
-        # retained group would outlive the function, orphaned.
-        self.log_group = logs.LogGroup(
-            self,
-            "LogGroup",
-            retention=log_retention,
-            removal_policy=RemovalPolicy.DESTROY,
-            encryption_key=log_encryption_key,
-        )
+        self.log_group = self._log_group(log_retention, log_encryption_key)
         self.role = self._role()
-        self.dead_letter_queue: sqs.IQueue = given.pop(
-            "dead_letter_queue", None
-        ) or new_dead_letter_queue(self, "DeadLetterQueue")
+        queue = given.pop("dead_letter_queue", None)
+        self.dead_letter_queue: sqs.IQueue = queue or new_dead_letter_queue(self, "DeadLetterQueue")
         self.function = lambda_.Function(
             self,
             "Function",
@@ -152,11 +139,7 @@ class OptimizedFunction(Construct):
             if deployment is not None
             else None
         )
-        self.scalable_target = (
-            None
-            if isinstance(provisioned_concurrency, int)
-            else self._scale(provisioned_concurrency)
-        )
+        self.scalable_target = self._scale(provisioned_concurrency)
 
     @staticmethod
     def _check(
@@ -194,6 +177,18 @@ class OptimizedFunction(Construct):
                 "reserved_concurrent_executions", reserved, (ceiling, limits.CONCURRENCY[1])
             )
 
+    def _log_group(
+        self, retention: logs.RetentionDays, encryption_key: kms.IKey | None
+    ) -> logs.LogGroup:
+        """Destroyed with the stack: its logs expire within the retention anyway."""
+        return logs.LogGroup(
+            self,
+            "LogGroup",
+            retention=retention,
+            removal_policy=RemovalPolicy.DESTROY,
+            encryption_key=encryption_key,
+        )
+
     def _role(self) -> iam.Role:
         """No AWS-managed policy (AWSLambdaBasicExecutionRole grants logs:* on every group):
         the role writes to its own log group; tracing and the DLQ add their own statements."""
@@ -211,7 +206,11 @@ class OptimizedFunction(Construct):
         )
         return role
 
-    def _scale(self, scaling: ProvisionedConcurrencyScaling) -> lambda_.IScalableFunctionAttribute:
+    def _scale(
+        self, scaling: int | ProvisionedConcurrencyScaling
+    ) -> lambda_.IScalableFunctionAttribute | None:
+        if not isinstance(scaling, ProvisionedConcurrencyScaling):
+            return None
         target = self.alias.add_auto_scaling(
             min_capacity=scaling.min_capacity, max_capacity=scaling.max_capacity
         )

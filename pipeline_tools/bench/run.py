@@ -241,6 +241,76 @@ def _stage_dirs(out: Path, stack: str) -> dict[str, Path]:
     return asset_dirs(out, stack)
 
 
+def _row(name: str, values: list[float], unit: str = "s", scale: float = 1.0) -> str:
+    s = stats(values)
+    return (
+        f"| {name} | {s['min'] * scale:.3f} {unit} | {s['median'] * scale:.3f} {unit} | "
+        f"{s['max'] * scale:.3f} {unit} | {len(values)} |"
+    )
+
+
+def _ratio(a: list[float], b: list[float]) -> float:
+    return statistics.median(a) / statistics.median(b)
+
+
+def _met(value: float, target: float) -> str:
+    return "yes" if value <= target else "no"
+
+
+def _target_rows(
+    synth: dict[str, list[float]],
+    imports: dict[str, list[float]],
+    tracing: dict[str, str],
+    sizes: dict[str, int],
+    suite: dict[str, list[float]],
+) -> list[str]:
+    """Synth, imports, assets and the suite against their targets."""
+    synth_ratio = _ratio(synth["this app synth (dev)"], synth["empty app synth"])
+    lines = [
+        f"| synth of this app / empty app | {synth_ratio:.2f}× | ≤ {TARGETS['synth']}× | "
+        f"{_met(synth_ratio, TARGETS['synth'])} |"
+    ]
+    for stage in STAGES:
+        r = _ratio(imports[f"import {stage}.handler"], imports["import boto3"])
+        # The target holds where a stage does not trace; a traced stage imports the X-Ray SDK.
+        applies = tracing[stage] == "PassThrough"
+        target = f"≤ {TARGETS['import']}×" if applies else "none (traced)"
+        met = _met(r, TARGETS["import"]) if applies else "-"
+        lines.append(
+            f"| import {stage}.handler / import boto3 (prod, tracing {tracing[stage]}) | "
+            f"{r:.2f}× | {target} | {met} |"
+        )
+    for stage, size in sizes.items():
+        kb = size / 1024
+        lines.append(
+            f"| {stage} zipped asset (own code; Powertools comes from its layer) | "
+            f"{kb:.1f} KB | ≤ {TARGETS['asset_kb']} KB | {_met(kb, TARGETS['asset_kb'])} |"
+        )
+    if suite:
+        r = _ratio(suite["test suite (pytest)"], suite["empty app synth (suite floor)"])
+        lines.append(
+            f"| test suite / empty app synth | {r:.1f}× | ≤ {TARGETS['suite']}× | "
+            f"{_met(r, TARGETS['suite'])} |"
+        )
+    return lines
+
+
+def _storage_rows(storage: list[conflicts.StorageRun]) -> list[str]:
+    """The count-marker design against its targets: nothing dead-lettered, write units."""
+    markers = [r for r in storage if r.design == "markers"]
+    if not markers:
+        return []
+    dead = sum(r.dead_lettered for r in markers)
+    units = max(r.write_units_per_record for r in markers)
+    top = max((r.achieved_rate for r in markers if not r.dead_lettered), default=0.0)
+    return [
+        f"| storage (markers): valid records dead-lettered, up to {top:.0f}/s achieved | "
+        f"{dead} | 0 | {'yes' if dead == 0 else 'no'} |",
+        f"| storage (markers): write units per record | {units:.2f} | ≤ "
+        f"{TARGETS['write_units']:g} | {_met(units, TARGETS['write_units'])} |",
+    ]
+
+
 def render(
     machine: dict[str, str],
     synth: dict[str, list[float]],
@@ -250,16 +320,6 @@ def render(
     storage: list[conflicts.StorageRun],
     suite: dict[str, list[float]],
 ) -> str:
-    def row(name: str, values: list[float], unit: str = "s", scale: float = 1.0) -> str:
-        s = stats(values)
-        return (
-            f"| {name} | {s['min'] * scale:.3f} {unit} | {s['median'] * scale:.3f} {unit} | "
-            f"{s['max'] * scale:.3f} {unit} | {len(values)} |"
-        )
-
-    def ratio(a: list[float], b: list[float]) -> float:
-        return statistics.median(a) / statistics.median(b)
-
     lines = [
         "# Benchmarks",
         "",
@@ -273,60 +333,16 @@ def render(
         "",
         "| measurement | min | median | max | runs |",
         "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    lines += [row(name, values) for name, values in synth.items()]
-    lines += [row(name, values, "ms", 1000) for name, values in imports.items()]
-    lines += [row(name, values) for name, values in suite.items()]
-    lines += [
+        *(_row(name, values) for name, values in synth.items()),
+        *(_row(name, values, "ms", 1000) for name, values in imports.items()),
+        *(_row(name, values) for name, values in suite.items()),
         "",
         "## Against the targets",
         "",
         "| figure | measured | target | met |",
         "| --- | ---: | ---: | --- |",
-    ]
-    synth_ratio = ratio(synth["this app synth (dev)"], synth["empty app synth"])
-    lines.append(
-        f"| synth of this app / empty app | {synth_ratio:.2f}× | ≤ {TARGETS['synth']}× | "
-        f"{'yes' if synth_ratio <= TARGETS['synth'] else 'no'} |"
-    )
-    for stage in STAGES:
-        r = ratio(imports[f"import {stage}.handler"], imports["import boto3"])
-        # The target holds where a stage does not trace; a traced stage imports the X-Ray SDK.
-        applies = tracing[stage] == "PassThrough"
-        target = f"≤ {TARGETS['import']}×" if applies else "none (traced)"
-        met = ("yes" if r <= TARGETS["import"] else "no") if applies else "-"
-        lines.append(
-            f"| import {stage}.handler / import boto3 (prod, tracing {tracing[stage]}) | "
-            f"{r:.2f}× | {target} | {met} |"
-        )
-    for stage, size in sizes.items():
-        kb = size / 1024
-        met = "yes" if kb <= TARGETS["asset_kb"] else "no"
-        lines.append(
-            f"| {stage} zipped asset (own code; Powertools comes from its layer) | "
-            f"{kb:.1f} KB | ≤ {TARGETS['asset_kb']} KB | {met} |"
-        )
-    if suite:
-        r = ratio(suite["test suite (pytest)"], suite["empty app synth (suite floor)"])
-        lines.append(
-            f"| test suite / empty app synth | {r:.1f}× | ≤ {TARGETS['suite']}× | "
-            f"{'yes' if r <= TARGETS['suite'] else 'no'} |"
-        )
-    markers = [r for r in storage if r.design == "markers"]
-    if markers:
-        clean = [r for r in markers if not r.dead_lettered]
-        units = max(r.write_units_per_record for r in markers)
-        top = max((r.achieved_rate for r in clean), default=0.0)
-        lines.append(
-            f"| storage (markers): valid records dead-lettered, up to {top:.0f}/s achieved | "
-            f"{sum(r.dead_lettered for r in markers)} | 0 | "
-            f"{'yes' if all(not r.dead_lettered for r in markers) else 'no'} |"
-        )
-        lines.append(
-            f"| storage (markers): write units per record | {units:.2f} | ≤ "
-            f"{TARGETS['write_units']:g} | {'yes' if units <= TARGETS['write_units'] else 'no'} |"
-        )
-    lines += [
+        *_target_rows(synth, imports, tracing, sizes, suite),
+        *_storage_rows(storage),
         "",
         "## Storage designs under DynamoDB's conflict rule",
         "",

@@ -39,115 +39,104 @@ def known_gaps(path: Path = KNOWN_GAPS_FILE) -> dict[tuple[str, str | None], str
     }
 
 
+#: A compared property: its name, the template's value, the emulator's, and what differs.
+Compared = tuple[str, Any, Any, str]
+
+
 def find_gaps(session: Any, stack: DeployedStack) -> list[Gap]:
     """Every resource the emulator lacks, and every compared property it did not keep."""
-    gaps = []
-    for logical_id, resource in stack.template["Resources"].items():
-        kind = resource["Type"]
-        if kind == "AWS::CDK::Metadata":
-            continue
-        if logical_id not in stack.physical:
-            gaps.append(Gap(logical_id, kind, None, "the emulator reports no physical resource"))
-    lam = session.client("lambda")
-    for logical_id, resource in stack.of_type("AWS::Lambda::Function").items():
-        if logical_id not in stack.physical:
-            continue
-        wanted = resource["Properties"]
-        config = lam.get_function(FunctionName=stack.physical[logical_id])
-        got = config["Configuration"]
-        tags = config.get("Tags") or {}
-        checks = {
-            "Handler": (wanted.get("Handler"), got.get("Handler")),
-            "Runtime": (wanted.get("Runtime"), got.get("Runtime")),
-            "MemorySize": (wanted.get("MemorySize"), got.get("MemorySize")),
-            "Timeout": (wanted.get("Timeout"), got.get("Timeout")),
-            "Architectures": (wanted.get("Architectures", ["x86_64"]), got.get("Architectures")),
-            "TracingConfig": (
-                wanted.get("TracingConfig", {}).get("Mode", "PassThrough"),
-                (got.get("TracingConfig") or {}).get("Mode"),
-            ),
-            "Layers": (len(wanted.get("Layers", [])), len(got.get("Layers") or [])),
-            "DeadLetterConfig": ("DeadLetterConfig" in wanted, bool(got.get("DeadLetterConfig"))),
-            "LoggingConfig": (
-                bool(wanted.get("LoggingConfig", {}).get("LogGroup")),
-                bool((got.get("LoggingConfig") or {}).get("LogGroup")),
-            ),
-            "Tags": (
-                sorted(t["Key"] for t in wanted.get("Tags", [])),
-                sorted(k for k in tags if not k.startswith("aws:")),
-            ),
-        }
-        for prop, (expected, actual) in checks.items():
-            if expected != actual:
-                gaps.append(
-                    Gap(
-                        logical_id,
-                        "AWS::Lambda::Function",
-                        prop,
-                        f"template {expected!r}, emulator {actual!r}",
-                    )
-                )
-    for logical_id, resource in stack.of_type("AWS::Lambda::EventInvokeConfig").items():
-        p = resource["Properties"]
-        function_id = p["FunctionName"].get("Ref") if isinstance(p["FunctionName"], dict) else None
-        if logical_id not in stack.physical or function_id not in stack.physical:
-            continue
-        got = lam.get_function_event_invoke_config(
-            FunctionName=stack.physical[function_id], Qualifier="live"
-        )
-        if got.get("MaximumRetryAttempts") != p.get("MaximumRetryAttempts"):
-            gaps.append(
-                Gap(
-                    logical_id,
-                    "AWS::Lambda::EventInvokeConfig",
-                    "MaximumRetryAttempts",
-                    f"template {p.get('MaximumRetryAttempts')}, emulator "
-                    f"{got.get('MaximumRetryAttempts')}",
-                )
-            )
-        if bool(p.get("DestinationConfig")) != bool(got.get("DestinationConfig")):
-            gaps.append(
-                Gap(
-                    logical_id,
-                    "AWS::Lambda::EventInvokeConfig",
-                    "DestinationConfig",
-                    "the on-success destination was not kept",
-                )
-            )
-    logs = session.client("logs")
-    for logical_id, resource in stack.of_type("AWS::Logs::LogGroup").items():
-        if logical_id not in stack.physical:
-            continue
-        groups = logs.describe_log_groups(logGroupNamePrefix=stack.physical[logical_id])[
-            "logGroups"
-        ]
-        retention = groups[0].get("retentionInDays") if groups else None
-        if retention != resource["Properties"].get("RetentionInDays"):
-            gaps.append(
-                Gap(
-                    logical_id,
-                    "AWS::Logs::LogGroup",
-                    "RetentionInDays",
-                    f"template {resource['Properties'].get('RetentionInDays')}, "
-                    f"emulator {retention}",
-                )
-            )
-    ddb = session.client("dynamodb")
-    for logical_id, resource in stack.of_type("AWS::DynamoDB::Table").items():
-        if logical_id not in stack.physical:
-            continue
-        table = ddb.describe_table(TableName=stack.physical[logical_id])["Table"]
-        billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
-        if billing != resource["Properties"].get("BillingMode"):
-            gaps.append(
-                Gap(
-                    logical_id,
-                    "AWS::DynamoDB::Table",
-                    "BillingMode",
-                    f"template {resource['Properties'].get('BillingMode')}, emulator {billing}",
-                )
-            )
+    gaps = [
+        Gap(logical_id, resource["Type"], None, "the emulator reports no physical resource")
+        for logical_id, resource in stack.template["Resources"].items()
+        if resource["Type"] != "AWS::CDK::Metadata" and logical_id not in stack.physical
+    ]
+    for kind, compare in _COMPARISONS.items():
+        for logical_id, resource in stack.of_type(kind).items():
+            if logical_id not in stack.physical:
+                continue
+            gaps += [
+                Gap(logical_id, kind, prop, detail)
+                for prop, expected, actual, detail in compare(session, stack, logical_id, resource)
+                if expected != actual
+            ]
     return gaps
+
+
+def _kept(prop: str, expected: Any, actual: Any, *, quoted: bool = False) -> Compared:
+    shown = (repr(expected), repr(actual)) if quoted else (str(expected), str(actual))
+    return prop, expected, actual, f"template {shown[0]}, emulator {shown[1]}"
+
+
+def _function(session: Any, stack: DeployedStack, logical_id: str, resource: Any) -> list[Compared]:
+    wanted = resource["Properties"]
+    config = session.client("lambda").get_function(FunctionName=stack.physical[logical_id])
+    got = config["Configuration"]
+    tags = config.get("Tags") or {}
+    pairs = {
+        "Handler": (wanted.get("Handler"), got.get("Handler")),
+        "Runtime": (wanted.get("Runtime"), got.get("Runtime")),
+        "MemorySize": (wanted.get("MemorySize"), got.get("MemorySize")),
+        "Timeout": (wanted.get("Timeout"), got.get("Timeout")),
+        "Architectures": (wanted.get("Architectures", ["x86_64"]), got.get("Architectures")),
+        "TracingConfig": (
+            wanted.get("TracingConfig", {}).get("Mode", "PassThrough"),
+            (got.get("TracingConfig") or {}).get("Mode"),
+        ),
+        "Layers": (len(wanted.get("Layers", [])), len(got.get("Layers") or [])),
+        "DeadLetterConfig": ("DeadLetterConfig" in wanted, bool(got.get("DeadLetterConfig"))),
+        "LoggingConfig": (
+            bool(wanted.get("LoggingConfig", {}).get("LogGroup")),
+            bool((got.get("LoggingConfig") or {}).get("LogGroup")),
+        ),
+        "Tags": (
+            sorted(t["Key"] for t in wanted.get("Tags", [])),
+            sorted(k for k in tags if not k.startswith("aws:")),
+        ),
+    }
+    return [_kept(prop, *pair, quoted=True) for prop, pair in pairs.items()]
+
+
+def _invoke_config(
+    session: Any, stack: DeployedStack, logical_id: str, resource: Any
+) -> list[Compared]:
+    p = resource["Properties"]
+    function_id = p["FunctionName"].get("Ref") if isinstance(p["FunctionName"], dict) else None
+    if function_id not in stack.physical:
+        return []
+    got = session.client("lambda").get_function_event_invoke_config(
+        FunctionName=stack.physical[function_id], Qualifier="live"
+    )
+    kept = bool(p.get("DestinationConfig")), bool(got.get("DestinationConfig"))
+    return [
+        _kept(
+            "MaximumRetryAttempts", p.get("MaximumRetryAttempts"), got.get("MaximumRetryAttempts")
+        ),
+        ("DestinationConfig", *kept, "the on-success destination was not kept"),
+    ]
+
+
+def _log_group(
+    session: Any, stack: DeployedStack, logical_id: str, resource: Any
+) -> list[Compared]:
+    groups = session.client("logs").describe_log_groups(
+        logGroupNamePrefix=stack.physical[logical_id]
+    )["logGroups"]
+    retention = groups[0].get("retentionInDays") if groups else None
+    return [_kept("RetentionInDays", resource["Properties"].get("RetentionInDays"), retention)]
+
+
+def _table(session: Any, stack: DeployedStack, logical_id: str, resource: Any) -> list[Compared]:
+    table = session.client("dynamodb").describe_table(TableName=stack.physical[logical_id])
+    billing = table["Table"].get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
+    return [_kept("BillingMode", resource["Properties"].get("BillingMode"), billing)]
+
+
+_COMPARISONS = {
+    "AWS::Lambda::Function": _function,
+    "AWS::Lambda::EventInvokeConfig": _invoke_config,
+    "AWS::Logs::LogGroup": _log_group,
+    "AWS::DynamoDB::Table": _table,
+}
 
 
 def stand_ins(path: Path = KNOWN_GAPS_FILE) -> list[dict[str, str]]:
