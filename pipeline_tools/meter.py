@@ -352,6 +352,34 @@ def system_line(kind: str, memory_mb: int) -> str:
     )
 
 
+#: Words of the sample payloads' item names.
+_WORDS = [
+    "cable",
+    "adapter",
+    "monitor",
+    "stand",
+    "desk",
+    "lamp",
+    "chair",
+    "keyboard",
+    "mouse",
+    "dock",
+    "charger",
+    "headset",
+    "webcam",
+    "cover",
+    "sleeve",
+    "bag",
+    "bottle",
+    "notebook",
+    "pen",
+    "marker",
+    "tape",
+    "label",
+    "box",
+]
+
+
 def sample_records(count: int, record_bytes: int, prefix: str = "meter") -> list[dict[str, Any]]:
     """``count`` valid records of about ``record_bytes`` each as compact JSON.
 
@@ -359,31 +387,6 @@ def sample_records(count: int, record_bytes: int, prefix: str = "meter") -> list
     hexadecimal ids, from a fixed seed), so that they compress about as real JSON does, not as
     a run of one repeated character would.
     """
-    words = [
-        "cable",
-        "adapter",
-        "monitor",
-        "stand",
-        "desk",
-        "lamp",
-        "chair",
-        "keyboard",
-        "mouse",
-        "dock",
-        "charger",
-        "headset",
-        "webcam",
-        "cover",
-        "sleeve",
-        "bag",
-        "bottle",
-        "notebook",
-        "pen",
-        "marker",
-        "tape",
-        "label",
-        "box",
-    ]
     generator = random.Random(f"{prefix}-{count}-{record_bytes}")
     records = []
     for index in range(count):
@@ -399,21 +402,25 @@ def sample_records(count: int, record_bytes: int, prefix: str = "meter") -> list
                 "items": [],
             },
         }
-        items = record["payload"]["items"]
-        while True:
-            item = {
-                "sku": f"SKU-{generator.randrange(10**6):06d}",
-                "name": " ".join(generator.choice(words) for _ in range(3)),
-                "qty": generator.randrange(1, 10),
-                "price": round(generator.uniform(1, 500), 2),
-            }
-            if _json_bytes(
-                {**record, "payload": {**record["payload"], "items": [*items, item]}}
-            ) > (record_bytes):
-                break
-            items.append(item)
+        _fill_items(record, record_bytes, generator)
         records.append(record)
     return records
+
+
+def _fill_items(record: dict[str, Any], record_bytes: int, generator: random.Random) -> None:
+    """Line items added to ``record`` while it stays within ``record_bytes``."""
+    items = record["payload"]["items"]
+    while True:
+        item = {
+            "sku": f"SKU-{generator.randrange(10**6):06d}",
+            "name": " ".join(generator.choice(_WORDS) for _ in range(3)),
+            "qty": generator.randrange(1, 10),
+            "price": round(generator.uniform(1, 500), 2),
+        }
+        grown = {**record, "payload": {**record["payload"], "items": [*items, item]}}
+        if _json_bytes(grown) > record_bytes:
+            return
+        items.append(item)
 
 
 def _json_bytes(value: Any) -> int:
@@ -442,21 +449,58 @@ def meter(
 
     if template is None:
         template = json.loads((Path(assembly_dir) / f"{stack_name}.template.json").read_text())
-    model = StackTemplate.of(template)
-    tables = model.resources("AWS::DynamoDB::Table")
-    (table,) = tables.values()
-    key_names = [k["AttributeName"] for k in table["Properties"]["KeySchema"]]
-    ttl = table["Properties"].get("TimeToLiveSpecification", {})
-    ttl_attribute = ttl.get("AttributeName") if ttl.get("Enabled") else None
     say = progress or (lambda line: None)
     with mock_aws():
         session = boto3.Session(region_name="us-east-1")
+        metered = _MeteredPipeline(template, assembly_dir, stack_name, session)
+        say(f"metering {stack_name}: {records} valid records of {record_bytes} bytes")
+        valid = metered.run(sample_records(records, record_bytes))
+        stored, markers = metered.items()
+        say(f"metering {stack_name}: {invalid_records} invalid records")
+        bad = [
+            {**r, "timestamp": "not a date"} for r in sample_records(invalid_records, 200, "bad")
+        ]
+        invalid = metered.run(bad)
+    ttl = metered.ttl_attribute
+
+    def expire(items: list[dict[str, Any]]) -> bool:
+        return ttl is not None and bool(items) and all(ttl in i for i in items)
+
+    def average_bytes(items: list[dict[str, Any]]) -> float:
+        return sum(item_bytes(i) for i in items) / len(items) if items else 0.0
+
+    return Metering(
+        records=records,
+        valid=valid,
+        invalid=invalid,
+        invalid_records=invalid_records,
+        item_bytes=average_bytes(stored),
+        items_expire=expire(stored),
+        marker_items_per_record=len(markers) / records,
+        marker_item_bytes=average_bytes(markers),
+        markers_expire=expire(markers),
+        metrics=frozenset().union(*(m.metrics for m in metered.logs.values())),
+    )
+
+
+class _MeteredPipeline:
+    """The stack's code provisioned in moto, every stage's DynamoDB client and logs metered."""
+
+    def __init__(
+        self, template: Mapping[str, Any], assembly_dir: str | Path, stack_name: str, session: Any
+    ) -> None:
+        model = StackTemplate.of(template)
+        tables = model.resources("AWS::DynamoDB::Table")
+        (table,) = tables.values()
+        key_names = [k["AttributeName"] for k in table["Properties"]["KeySchema"]]
+        ttl = table["Properties"].get("TimeToLiveSpecification", {})
+        self.ttl_attribute = ttl.get("AttributeName") if ttl.get("Enabled") else None
         physical = provision(template, session, prefix="meter")
-        (table_name,) = (physical[i]["Ref"] for i in tables)
-        reader = session.client("dynamodb")
+        (self.table_name,) = (physical[i]["Ref"] for i in tables)
+        self.reader = session.client("dynamodb")
         for record_type in SAMPLE_TYPES:
-            reader.put_item(
-                TableName=table_name,
+            self.reader.put_item(
+                TableName=self.table_name,
                 Item={
                     "pk": {"S": f"CATEGORY#{record_type}"},
                     "sk": {"S": "META"},
@@ -464,51 +508,31 @@ def meter(
                 },
             )
         specs = specs_from_template(template, asset_dirs(assembly_dir, stack_name), physical)
-        pipeline = AsyncPipeline(specs, session.client("sqs"))
-        dynamo = {stage: DynamoDBMeter(reader, key_names) for stage in specs}
-        for stage, function in pipeline.functions.items():
+        self.pipeline = AsyncPipeline(specs, session.client("sqs"))
+        self.dynamo = {stage: DynamoDBMeter(self.reader, key_names) for stage in specs}
+        for stage, function in self.pipeline.functions.items():
             for value in vars(function.module).values():
                 model_of = getattr(getattr(value, "meta", None), "service_model", None)
                 if model_of is not None and model_of.service_name == "dynamodb":
-                    dynamo[stage].attach(value)
-        logs = {
+                    self.dynamo[stage].attach(value)
+        self.logs = {
             stage: LogMeter(model.stages[stage].properties.get("LoggingConfig", {}), spec.memory_mb)
             for stage, spec in specs.items()
         }
-        say(f"metering {stack_name}: {records} valid records of {record_bytes} bytes")
-        valid = _run(pipeline, dynamo, logs, sample_records(records, record_bytes))
-        scan = [
-            i
-            for page in reader.get_paginator("scan").paginate(TableName=table_name)
-            for i in page["Items"]
-        ]
+
+    def run(self, records: Sequence[Mapping[str, Any]]) -> dict[str, StageUsage]:
+        return _run(self.pipeline, self.dynamo, self.logs, records)
+
+    def items(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The stored records and the count markers (the seeded categories left out)."""
+        paginator = self.reader.get_paginator("scan")
+        scan = [i for page in paginator.paginate(TableName=self.table_name) for i in page["Items"]]
         stored = [i for i in scan if i["pk"]["S"].startswith("RECORD#")]
         seeded = {f"CATEGORY#{t}" for t in SAMPLE_TYPES}
         markers = [
             i for i in scan if not i["pk"]["S"].startswith("RECORD#") and i["pk"]["S"] not in seeded
         ]
-        say(f"metering {stack_name}: {invalid_records} invalid records")
-        bad = [
-            {**r, "timestamp": "not a date"} for r in sample_records(invalid_records, 200, "bad")
-        ]
-        invalid = _run(pipeline, dynamo, logs, bad)
-    metrics = frozenset().union(*(m.metrics for m in logs.values()))
-    return Metering(
-        records=records,
-        valid=valid,
-        invalid=invalid,
-        invalid_records=invalid_records,
-        item_bytes=sum(item_bytes(i) for i in stored) / len(stored) if stored else 0.0,
-        items_expire=ttl_attribute is not None
-        and bool(stored)
-        and all(ttl_attribute in i for i in stored),
-        marker_items_per_record=len(markers) / records,
-        marker_item_bytes=sum(item_bytes(i) for i in markers) / len(markers) if markers else 0.0,
-        markers_expire=ttl_attribute is not None
-        and bool(markers)
-        and all(ttl_attribute in i for i in markers),
-        metrics=metrics,
-    )
+        return stored, markers
 
 
 def _run(
