@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from constructs_lib import cron
-from pipeline_tools.template import StackTemplate, load_template, ref_id, resources
+from pipeline_tools.template import StackTemplate, Stage, load_template, ref_id, resources
 from serverless_stack.stages import ENTRY_STAGE
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -331,47 +331,46 @@ class Report:
         return self.stack.compared / self.baseline.compared if self.baseline.compared else math.inf
 
 
+def _function_model(stack: StackTemplate, stage: Stage) -> FunctionModel:
+    """One stage's memory, architecture, tracing, warm capacity and log retention."""
+    groups = stack.resources("AWS::Logs::LogGroup")
+    p = stage.properties
+    group_id = ref_id(p.get("LoggingConfig", {}).get("LogGroup"))
+    retention = (
+        groups[group_id]["Properties"].get("RetentionInDays") if group_id in groups else None
+    )
+    capacity = Capacity()
+    if stage.alias_id is not None:
+        alias = stack.resources("AWS::Lambda::Alias")[stage.alias_id]["Properties"]
+        fixed = alias.get("ProvisionedConcurrencyConfig", {}).get(
+            "ProvisionedConcurrentExecutions", 0
+        )
+        targets = stack.resources("AWS::ApplicationAutoScaling::ScalableTarget")
+        target_id, target = next(
+            (
+                (i, t["Properties"])
+                for i, t in targets.items()
+                if stage.alias_id in json.dumps(t["Properties"]["ResourceId"])
+            ),
+            (None, None),
+        )
+        policies = stack.resources("AWS::ApplicationAutoScaling::ScalingPolicy")
+        capacity = capacity_of(fixed, target, _utilization_target(policies, target_id))
+    return FunctionModel(
+        stage=stage.name,
+        memory_mb=int(p.get("MemorySize", 128)),
+        architecture=(p.get("Architectures") or ["x86_64"])[0],
+        tracing=p.get("TracingConfig", {}).get("Mode", "PassThrough"),
+        capacity=capacity,
+        log_retention_days=retention,
+    )
+
+
 def model_from_template(template: Mapping[str, Any], name: str = "stack") -> StackModel:
     """Read everything that drives cost from a synthesized template."""
     stack = StackTemplate.of(template)
     functions = stack.resources("AWS::Lambda::Function")
-    groups = stack.resources("AWS::Logs::LogGroup")
-    aliases = stack.resources("AWS::Lambda::Alias")
-    targets = stack.resources("AWS::ApplicationAutoScaling::ScalableTarget")
-    policies = stack.resources("AWS::ApplicationAutoScaling::ScalingPolicy")
-    models = []
-    for stage in stack.stages.values():
-        p = stage.properties
-        group_id = ref_id(p.get("LoggingConfig", {}).get("LogGroup"))
-        retention = (
-            groups[group_id]["Properties"].get("RetentionInDays") if group_id in groups else None
-        )
-        capacity = Capacity()
-        if stage.alias_id is not None:
-            fixed = (
-                aliases[stage.alias_id]["Properties"]
-                .get("ProvisionedConcurrencyConfig", {})
-                .get("ProvisionedConcurrentExecutions", 0)
-            )
-            target_id, target = next(
-                (
-                    (i, t["Properties"])
-                    for i, t in targets.items()
-                    if stage.alias_id in json.dumps(t["Properties"]["ResourceId"])
-                ),
-                (None, None),
-            )
-            capacity = capacity_of(fixed, target, _utilization_target(policies, target_id))
-        models.append(
-            FunctionModel(
-                stage=stage.name,
-                memory_mb=int(p.get("MemorySize", 128)),
-                architecture=(p.get("Architectures") or ["x86_64"])[0],
-                tracing=p.get("TracingConfig", {}).get("Mode", "PassThrough"),
-                capacity=capacity,
-                log_retention_days=retention,
-            )
-        )
+    models = [_function_model(stack, stage) for stage in stack.stages.values()]
     tables = list(resources(template, "AWS::DynamoDB::Table").values())
     if len(tables) != 1:
         raise CostInputError(f"{name}: expected one DynamoDB table, found {len(tables)}")
@@ -873,80 +872,7 @@ def render_sweep(name: str, results: Sequence[Report], even: int | None, markdow
 COST_TARGETS = {1_000_000: 0.80, 10_000_000: 0.40, 100_000_000: 1.0}
 
 
-def chart(results: Sequence[Report], path: Path, even: int | None = None) -> None:
-    """One panel per volume, each on its own linear axis: this stack's bill and the naive
-    one's as two bars, stacked by line item (the same colour for an item everywhere; items
-    under 5 % of both bars together as "everything else"), the ratio and its target in the
-    panel's title, break-even in the figure's."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def line(name: str) -> str:  # "Lambda duration (arm64)" and "(x86_64)" are one line
-        return name.split(" (")[0]
-
-    names = [line(i.name) for i in results[0].stack.items if i.name != RECORD_STORAGE]
-
-    def amounts(bill: Bill) -> dict[str, float]:
-        return {line(i.name): i.usd for i in bill.items if i.name != RECORD_STORAGE}
-
-    shown = [
-        n
-        for n in names
-        if any(amounts(b)[n] >= 0.05 * b.compared for r in results for b in (r.stack, r.baseline))
-    ]
-    palette = plt.get_cmap("tab20")
-    colours = {name: palette(k) for k, name in enumerate([*shown, "everything else"])}
-    figure, axes = plt.subplots(1, len(results), figsize=(12, 5.5), dpi=110)
-    for axis, result in zip(axes, results, strict=True):
-        for position, bill in enumerate((result.stack, result.baseline)):
-            values = amounts(bill)
-            bands = [(n, values[n]) for n in shown]
-            bands.append(("everything else", bill.compared - sum(v for _, v in bands)))
-            bottom = 0.0
-            for name, value in bands:
-                axis.bar(position, value, bottom=bottom, color=colours[name], width=0.6)
-                bottom += value
-            axis.text(position, bottom, f"${bottom:,.0f}", ha="center", va="bottom", fontsize=9)
-        volume = result.workload.records_per_month
-        target = COST_TARGETS.get(volume)
-        if target is not None:  # the most this stack may cost at this volume
-            limit = target * result.baseline.compared
-            axis.axhline(limit, color="black", linestyle="--", linewidth=1)
-            axis.text(-0.45, limit, " target", va="bottom", fontsize=8)
-        goal = (
-            ""
-            if target is None
-            else "; target: never above"
-            if target >= 1
-            else f"; target ≤ {target:.0%}"
-        )
-        axis.set_title(
-            f"{volume:,} records a month\n{result.ratio:.1%} of naive{goal}", fontsize=10
-        )
-        axis.set_xticks([0, 1], ["this stack", "naive stack"])
-        axis.set_ylabel("USD a month (record storage left out)")
-        axis.grid(True, axis="y", alpha=0.3)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[n]) for n in [*shown, "everything else"]]
-    # Top to bottom, as the bands are stacked.
-    figure.legend(
-        handles[::-1],
-        [*shown, "everything else"][::-1],
-        loc="center right",
-        fontsize=8,
-        frameon=False,
-    )
-    title = f"{results[0].stack.model.name}: monthly bill, this stack against the naive one"
-    if even is not None:
-        title += f" (break-even: from {even:,} records a month)"
-    figure.suptitle(title)
-    figure.tight_layout(rect=(0, 0, 0.8, 1))
-    figure.savefig(path)
-    plt.close(figure)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline_tools.cost", description=__doc__.split("\n")[0]
     )
@@ -972,9 +898,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--markdown",
         action="store_true",
         default=os.environ.get("MARKDOWN", "") not in ("", "0"),
-        help="Markdown tables, for the README (also MARKDOWN=1)",
+        help="Markdown tables, for the docs (also MARKDOWN=1)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     templates = args.templates or [
         Path(f"cdk.out/DataPipeline-{e}.template.json") for e in ("dev", "staging", "prod")
     ]
@@ -1007,6 +937,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results = [bill(v) for v in SWEEP]
                 outputs.append(render_sweep(name, results, break_even(bill), args.markdown))
             if args.chart and path == templates[-1]:
+                from pipeline_tools.cost_chart import chart
+
                 chart([bill(v) for v in COST_TARGETS], args.chart, break_even(bill))
                 print(f"chart: {args.chart}", file=sys.stderr)
     except (CostInputError, FileNotFoundError, json.JSONDecodeError) as error:

@@ -1,0 +1,87 @@
+"""The cost chart (``make cost-chart``): prod's bill against the naive stack's, by volume.
+
+A tool of its own, so matplotlib (a development dependency) is imported only to draw it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline_tools.cost import COST_TARGETS, RECORD_STORAGE, Bill, Report
+
+EVERYTHING_ELSE = "everything else"
+
+
+def _line(name: str) -> str:
+    """``Lambda duration (arm64)`` and ``(x86_64)`` are one line."""
+    return name.split(" (")[0]
+
+
+def _amounts(bill: Bill) -> dict[str, float]:
+    return {_line(i.name): i.usd for i in bill.items if i.name != RECORD_STORAGE}
+
+
+def chart(results: Sequence[Report], path: Path, even: int | None = None) -> None:
+    """One panel per volume, each on its own linear axis: this stack's bill and the naive
+    one's as two bars, stacked by line item (the same colour for an item everywhere; items
+    under 5 % of both bars together as "everything else"), the ratio and its target in the
+    panel's title, break-even in the figure's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [_line(i.name) for i in results[0].stack.items if i.name != RECORD_STORAGE]
+    shown = [
+        n
+        for n in names
+        if any(_amounts(b)[n] >= 0.05 * b.compared for r in results for b in (r.stack, r.baseline))
+    ]
+    palette = plt.get_cmap("tab20")
+    colours = {name: palette(k) for k, name in enumerate([*shown, EVERYTHING_ELSE])}
+    figure, axes = plt.subplots(1, len(results), figsize=(12, 5.5), dpi=110)
+    for axis, result in zip(axes, results, strict=True):
+        _panel(axis, result, shown, colours.__getitem__)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[n]) for n in [*shown, EVERYTHING_ELSE]]
+    # Top to bottom, as the bands are stacked.
+    figure.legend(
+        handles[::-1],
+        [*shown, EVERYTHING_ELSE][::-1],
+        loc="center right",
+        fontsize=8,
+        frameon=False,
+    )
+    title = f"{results[0].stack.model.name}: monthly bill, this stack against the naive one"
+    if even is not None:
+        title += f" (break-even: from {even:,} records a month)"
+    figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0, 0.8, 1))
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _panel(axis: Any, result: Report, shown: list[str], colour: Callable[[str], Any]) -> None:
+    """One volume: the two stacked bars, their totals, the target line and the title."""
+    for position, bill in enumerate((result.stack, result.baseline)):
+        values = _amounts(bill)
+        bands = [(n, values[n]) for n in shown]
+        bands.append((EVERYTHING_ELSE, bill.compared - sum(v for _, v in bands)))
+        bottom = 0.0
+        for name, value in bands:
+            axis.bar(position, value, bottom=bottom, color=colour(name), width=0.6)
+            bottom += value
+        axis.text(position, bottom, f"${bottom:,.0f}", ha="center", va="bottom", fontsize=9)
+    volume = result.workload.records_per_month
+    target = COST_TARGETS.get(volume)
+    goal = ""
+    if target is not None:  # the most this stack may cost at this volume
+        limit = target * result.baseline.compared
+        axis.axhline(limit, color="black", linestyle="--", linewidth=1)
+        axis.text(-0.45, limit, " target", va="bottom", fontsize=8)
+        goal = "; target: never above" if target >= 1 else f"; target ≤ {target:.0%}"
+    axis.set_title(f"{volume:,} records a month\n{result.ratio:.1%} of naive{goal}", fontsize=10)
+    axis.set_xticks([0, 1], ["this stack", "naive stack"])
+    axis.set_ylabel("USD a month (record storage left out)")
+    axis.grid(True, axis="y", alpha=0.3)
