@@ -40,7 +40,7 @@ import random
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -76,25 +76,29 @@ SAMPLE_TYPES = ("order", "payment", "refund", "shipment")
 def value_bytes(value: Mapping[str, Any]) -> int:
     """The size DynamoDB gives one attribute value (``{"S": ...}``, ``{"N": ...}``, ...)."""
     (kind, inner), *_ = value.items()
-    if kind == "S":
-        return len(str(inner).encode())
-    if kind == "B":
-        return len(inner) if isinstance(inner, bytes | bytearray) else len(str(inner).encode())
-    if kind == "N":
-        return number_bytes(str(inner))
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "SS":
-        return sum(len(s.encode()) for s in inner)
-    if kind == "NS":
-        return sum(number_bytes(n) for n in inner)
-    if kind == "BS":
-        return sum(len(b) for b in inner)
-    if kind == "L":
-        return 3 + sum(1 + value_bytes(v) for v in inner)
-    if kind == "M":
-        return 3 + sum(1 + len(k.encode()) + value_bytes(v) for k, v in inner.items())
-    raise ValueError(f"unknown DynamoDB type {kind!r}")
+    if kind not in _VALUE_BYTES:
+        raise ValueError(f"unknown DynamoDB type {kind!r}")
+    return _VALUE_BYTES[kind](inner)
+
+
+def _binary_bytes(inner: Any) -> int:
+    return len(inner) if isinstance(inner, bytes | bytearray) else len(str(inner).encode())
+
+
+#: Each DynamoDB type's size rule: strings and binaries by their bytes, numbers by their
+#: significant digits, a list or map 3 bytes plus 1 an element (and its name, in a map).
+_VALUE_BYTES: dict[str, Callable[[Any], int]] = {
+    "S": lambda inner: len(str(inner).encode()),
+    "B": _binary_bytes,
+    "N": lambda inner: number_bytes(str(inner)),
+    "BOOL": lambda inner: 1,
+    "NULL": lambda inner: 1,
+    "SS": lambda inner: sum(len(s.encode()) for s in inner),
+    "NS": lambda inner: sum(number_bytes(n) for n in inner),
+    "BS": lambda inner: sum(len(b) for b in inner),
+    "L": lambda inner: 3 + sum(1 + value_bytes(v) for v in inner),
+    "M": lambda inner: 3 + sum(1 + len(k.encode()) + value_bytes(v) for k, v in inner.items()),
+}
 
 
 def number_bytes(text: str) -> int:

@@ -86,8 +86,16 @@ def _key(record: dict[str, Any]) -> str:
     return repr(sorted((k, repr(v)[:80]) for k, v in record.items()))
 
 
-@pytest.fixture
-def faults(pipeline) -> Counter:
+def _number(rid: str) -> int:
+    return int(rid.split("-")[1])
+
+
+def _record_id(params: dict[str, Any]) -> str:
+    item = params["Item"]  # the record's put, or its count marker's (sk <type>#<id>)
+    return item["id"]["S"] if "id" in item else item["sk"]["S"].rpartition("#")[2]
+
+
+class FaultPlan:
     """Faults in every stage, chosen by record number:
 
     * the validator crashes on a few records (it is never retried: they reach the DLQ);
@@ -99,86 +107,86 @@ def faults(pipeline) -> Counter:
 
     ``injected["fixed"] = True`` ends the faults that exhaust retries (the operator's fix).
     """
-    injected: Counter = Counter()
-    remaining: dict[str, int] = {}
 
-    def number(rid: str) -> int:
-        return int(rid.split("-")[1])
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.injected: Counter = Counter()
+        self.remaining: dict[str, int] = {}
+        self.lost: set[str] = set()
+        self.enricher_reads: Counter = Counter()
+        self.validate = pipeline.module("validator").accept
 
-    def exhausted(rid: str, divisor: int, rest: int) -> bool:
-        return rid.startswith("rec-") and number(rid) % divisor == rest and not injected["fixed"]
+    def install(self) -> Counter:
+        client = self.pipeline.module("processor").dynamodb
+        fail_before(client, "PutItem", self.throttle)
+        fail_after(client, "PutItem", self.lose_response)
+        fail_before(self.pipeline.module("enricher").dynamodb, "GetItem", self.throttle_read)
+        self.pipeline.module("validator").accept = self.crashing_accept
+        self.pipeline.redeliver = self.redeliver
+        return self.injected
 
-    def record_id(params: dict[str, Any]) -> str:
-        item = params["Item"]  # the record's put, or its count marker's (sk <type>#<id>)
-        return item["id"]["S"] if "id" in item else item["sk"]["S"].rpartition("#")[2]
+    def exhausted(self, rid: str, divisor: int, rest: int) -> bool:
+        return (
+            rid.startswith("rec-") and _number(rid) % divisor == rest and not self.injected["fixed"]
+        )
 
-    def throttle(params: dict[str, Any]) -> bool:
-        rid = record_id(params)
-        n = int(rid.split("-")[1])
-        if exhausted(rid, 41, 7):
-            injected["processor_exhausted"] += 1
+    def throttle(self, params: dict[str, Any]) -> bool:
+        rid = _record_id(params)
+        n = _number(rid)
+        if self.exhausted(rid, 41, 7):
+            self.injected["processor_exhausted"] += 1
             return True
-        remaining.setdefault(rid, 2 if n % 13 == 0 else 1 if n % 7 == 0 else 0)
-        if remaining[rid] > 0:
-            remaining[rid] -= 1
-            injected["throttled"] += 1
+        self.remaining.setdefault(rid, 2 if n % 13 == 0 else 1 if n % 7 == 0 else 0)
+        if self.remaining[rid] > 0:
+            self.remaining[rid] -= 1
+            self.injected["throttled"] += 1
             return True
         return False
 
-    lost: set[str] = set()
-
-    def lose_response(params: dict[str, Any]) -> bool:
-        rid = record_id(params)
-        n = int(rid.split("-")[1])
-        if n % 17 == 5 and n % 13 != 0 and rid not in lost:
-            lost.add(rid)
-            injected["lost_response"] += 1
+    def lose_response(self, params: dict[str, Any]) -> bool:
+        rid = _record_id(params)
+        n = _number(rid)
+        if n % 17 == 5 and n % 13 != 0 and rid not in self.lost:
+            self.lost.add(rid)
+            self.injected["lost_response"] += 1
             return True
         return False
 
-    client = pipeline.module("processor").dynamodb
-    fail_before(client, "PutItem", throttle)
-    fail_after(client, "PutItem", lose_response)
-
-    enricher_reads: Counter = Counter()
-
-    def throttle_read(params: dict[str, Any]) -> bool:
+    def throttle_read(self, params: dict[str, Any]) -> bool:
         # The enricher reads CATEGORY#<type>; the record comes from the handler's correlation id.
-        rid = str(pipeline.module("enricher").logger.get_correlation_id() or "")
+        rid = str(self.pipeline.module("enricher").logger.get_correlation_id() or "")
         if not rid.startswith("rec-"):
             return False
-        enricher_reads[rid] += 1
-        if exhausted(rid, 43, 11) or (number(rid) % 23 == 4 and enricher_reads[rid] == 1):
-            injected["enricher_throttled"] += 1
+        self.enricher_reads[rid] += 1
+        first = _number(rid) % 23 == 4 and self.enricher_reads[rid] == 1
+        if self.exhausted(rid, 43, 11) or first:
+            self.injected["enricher_throttled"] += 1
             return True
         return False
 
-    fail_before(pipeline.module("enricher").dynamodb, "GetItem", throttle_read)
-
-    validate = pipeline.module("validator").accept
-
-    def crashing_accept(event: Any, *args: Any, **kwargs: Any) -> Any:
+    def crashing_accept(self, event: Any, *args: Any, **kwargs: Any) -> Any:
         rid = event.get("id", "") if isinstance(event, dict) else ""
-        if exhausted(str(rid), 47, 13):
-            injected["validator_crashed"] += 1
+        if self.exhausted(str(rid), 47, 13):
+            self.injected["validator_crashed"] += 1
             raise RuntimeError("validator: simulated crash")
-        return validate(event, *args, **kwargs)
+        return self.validate(event, *args, **kwargs)
 
-    pipeline.module("validator").accept = crashing_accept
-
-    def redeliver(stage: str, event: Any) -> bool:
+    def redeliver(self, stage: str, event: Any) -> bool:
         record = event.get("responsePayload") if isinstance(event, dict) else None
         rid = str(record.get("id", "")) if isinstance(record, dict) else ""
-        if stage == "enricher" and rid.startswith("rec-") and number(rid) % 19 == 3:
+        if stage == "enricher" and rid.startswith("rec-") and _number(rid) % 19 == 3:
             key = f"redelivered {rid}"
-            if not injected[key]:
-                injected[key] = 1
-                injected["redelivered"] += 1
+            if not self.injected[key]:
+                self.injected[key] = 1
+                self.injected["redelivered"] += 1
                 return True
         return False
 
-    pipeline.redeliver = redeliver
-    return injected
+
+@pytest.fixture
+def faults(pipeline) -> Counter:
+    """The :class:`FaultPlan` installed on the pipeline; its counts of what it injected."""
+    return FaultPlan(pipeline).install()
 
 
 def test_thousand_records_with_faults_nothing_lost_nothing_twice(

@@ -65,7 +65,18 @@ def validate(raw: object, *, enriched: bool = False) -> dict[str, Any]:
     ]
     problems += [f"{name}: required field is missing" for name in FIELDS if name not in raw]
     record = dict(raw)
+    problems += _field_problems(raw, allowed, record)
+    problems += _payload_problems(raw, problems)
+    if problems:
+        raise InvalidRecord(problems)
+    return record
 
+
+def _field_problems(
+    raw: dict[str, Any], allowed: tuple[str, ...], record: dict[str, Any]
+) -> list[str]:
+    """The id, the bounded strings and the times (normalised into ``record``)."""
+    problems = []
     if "id" in raw and not (isinstance(raw["id"], str) and _ID.match(raw["id"])):
         problems.append(
             f"id: must be 1-128 characters of A-Z a-z 0-9 . _ : -, got {_show(raw['id'])}"
@@ -82,21 +93,22 @@ def validate(raw: object, *, enriched: bool = False) -> dict[str, Any]:
             record[name], problem = _utc(name, raw[name])
             if problem:
                 problems.append(problem)
+    return problems
 
-    if "payload" in raw:
-        payload = raw["payload"]
-        if not isinstance(payload, dict):
-            problems.append(f"payload: must be a JSON object, got {type(payload).__name__}")
-        elif not any(p.startswith("payload") for p in problems):
-            size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
-            if size > MAX_PAYLOAD_BYTES:
-                problems.append(
-                    f"payload: must be at most {MAX_PAYLOAD_BYTES} bytes as JSON, got {size}"
-                )
 
-    if problems:
-        raise InvalidRecord(problems)
-    return record
+def _payload_problems(raw: dict[str, Any], found: list[str]) -> list[str]:
+    """An object, and (unless its text already failed) at most ``MAX_PAYLOAD_BYTES``."""
+    if "payload" not in raw:
+        return []
+    payload = raw["payload"]
+    if not isinstance(payload, dict):
+        return [f"payload: must be a JSON object, got {type(payload).__name__}"]
+    if any(p.startswith("payload") for p in found):
+        return []
+    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_PAYLOAD_BYTES:
+        return [f"payload: must be at most {MAX_PAYLOAD_BYTES} bytes as JSON, got {size}"]
+    return []
 
 
 def canonical(record: dict[str, Any]) -> str:

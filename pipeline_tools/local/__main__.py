@@ -37,6 +37,9 @@ from pipeline_tools.local.local import (
 )
 from pipeline_tools.operate import RecordFileError, add_commands, read_records
 
+#: The environment the local emulator deploys.
+ENVIRONMENT = "dev"
+
 
 def up(environment: str, port: int, keep: bool, records: Path) -> int:
     emulator = Emulator(port)
@@ -78,7 +81,7 @@ def up(environment: str, port: int, keep: bool, records: Path) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline_tools.local", description=__doc__.split("\n")[0]
     )
@@ -96,46 +99,49 @@ def main(argv: list[str] | None = None) -> int:
         )
     commands.add_parser("down", help="destroy the stack in a kept emulator and stop it")
     add_commands(commands)
-    args = parser.parse_args(argv)
-    environment = "dev"
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
-        if args.command == "up":
-            if Emulator.running():
-                print(
-                    "An emulator is already running: `make destroy-local` first.", file=sys.stderr
-                )
-                return 1
-            return up(environment, args.port or free_port(), args.keep, args.records)
-        emulator = Emulator.running()
-        if emulator is None and args.command == "down":
-            # A second `make destroy-local`: what it would do is already done.
-            print("No emulator is running: nothing to destroy.")
-            return 0
-        if emulator is None:
-            print(
-                "No emulator is running: start one with `make deploy-local KEEP=1`.",
-                file=sys.stderr,
-            )
+        running = Emulator.running()
+        if args.command != "up":
+            return _on_running(running, args)
+        if running:
+            print("An emulator is already running: `make destroy-local` first.", file=sys.stderr)
             return 1
-        if args.command == "drive":
-            sent = read_records(args.records)
-            print(render_drive(drive(emulator, environment, sent), len(sent)))
-            return 0
-        if args.command in ("send", "dead-letters", "redrive", "counts"):
-            return operate(emulator, environment, args)
-        try:
-            destroy(aws_environment(emulator), environment)
-            print(f"Destroyed {stack_name(environment)}.")
-        finally:
-            emulator.stop()
-            print("The emulator was stopped.")
-        return 0
+        return up(ENVIRONMENT, args.port or free_port(), args.keep, args.records)
     except LocalDeployError as error:
         print(f"local deploy: {error}", file=sys.stderr)
         return 1
     except RecordFileError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _on_running(emulator: Emulator | None, args: argparse.Namespace) -> int:
+    """``drive``, an operator command or ``down``, on the emulator that is running."""
+    if emulator is None and args.command == "down":
+        # A second `make destroy-local`: what it would do is already done.
+        print("No emulator is running: nothing to destroy.")
+        return 0
+    if emulator is None:
+        print("No emulator is running: start one with `make deploy-local KEEP=1`.", file=sys.stderr)
+        return 1
+    if args.command == "drive":
+        sent = read_records(args.records)
+        print(render_drive(drive(emulator, ENVIRONMENT, sent), len(sent)))
+        return 0
+    if args.command in ("send", "dead-letters", "redrive", "counts"):
+        return operate(emulator, ENVIRONMENT, args)
+    try:
+        destroy(aws_environment(emulator), ENVIRONMENT)
+        print(f"Destroyed {stack_name(ENVIRONMENT)}.")
+    finally:
+        emulator.stop()
+        print("The emulator was stopped.")
+    return 0
 
 
 if __name__ == "__main__":

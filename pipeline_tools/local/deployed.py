@@ -14,13 +14,14 @@ import hashlib
 import io
 import json
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline_tools.runner.iam import RolePolicy
 from pipeline_tools.runner.spec import FunctionSpec
-from pipeline_tools.template import StackTemplate, resources
+from pipeline_tools.template import StackTemplate, Stage, resources
 
 
 class DeployedCodeMismatch(RuntimeError):
@@ -79,24 +80,17 @@ def specs_from_deployment(
         destination = invoke.get("DestinationConfig", {}).get("OnSuccess", {}).get("Destination")
         on_success = alias_arns[destination] if destination else None
 
-        dlq_arn = (config.get("DeadLetterConfig") or {}).get("TargetArn")
-        if dlq_arn:
-            dlq_url = sqs.get_queue_url(QueueName=dlq_arn.rsplit(":", 1)[1])["QueueUrl"]
-        else:
-            queue_id = stage.dead_letter_queue_id
-            dlq_url = stack.physical.get(queue_id) if queue_id else None
-            notes.append(
-                f"{name}: DLQ from the deployed template (the emulator dropped "
-                "the function's DeadLetterConfig)"
-            )
+        dlq_url = _dead_letter_queue_url(sqs, stack, stage, config, notes)
         specs[name] = FunctionSpec.build(
             name=name,
             code_dir=code_dir,
             function=config,
-            environment=config.get("Environment", {}).get("Variables", {}),
             async_config=invoke,
             on_success=on_success,
-            dead_letter_queue_url=dlq_url,
+            dead_letter_queue={
+                "Ref": dlq_url,
+                "Arn": physical.get(stage.dead_letter_queue_id or "", {}).get("Arn"),
+            },
             arn=f"{config['FunctionArn']}:live",
             policy=RolePolicy.of(
                 model,
@@ -105,7 +99,6 @@ def specs_from_deployment(
                 region=s3.meta.region_name,
                 account=account,
             ),
-            dead_letter_queue_arn=physical.get(stage.dead_letter_queue_id or "", {}).get("Arn"),
         )
         notes.append(
             f"{name}: code sha256 {config['CodeSha256']} verified, handler "
@@ -113,6 +106,21 @@ def specs_from_deployment(
             f"on success -> {on_success or 'end'}"
         )
     return specs, notes
+
+
+def _dead_letter_queue_url(
+    sqs: Any, stack: DeployedStack, stage: Stage, config: Mapping[str, Any], notes: list[str]
+) -> str | None:
+    """The function's DLQ as deployed, or (noted) as the template names it."""
+    dlq_arn = (config.get("DeadLetterConfig") or {}).get("TargetArn")
+    if dlq_arn:
+        return str(sqs.get_queue_url(QueueName=dlq_arn.rsplit(":", 1)[1])["QueueUrl"])
+    queue_id = stage.dead_letter_queue_id
+    notes.append(
+        f"{stage.name}: DLQ from the deployed template (the emulator dropped "
+        "the function's DeadLetterConfig)"
+    )
+    return stack.physical.get(queue_id) if queue_id else None
 
 
 def _arns(

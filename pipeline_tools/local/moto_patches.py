@@ -102,6 +102,12 @@ def _event_invoke_configs_per_qualifier(models: Any, responses: Any) -> None:
         "delete_function_event_invoke_config",
     ):
         _target(responses, name, ())
+    _invoke_configs_in_the_backend(models)
+    _invoke_configs_in_the_responses(responses)
+
+
+def _invoke_configs_in_the_backend(models: Any) -> None:
+    backend = models.LambdaBackend
 
     def put(self: Any, function_name: str, config: dict[str, Any], qualifier: Any = None) -> Any:
         fn = self.get_function(function_name)
@@ -134,6 +140,8 @@ def _event_invoke_configs_per_qualifier(models: Any, responses: Any) -> None:
     backend.get_function_event_invoke_config = get
     backend.delete_function_event_invoke_config = delete
 
+
+def _invoke_configs_in_the_responses(responses: Any) -> None:
     from urllib.parse import unquote
 
     from moto.core.responses import ActionResult

@@ -66,30 +66,35 @@ class FunctionSpec:
         name: str,
         code_dir: Path,
         function: Mapping[str, Any],
-        environment: Mapping[str, str],
         async_config: Mapping[str, Any],
         on_success: str | None,
-        dead_letter_queue_url: str | None,
+        dead_letter_queue: Mapping[str, str | None] | None,
         arn: str,
         policy: RolePolicy | None = None,
-        dead_letter_queue_arn: str | None = None,
     ) -> FunctionSpec:
         """A spec from a function's settings and its async config, as either a template or
         Lambda's API spells them (``Handler``, ``MemorySize``, ``Timeout``,
-        ``MaximumRetryAttempts``), with Lambda's defaults for what is not set."""
+        ``MaximumRetryAttempts``, ``Environment``), with Lambda's defaults for what is not set.
+
+        :param dead_letter_queue: the queue's ``Ref`` (URL) and ``Arn``, if it has one.
+        """
+        queue = dead_letter_queue or {}
         return cls(
             name=name,
             code_dir=Path(code_dir),
             handler=function["Handler"],
-            environment={**logging_environment(function.get("LoggingConfig", {})), **environment},
+            environment={
+                **logging_environment(function.get("LoggingConfig", {})),
+                **function.get("Environment", {}).get("Variables", {}),
+            },
             retry_attempts=int(async_config.get("MaximumRetryAttempts", DEFAULT_RETRY_ATTEMPTS)),
             on_success=on_success,
-            dead_letter_queue_url=dead_letter_queue_url,
+            dead_letter_queue_url=queue.get("Ref"),
             memory_mb=int(function.get("MemorySize", DEFAULT_MEMORY_MB)),
             timeout_seconds=int(function.get("Timeout", DEFAULT_TIMEOUT_SECONDS)),
             arn=arn,
             policy=policy,
-            dead_letter_queue_arn=dead_letter_queue_arn,
+            dead_letter_queue_arn=queue.get("Arn"),
         )
 
 
@@ -148,18 +153,23 @@ def specs_from_template(
         specs[name] = FunctionSpec.build(
             name=name,
             code_dir=code_dirs[name],
-            function=stage.properties,
-            environment={
-                k: resolve(v, physical, f"{stage.function_id}.{k}") for k, v in variables.items()
+            # the environment resolved: what Lambda's API reports
+            function={
+                **stage.properties,
+                "Environment": {
+                    "Variables": {
+                        k: resolve(v, physical, f"{stage.function_id}.{k}")
+                        for k, v in variables.items()
+                    }
+                },
             },
             async_config=stage.async_config,
             on_success=stage.on_success,
-            dead_letter_queue_url=physical[queue]["Ref"] if queue else None,
+            dead_letter_queue=physical[queue] if queue else None,
             arn=f"{arns[name]}:live",
             policy=RolePolicy.of(
                 model, str(stage.role_id), physical, region=REGION, account=ACCOUNT
             ),
-            dead_letter_queue_arn=physical[queue].get("Arn") if queue else None,
         )
     return specs
 
