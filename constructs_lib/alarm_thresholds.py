@@ -2,12 +2,12 @@
 
 Plain data, no CDK: ``PipelineMonitoring`` takes it, and the settings model parses the
 ``alarms`` block of ``cdk.json`` straight into it. The ``Annotated`` bounds are read by the
-settings model (and its JSON Schema); ``__post_init__`` applies them to any other caller.
+settings model (and its JSON Schema) and by ``limits.check_fields`` for any other caller.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Annotated
 
 from annotated_types import Ge, Le
@@ -17,6 +17,7 @@ from constructs_lib.limits import (
     ALARM_PERIOD_SECONDS,
     ALARM_PERIOD_STEP_SECONDS,
     LimitError,
+    check_fields,
     max_evaluation_range_seconds,
 )
 
@@ -67,19 +68,10 @@ class AlarmThresholds:
     evaluation_periods: Evaluations = 1
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise LimitError(f.name, value, "must be a number of 0 or more")
-        if not 0.01 <= self.duration_p99_timeout_ratio <= 1.0:
-            raise LimitError(
-                "duration_p99_timeout_ratio",
-                self.duration_p99_timeout_ratio,
-                "must be from 0.01 to 1.0",
-            )
+        check_fields(self)
         low, high = ALARM_PERIOD_SECONDS
         period = self.period_seconds
-        if not low <= period <= high or period % ALARM_PERIOD_STEP_SECONDS:
+        if period % ALARM_PERIOD_STEP_SECONDS:
             raise LimitError(
                 "period_seconds",
                 period,
@@ -88,7 +80,7 @@ class AlarmThresholds:
             )
         for name in ("evaluation_periods", "throttle_evaluation_periods"):
             self._require_window(name, getattr(self, name))
-        if not 1 <= self.throttle_datapoints_to_alarm <= self.throttle_evaluation_periods:
+        if self.throttle_datapoints_to_alarm > self.throttle_evaluation_periods:
             raise LimitError(
                 "throttle_datapoints_to_alarm",
                 self.throttle_datapoints_to_alarm,
@@ -97,9 +89,6 @@ class AlarmThresholds:
             )
 
     def _require_window(self, name: str, evaluations: int) -> None:
-        low, high = ALARM_EVALUATION_PERIODS
-        if isinstance(evaluations, bool) or not low <= evaluations <= high:
-            raise LimitError(name, evaluations, f"must be from {low} to {high}")
         period = self.period_seconds
         window, limit = period * evaluations, max_evaluation_range_seconds(period)
         if window > limit:

@@ -7,6 +7,13 @@ refuse at synth what AWS would refuse at deploy.
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
+from typing import Annotated, Any, get_args, get_origin
+
+from annotated_types import Ge, Le
+
 #: Lambda function memory, MB (CreateFunction ``MemorySize``).
 MEMORY_MB = (128, 10240)
 #: Lambda function timeout, seconds (CreateFunction ``Timeout``).
@@ -23,6 +30,14 @@ DEFAULT_MAX_EVENT_AGE_SECONDS = 3600
 CONCURRENCY = (0, 1000)
 #: Target of ``ProvisionedConcurrencyUtilization`` for target tracking.
 UTILIZATION_TARGET = (0.1, 0.9)
+#: The bounded values as types: the settings model's fields are these, so pydantic checks them
+#: (and writes them into the JSON Schema), and ``check`` reads the same bounds for the constructs.
+MemoryMB = Annotated[int, Ge(MEMORY_MB[0]), Le(MEMORY_MB[1])]
+TimeoutSeconds = Annotated[int, Ge(TIMEOUT_SECONDS[0]), Le(TIMEOUT_SECONDS[1])]
+Concurrency = Annotated[int, Ge(CONCURRENCY[0]), Le(CONCURRENCY[1])]
+ReservedConcurrency = Annotated[int, Ge(1), Le(CONCURRENCY[1])]
+UtilizationTarget = Annotated[float, Ge(UTILIZATION_TARGET[0]), Le(UTILIZATION_TARGET[1])]
+
 #: Every retention CloudWatch Logs accepts, in days (PutRetentionPolicy ``retentionInDays``).
 LOG_RETENTION_DAYS: tuple[int, ...] = (
     1,
@@ -62,12 +77,47 @@ def max_evaluation_range_seconds(period_seconds: int) -> int:
 
 
 def check(
-    argument: str, value: object, bounds: tuple[float, float], unit: str = "", *, label: str = ""
+    argument: str,
+    value: object,
+    bounds: tuple[float | None, float | None],
+    unit: str = "",
+    *,
+    label: str = "",
 ) -> None:
-    """Refuse ``value`` outside ``bounds`` (inclusive), naming ``argument`` (within ``label``)."""
+    """Refuse ``value`` outside ``bounds`` (inclusive; ``None``: unbounded), naming ``argument``
+    (within ``label``)."""
     low, high = bounds
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise LimitError(argument, value, f"must be from {low} to {high}{unit}", label=label)
+    number = not isinstance(value, bool) and isinstance(value, int | float)
+    if number and (low is None or low <= value) and (high is None or value <= high):  # type: ignore[operator]
+        return
+    if low is not None and high is not None:
+        allowed = f"must be from {low} to {high}{unit}"
+    else:
+        allowed = (
+            f"must be a number of at least {low}" if high is None else f"must be at most {high}"
+        )
+    raise LimitError(argument, value, allowed, label=label)
+
+
+def bounds_of(annotation: Any) -> tuple[Any, Any]:
+    """The ``Ge`` and ``Le`` bounds of ``Annotated[X, Ge(a), Le(b)]`` (or of it ``| None``)."""
+    if get_origin(annotation) in (types.UnionType, typing.Union):
+        found = [bounds_of(a) for a in get_args(annotation) if a is not type(None)]
+        return found[0] if found else (None, None)
+    if get_origin(annotation) is not Annotated:
+        return None, None
+    marks = {type(m).__name__: m for m in get_args(annotation)[1:]}
+    return getattr(marks.get("Ge"), "ge", None), getattr(marks.get("Le"), "le", None)
+
+
+def check_fields(instance: Any, label: str = "") -> None:
+    """Each field of a dataclass within the bounds its ``Annotated`` type carries: the same
+    bounds the settings model (pydantic) applies, for a caller that builds it directly."""
+    hints = typing.get_type_hints(type(instance), include_extras=True)
+    for field in dataclasses.fields(instance):
+        bounds = bounds_of(hints[field.name])
+        if bounds != (None, None):
+            check(field.name, getattr(instance, field.name), bounds, label=label)
 
 
 class LimitError(ValueError):

@@ -3,8 +3,7 @@
 Plain, frozen dataclasses with no CDK in them: ``OptimizedFunction`` takes them, and the
 settings model (``serverless_stack/config.py``) parses ``cdk.json`` straight into them, so there
 is one definition of each field and one set of checks. The ``Annotated`` bounds are read by the
-settings model (and its JSON Schema); ``__post_init__`` applies the same bounds to any other
-caller.
+settings model (and its JSON Schema) and by ``limits.check_fields`` for any other caller.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import Annotated
 from annotated_types import Ge, Le, MaxLen, MinLen
 
 from constructs_lib import cron
-from constructs_lib.limits import CONCURRENCY, UTILIZATION_TARGET, LimitError, check
+from constructs_lib.limits import CONCURRENCY, LimitError, UtilizationTarget, check, check_fields
 
 Capacity = Annotated[int, Ge(CONCURRENCY[0]), Le(CONCURRENCY[1])]
 Floor = Annotated[int, Ge(1), Le(CONCURRENCY[1])]
@@ -54,7 +53,7 @@ class ScheduledCapacity:
         except cron.CronError as error:
             reason = str(error).removeprefix(f"cron {self.cron!r}: ")
             raise LimitError("cron", self.cron, f"is not valid: {reason}", label=label) from None
-        check("min_capacity", self.min_capacity, CONCURRENCY, label=label)
+        check_fields(self, label)
         check("max_capacity", self.max_capacity, (self.min_capacity, CONCURRENCY[1]), label=label)
         if self.time_zone is not None:
             try:
@@ -84,14 +83,13 @@ class ProvisionedConcurrencyScaling:
 
     min_capacity: Floor
     max_capacity: Capacity
-    utilization_target: Annotated[float, Ge(UTILIZATION_TARGET[0]), Le(UTILIZATION_TARGET[1])] = 0.7
+    utilization_target: UtilizationTarget = 0.7
     schedule: tuple[ScheduledCapacity, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         label = "auto_scaling"
-        check("min_capacity", self.min_capacity, (1, CONCURRENCY[1]), label=label)
+        check_fields(self, label)
         check("max_capacity", self.max_capacity, (self.min_capacity, CONCURRENCY[1]), label=label)
-        check("utilization_target", self.utilization_target, UTILIZATION_TARGET, label=label)
         names = [action.name for action in self.schedule]
         if len(set(names)) != len(names):
             raise LimitError("schedule", names, "must give each action a unique name", label=label)

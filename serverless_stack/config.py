@@ -28,12 +28,21 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
-from pydantic_core import core_schema
+from annotated_types import Ge, Le
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from constructs_lib import limits
 from constructs_lib.alarm_thresholds import AlarmThresholds
@@ -94,66 +103,7 @@ class ConfigError(ValueError):
         self.allowed = allowed
 
 
-# --- value rules: each validates one JSON value and describes itself in the JSON Schema ---------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Rule:
-    """``Annotated`` metadata: ``check`` validates a value, ``schema`` describes it."""
-
-    check: Callable[[Any], Any]
-    schema: Mapping[str, Any]
-    nullable: bool = False
-
-    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
-        def validate(value: Any) -> Any:
-            return None if value is None and self.nullable else self.check(value)
-
-        return core_schema.no_info_plain_validator_function(validate)
-
-    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
-        described = dict(self.schema)
-        return {"anyOf": [described, {"type": "null"}]} if self.nullable else described
-
-
-def _integer(low: int, high: int, *, nullable: bool = False, unit: str = "") -> _Rule:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"must be an integer from {low} to {high}{unit}")
-        return value
-
-    return _Rule(check, {"type": "integer", "minimum": low, "maximum": high}, nullable)
-
-
-def _one_of(*allowed: Any, why: str = "") -> _Rule:
-    def check(value: Any) -> Any:
-        if isinstance(value, bool) or value not in allowed:
-            reason = f" ({why})" if why else ""
-            raise ValueError(f"must be one of {', '.join(map(str, allowed))}{reason}")
-        return value
-
-    return _Rule(check, {"enum": list(allowed)})
-
-
-def _matching(pattern: str, description: str, *, nullable: bool = False) -> _Rule:
-    compiled = re.compile(pattern)
-
-    def check(value: Any) -> str:
-        if not isinstance(value, str) or not compiled.match(value):
-            raise ValueError(f"must be {description}")
-        return value
-
-    schema = {"type": "string", "pattern": pattern, "description": description}
-    return _Rule(check, schema, nullable)
-
-
-def _boolean() -> _Rule:
-    def check(value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise ValueError("must be true or false")
-        return value
-
-    return _Rule(check, {"type": "boolean"})
+# --- value types: pydantic checks them, and they describe themselves in the JSON Schema --------
 
 
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
@@ -164,47 +114,45 @@ _KMS_KEY_ARN = (
 _TAG_VALUE = r"^[\w\s+\-=.:/@]{1,256}$"
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
+Email = Annotated[str, StringConstraints(pattern=_EMAIL)]
+KmsKeyArn = Annotated[str, StringConstraints(pattern=_KMS_KEY_ARN)]
+TagValue = Annotated[str, StringConstraints(pattern=_TAG_VALUE)]
+RecordRetentionDays = Annotated[int, Ge(MIN_RECORD_RETENTION_DAYS), Le(MAX_RECORD_RETENTION_DAYS)]
 
-def _emails() -> _Rule:
-    email = re.compile(_EMAIL)
-
-    def check(value: Any) -> tuple[str, ...]:
-        if not isinstance(value, list) or not all(
-            isinstance(v, str) and email.match(v) for v in value
-        ):
-            raise ValueError("must be a list of e-mail addresses (may be empty)")
-        if len(set(value)) != len(value):
-            raise ValueError("must not list an address twice")
-        return tuple(value)
-
-    schema = {"type": "array", "items": {"type": "string", "pattern": _EMAIL}, "uniqueItems": True}
-    return _Rule(check, schema)
+#: What a field allows, where its type's own words would say less (a pattern, a reason).
+_ALLOWED = {
+    "alarm_emails": "must be a list of e-mail addresses (may be empty)",
+    "cost_center": "must be a tag value: 1-256 letters, digits, spaces or + - = . _ : / @",
+    "log_kms_key_arn": "must be the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<id>)",
+    "log_level": f"must be one of DEBUG, INFO ({LOG_LEVEL_LIMIT})",
+}
 
 
 # --- the model ---------------------------------------------------------------------------------
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Python's re: the tag-value pattern's Unicode \w outgrows the Rust engine's size limit.
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
 
 
 class FunctionSettings(_Settings):
     """One pipeline function's sizing and concurrency."""
 
-    memory_mb: Annotated[int, _integer(*limits.MEMORY_MB, unit=" (MB)")] = Field(
+    memory_mb: limits.MemoryMB = Field(
         description="Memory in MB: p99 of Max Memory Used plus 20 % headroom"
     )
-    timeout_seconds: Annotated[int, _integer(*limits.TIMEOUT_SECONDS)] = 30
-    provisioned_concurrency: Annotated[int, _integer(*limits.CONCURRENCY)] = Field(
+    timeout_seconds: limits.TimeoutSeconds = 30
+    provisioned_concurrency: limits.Concurrency = Field(
         0, description="A fixed provisioned concurrency on the live alias (0: none)"
     )
-    reserved_concurrency: Annotated[int | None, _integer(1, 1000, nullable=True)] = None
+    reserved_concurrency: limits.ReservedConcurrency | None = None
     auto_scaling: ProvisionedConcurrencyScaling | None = Field(
         None,
         description="Provisioned concurrency owned by a scalable target on the live alias "
         "instead of a fixed value; min_capacity is the floor",
     )
-    tracing: Annotated[Literal["Active", "PassThrough"], _one_of("Active", "PassThrough")] = Field(
+    tracing: Literal["Active", "PassThrough"] = Field(
         "PassThrough",
         description="X-Ray tracing: Active records nearly every invocation at these volumes "
         "($5 per million traces); PassThrough only traces a caller already sampled",
@@ -251,65 +199,46 @@ class TableSettings(_Settings):
     ``AWS::DynamoDB::Table`` (use point-in-time recovery, which is always on).
     """
 
-    removal_policy: Annotated[Literal["destroy", "retain"], _one_of("destroy", "retain")] = (
-        "destroy"
-    )
-    deletion_protection: Annotated[bool, _boolean()] = False
+    removal_policy: Literal["destroy", "retain"] = "destroy"
+    deletion_protection: bool = False
 
 
 class EnvironmentSettings(_Settings):
     """The validated settings of one environment (the block under ``pipeline.<environment>``)."""
 
-    cost_center: Annotated[
-        str, _matching(_TAG_VALUE, "a tag value: 1-256 letters, digits, spaces or + - = . _ : / @")
-    ] = "data-platform"
-    alarm_emails: Annotated[tuple[str, ...], _emails()] = ()
-    log_retention_days: Annotated[int, _one_of(*limits.LOG_RETENTION_DAYS)] = Field(
+    cost_center: TagValue = "data-platform"
+    alarm_emails: tuple[Email, ...] = Field((), json_schema_extra={"uniqueItems": True})
+    log_retention_days: Literal[limits.LOG_RETENTION_DAYS] = Field(  # type: ignore[valid-type]
         7,
         description="Days each function's log group keeps its logs (AWS Control Tower's "
         "CT.CLOUDWATCH.PR.2 asks for at least 365)",
     )
-    log_kms_key_arn: Annotated[
-        str | None,
-        _matching(
-            _KMS_KEY_ARN,
-            "the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<id>)",
-            nullable=True,
-        ),
-    ] = Field(
+    log_kms_key_arn: KmsKeyArn | None = Field(
         None,
         description="A customer-managed KMS key that encrypts every log group (its key policy "
         "must let logs.<region>.amazonaws.com use it; Control Tower's CT.CLOUDWATCH.PR.3); "
         "null: CloudWatch Logs' own encryption",
     )
-    record_retention_days: Annotated[
-        int | None,
-        _integer(MIN_RECORD_RETENTION_DAYS, MAX_RECORD_RETENTION_DAYS, nullable=True),
-    ] = Field(None, description="Days a stored record is kept (DynamoDB TTL); null: for ever")
-    architecture: Annotated[Literal["arm64", "x86_64"], _one_of("arm64", "x86_64")] = "arm64"
-    log_level: Annotated[
-        Literal["DEBUG", "INFO"],
-        _one_of("DEBUG", "INFO", why=LOG_LEVEL_LIMIT),
-    ] = Field(
+    record_retention_days: RecordRetentionDays | None = Field(
+        None, description="Days a stored record is kept (DynamoDB TTL); null: for ever"
+    )
+    architecture: Literal["arm64", "x86_64"] = "arm64"
+    log_level: Literal["DEBUG", "INFO"] = Field(
         "INFO",
         description="Application log level (Lambda's JSON log format; Powertools follows it). "
         "INFO keeps warnings, errors and the EMF metric lines; DEBUG adds a line per record",
     )
-    system_log_level: Annotated[
-        Literal["DEBUG", "INFO", "WARN"], _one_of("DEBUG", "INFO", "WARN")
-    ] = Field(
+    system_log_level: Literal["DEBUG", "INFO", "WARN"] = Field(
         "INFO",
         description="Lambda's own log lines: INFO keeps the START and REPORT lines that "
         "`make rightsize` reads; WARN drops them",
     )
-    payload_encoding: Annotated[Literal["json", "deflate"], _one_of("json", "deflate")] = Field(
+    payload_encoding: Literal["json", "deflate"] = Field(
         "json",
         description="How the processor stores a payload: json text, or deflate (zlib-compressed "
         "text, lossless) where that saves a DynamoDB write unit",
     )
-    dashboard: Annotated[bool, _boolean()] = Field(
-        True, description="A CloudWatch dashboard of the pipeline ($3 a month)"
-    )
+    dashboard: bool = Field(True, description="A CloudWatch dashboard of the pipeline ($3 a month)")
     table: TableSettings = TableSettings()
     alarms: AlarmThresholds = AlarmThresholds()
     deployment: DeploymentSettings = Field(
@@ -318,6 +247,13 @@ class EnvironmentSettings(_Settings):
         "and the stage's own alarms that roll it back",
     )
     functions: StageFunctions  # type: ignore[valid-type]
+
+    @field_validator("alarm_emails")
+    @classmethod
+    def _each_address_once(cls, emails: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(emails)) != len(emails):
+            raise ValueError("must not list an address twice")
+        return emails
 
 
 @dataclasses.dataclass(frozen=True)
@@ -494,23 +430,34 @@ def _config_error(key: str, error: ValidationError) -> ConfigError:
     loc = [str(part) for part in problem["loc"]]
     value = problem.get("input")
     kind = problem["type"]
-    context = problem.get("ctx") or {}
-    raised = context.get("error")
+    raised = (problem.get("ctx") or {}).get("error")
     if isinstance(raised, LimitError):
         loc, value, allowed = [*loc, raised.argument], raised.value, raised.allowed
     elif kind in ("extra_forbidden", "unexpected_keyword_argument"):
         allowed = f"unknown key; allowed keys: {', '.join(_allowed_keys(loc[:-1]))}"
     elif kind == "missing":
         value, allowed = None, "required"
-    elif kind in ("greater_than_equal", "less_than_equal"):
-        allowed = _range_text(loc)
-    elif kind in ("too_short", "too_long"):
-        allowed = f"must be 1 to {context.get('max_length', 64)} characters"
-    elif kind in _TYPE_WORDS:
-        allowed = _TYPE_WORDS[kind]
     else:
-        allowed = problem["msg"].removeprefix("Value error, ")
+        allowed = _allowed_text(problem, [part for part in loc if not part.isdigit()])
     return ConfigError(".".join([key, *_join_indexes(loc)]), value, allowed)
+
+
+def _allowed_text(problem: Any, named: list[str]) -> str:
+    """What the field allows: its own words, its choices, its bounds, or pydantic's."""
+    kind = problem["type"]
+    annotation = _field_types(_kind_at(named[:-1]), extras=True).get(named[-1])
+    if kind == "value_error":
+        return str(problem["msg"]).removeprefix("Value error, ")
+    if named[-1] in _ALLOWED:
+        return _ALLOWED[named[-1]]
+    if kind == "literal_error":
+        return f"must be one of {', '.join(map(str, get_args(_unwrap(annotation))))}"
+    bounded = limits.bounds_of(annotation) != (None, None)
+    if kind in ("greater_than_equal", "less_than_equal") or (kind in _TYPE_WORDS and bounded):
+        return _range_text(named)
+    if kind in ("too_short", "too_long"):
+        return f"must be 1 to {(problem.get('ctx') or {}).get('max_length', 64)} characters"
+    return _TYPE_WORDS.get(kind) or problem["msg"].removeprefix("Value error, ")
 
 
 def _join_indexes(loc: list[str]) -> list[str]:
@@ -528,9 +475,7 @@ def _range_text(loc: list[str]) -> str:
     """``must be a number from 0.1 to 0.9``, from the ``Ge``/``Le`` bounds of the field."""
     *parent, name = [part for part in loc if not part.isdigit()]
     annotation = _field_types(_kind_at(parent), extras=True)[name]
-    bounds = {type(m).__name__: m for m in get_args(annotation)[1:]}
-    low = getattr(bounds.get("Ge"), "ge", None)
-    high = getattr(bounds.get("Le"), "le", None)
+    low, high = limits.bounds_of(annotation)
     word = "an integer" if _unwrap(annotation) is int else "a number"
     if low is not None and high is not None:
         return f"must be {word} from {low} to {high}"

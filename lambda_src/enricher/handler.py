@@ -6,22 +6,19 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from enricher.enrichment import UNCATEGORIZED, category_from_item, category_key, enrich
-from pipeline_common.invocation import accept, rejections_counted
-from pipeline_common.retries import RetryPolicy, no_sdk_retries
+from pipeline_common.invocation import accept, stage_entry
+from pipeline_common.retries import RetryPolicy, dynamodb_client
 from pipeline_common.tracing import stage_tracer
 
 TABLE_NAME = os.environ["TABLE_NAME"]
 
-logger = Logger()
-tracer = stage_tracer()
-metrics = Metrics()
-dynamodb = boto3.client("dynamodb", config=no_sdk_retries())
+logger, tracer, metrics = Logger(), stage_tracer(), Metrics()
+dynamodb = dynamodb_client()
 #: Throttling is retried here, within the invocation's time.
 RETRY = RetryPolicy()
 
@@ -41,10 +38,7 @@ def lookup_category(record_type: str, deadline: float) -> str:
     return category_from_item(response.get("Item"))
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-@rejections_counted(logger, metrics)
+@stage_entry(logger, metrics, tracer)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = accept(event, logger, metrics, enriched=True)
     category = lookup_category(record["type"], RETRY.deadline(context))

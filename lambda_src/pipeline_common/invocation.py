@@ -83,6 +83,20 @@ class StageFailure(RuntimeError):
     tells an operator (and ``redrive``) a crash from a contract rejection in the DLQ."""
 
 
+def stage_entry(logger: Any, metrics: Any, tracer: Any = None) -> Any:
+    """A stage's handler decorators, in their order: the Lambda context in the logs, the
+    trace (where the stage traces), the metrics flushed, and :func:`rejections_counted`
+    innermost, so that its counts are flushed with the rest."""
+
+    def decorate(handler: Any) -> Any:
+        handler = metrics.log_metrics(rejections_counted(logger, metrics)(handler))
+        if tracer is not None:
+            handler = tracer.capture_lambda_handler(handler)
+        return logger.inject_lambda_context(handler)
+
+    return decorate
+
+
 def rejections_counted(logger: Any, metrics: Any) -> Any:
     """Decorate a handler so that every record it refuses counts in ``RecordsRejected``, and
     every error it did not expect in ``Regressions`` (``pipeline_common/regressions.py``).

@@ -32,6 +32,13 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 T = TypeVar("T")
 
 
+def dynamodb_client() -> Any:
+    """The stage's DynamoDB client: one attempt per call (:func:`no_sdk_retries`)."""
+    import boto3
+
+    return boto3.client("dynamodb", config=no_sdk_retries())
+
+
 def no_sdk_retries() -> Any:
     """A client ``Config`` of one attempt per call: :class:`RetryPolicy` does the retrying.
 

@@ -7,13 +7,12 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pipeline_common.invocation import accept, reject, rejections_counted
-from pipeline_common.retries import RetryPolicy, no_sdk_retries
+from pipeline_common.invocation import accept, reject, stage_entry
+from pipeline_common.retries import RetryPolicy, dynamodb_client
 from pipeline_common.tracing import stage_tracer
 from processor.storage import RecordConflict, Retention, store
 
@@ -29,18 +28,13 @@ RETENTION = (
 #: ``json`` or ``deflate`` (``payload_encoding`` in cdk.json; see ``processor/storage.py``).
 PAYLOAD_ENCODING = os.environ.get("PAYLOAD_ENCODING", "json")
 
-logger = Logger()
-tracer = stage_tracer()
-metrics = Metrics()
-dynamodb = boto3.client("dynamodb", config=no_sdk_retries())
+logger, tracer, metrics = Logger(), stage_tracer(), Metrics()
+dynamodb = dynamodb_client()
 #: Throttling and conflicts are retried here, within the invocation's time.
 RETRY = RetryPolicy()
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-@rejections_counted(logger, metrics)
+@stage_entry(logger, metrics, tracer)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = accept(event, logger, metrics, enriched=True)
     try:

@@ -18,15 +18,13 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pipeline_common.invocation import accept, rejections_counted
+from pipeline_common.invocation import accept, stage_entry
 
 logger = Logger()
 metrics = Metrics()
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-@rejections_counted(logger, metrics)
+@stage_entry(logger, metrics)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = accept(event, logger, metrics, enriched=False)
     logger.debug("record validated", extra={"record_type": record["type"]})
