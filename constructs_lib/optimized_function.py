@@ -100,7 +100,7 @@ class OptimizedFunction(Construct):
             async invoke props go to the alias (:data:`ALIAS_DEFAULTS`); without a
             ``dead_letter_queue``, the function gets its own.
         :param provisioned_concurrency: a fixed value on the ``live`` alias, or an auto-scaling
-            target that alone owns it (aws-cdk issue 29992). :default: 0 (none)
+            target that alone owns it (docs/deployments.md). :default: 0 (none)
         :param log_retention: :default: one week
         :param log_encryption_key: a KMS key for the log group. :default: CloudWatch Logs' own
         :param deployment: shift ``live`` with CodeDeploy. :default: none (it moves at once)

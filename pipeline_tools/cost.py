@@ -6,37 +6,15 @@ Usage::
                                   [--chart PNG] [--markdown] [TEMPLATE ...]
 
 With no template it reads ``cdk.out/DataPipeline-{dev,staging,prod}.template.json`` (``make
-cost`` synthesizes them first). Every line the stack causes is priced:
+cost`` synthesizes them first). Every line the stack causes is priced: what drives cost from the
+template (memory, tracing, logs, provisioned concurrency and its scaling, recovery, alarms,
+dashboards), what the code consumes as ``pipeline_tools/meter.py`` measures it, the volume of
+``pipeline_tools/data/workload.json``, and the list prices of ``pipeline_tools/data/prices.json``
+(docs/cost.md says what each line counts). CodeDeploy has no charge for Lambda
+(https://aws.amazon.com/codedeploy/pricing/).
 
-* **from the template**: memory, architecture, tracing mode, log format and levels, log
-  retention, provisioned concurrency (a fixed value, or the scalable target with its schedule
-  *and* its scaling at the load: ``ceil(concurrency / utilization target)`` between the
-  schedule's minimum and maximum, minute by minute over a week), point-in-time recovery, TTL,
-  alarm metrics (standard, high-resolution, composite) and dashboards;
-* **measured from the code** (``pipeline_tools/meter.py``): the handlers from the synthesized
-  assets run on a sample of records of the workload's size, and the meter sizes their DynamoDB
-  writes and reads by DynamoDB's rules, the stored item, the log bytes CloudWatch ingests after
-  Lambda's level filtering, and the distinct EMF metrics they emit;
-* **from the workload** (``pipeline_tools/data/workload.json``, overridable): records a month,
-  durations (100 ms per invocation by default), record size, failed share, and ``months`` of
-  operation for what accumulates (records that never expire, logs kept for ever);
-* **prices**: ``pipeline_tools/data/prices.json``, list prices with their date and sources.
-
-X-Ray: Lambda's sampling is fixed at 1 request a second plus 5 % of the rest
-(https://docs.aws.amazon.com/lambda/latest/dg/services-xray.html), so each ``Active`` function
-records ``min(r, 1) + 5 % x max(0, r - 1)`` traces a second at ``r`` invocations a second
-(traffic spread evenly over the month), at $5 per million traces recorded.
-
-CodeDeploy, which shifts each alias to a new version, has no charge for Lambda
-(https://aws.amazon.com/codedeploy/pricing/); its rollback alarms are priced with the others.
-
-The naive stack is the one this project replaces: the same three functions at 3008 MB on x86_64
-with no provisioned concurrency; a table provisioned to carry the volume at 70 % utilisation
-(never below 5 RCU / 5 WCU), with the same writes a record and a counter item per type and day
-(so no count markers to store); logs
-in Lambda's default text format at INFO, kept for ever; no tracing, custom metrics, alarms,
-dashboard or DLQ. Record storage is the same data on both sides, so the comparison
-(``ratio``) leaves the ``DynamoDB storage`` line out of both.
+The naive stack is the one this project replaces (:func:`baseline_of`). Record storage is the
+same data on both sides, so the comparison (``ratio``) leaves it out of both.
 """
 
 from __future__ import annotations
@@ -407,7 +385,10 @@ def _retention_days_of(stack: StackTemplate) -> int | None:
 
 
 def baseline_of(model: StackModel) -> StackModel:
-    """The naive stack with the same functions (its table is sized when priced)."""
+    """The naive stack: the same functions at 3008 MB on x86_64, no provisioned concurrency; a
+    table provisioned for the volume at 70 % (never below 5 RCU / 5 WCU) holding a counter item
+    per type and day; text logs at INFO kept for ever; no tracing, custom metrics, alarms,
+    dashboard or DLQ."""
     return StackModel(
         name=f"{model.name} (naive)",
         functions=tuple(
@@ -500,7 +481,8 @@ def load_prices(path: str | Path = PRICES_FILE) -> dict[str, Any]:
 
 
 def traces_recorded(invocations: float, prices: Mapping[str, Any]) -> float:
-    """Traces a month from Lambda's fixed sampling: 1 a second, then 5 % of the rest."""
+    """Traces a month from Lambda's fixed sampling: 1 a second, then 5 % of the rest
+    (https://docs.aws.amazon.com/lambda/latest/dg/services-xray.html), traffic spread evenly."""
     xray = prices["xray"]
     rate = invocations / SECONDS_PER_MONTH
     reservoir = xray["sampling_reservoir_per_second"]

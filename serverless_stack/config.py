@@ -161,10 +161,7 @@ class FunctionSettings(_Settings):
     @model_validator(mode="after")
     def _one_owner(self) -> FunctionSettings:
         if self.auto_scaling is not None and self.provisioned_concurrency:
-            # One owner of the alias's provisioned concurrency (aws-cdk issue 29992): a fixed
-            # value on the alias next to a schedule that scales it to 0 makes CloudFormation
-            # updates fail with ProvisionedConcurrencyConfigNotFoundException, and a redeploy
-            # resets a scaled one.
+            # One owner of the alias's provisioned concurrency: see docs/deployments.md.
             raise LimitError(
                 "provisioned_concurrency",
                 self.provisioned_concurrency,

@@ -296,7 +296,7 @@ def test_cdk_json_points_at_the_schema_and_follows_it():
     schema = json.loads(SCHEMA_FILE.read_text())
     jsonschema.validate(document, schema)
     broken = settings()
-    broken["dev"]["functions"]["validator"]["memory_mb"] = 100
+    broken["dev"]["functions"]["validator"] = {"memory_mb": 100}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"context": {"pipeline": broken}}, schema)
 

@@ -337,8 +337,8 @@ def test_cli_draws_the_chart(stacks, tmp_path):
 
 def test_every_lever_saves_money_in_prod(stacks, capsys):
     """Undoing any lever in prod's template raises the bill, at 1 M and at 10 M."""
-    from pipeline_tools.levers import LEVERS, VOLUMES, render, savings
-    from pipeline_tools.levers import main as levers_main
+    from pipeline_tools.cost_levers import LEVERS, VOLUMES, render, savings
+    from pipeline_tools.cost_levers import main as levers_main
     from tests.conftest import assembly_of
 
     directory, name, template = assembly_of(stacks["prod"])
@@ -351,7 +351,7 @@ def test_every_lever_saves_money_in_prod(stacks, capsys):
     (tracing,) = [s for s in found if s.lever.name.startswith("Tracing")]
     assert round(tracing.usd[1_000_000], 2) == 14.90
     assert "| Tracing only where it pays |" in render(found, markdown=True)
-    # The README's table of levers is this run's (`python -m pipeline_tools.levers --markdown`).
+    # The cost page's table of levers is this run's (`python -m pipeline_tools.cost_levers`).
     table = render(found, markdown=True).strip().splitlines()
     readme = docs_text("cost")
     written = readme[readme.index(table[0]) :].splitlines()[: len(table)]

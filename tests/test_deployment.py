@@ -275,7 +275,7 @@ def test_the_processor_stays_warm_through_a_shift_OLD(template_json):
 
 def test_the_local_emulators_app_leaves_codedeploy_out_and_says_so():
     from app import build_app
-    from pipeline_tools.local.gaps import left_out
+    from pipeline_tools.local.emulator_gaps import left_out
 
     context = {**cdk_context(), "environment": "dev", "local_emulator": "true"}
     app = build_app(cdk.App(context=context))

@@ -8,7 +8,7 @@ import pytest
 
 from enricher.enrichment import UNCATEGORIZED, category_from_item, category_key, enrich
 from tests.conftest import load_event
-from tests.faults import THROTTLED, fail_before
+from tests.fault_injection import THROTTLED, fail_before
 
 
 def put_category(pipeline, record_type: str, category: str) -> None:

@@ -19,7 +19,7 @@ from enricher.enrichment import category_key
 from pipeline_tools.operate import RunnerInvoker, redrive, runner_pipeline
 from pipeline_tools.runner.runner import read_dead_letters
 from tests.conftest import docs_text, stored_and_counted
-from tests.faults import fail_after, fail_before
+from tests.fault_injection import fail_after, fail_before
 
 TOTAL, MALFORMED, DUPLICATES = 1000, 100, 50
 TYPES = ("order", "refund", "signup", "click", "payment")

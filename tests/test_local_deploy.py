@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from pipeline_tools.local.deployed import DeployedStack
-from pipeline_tools.local.gaps import find_gaps, split_gaps
+from pipeline_tools.local.emulator_gaps import find_gaps, split_gaps
 from pipeline_tools.local.local import (
     SAMPLE_RECORDS,
     Emulator,

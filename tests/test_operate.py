@@ -20,7 +20,7 @@ from pipeline_tools.operate import (
     send,
 )
 from tests.conftest import load_event, stored_and_counted
-from tests.faults import fail_before
+from tests.fault_injection import fail_before
 
 RECORD = {
     "id": "r-1",

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from processor.counts import SHARDS, marker_key, shard_of
 from processor.storage import record_item, record_key
 from tests.conftest import load_event, stored_and_counted
-from tests.faults import THROTTLED, fail_after, fail_before
+from tests.fault_injection import THROTTLED, fail_after, fail_before
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

@@ -57,7 +57,7 @@ COVERED = {
     "make cost MARKDOWN=1": "tests/test_cost.py (the report's CLI, terminal and Markdown)",
     "make cost [MARKDOWN=1] [WORKLOAD=file.json] [RECORDS=N]": "tests/test_cost.py",
     "make cost-chart": "tests/test_cost.py (the chart)",
-    ".venv/bin/python -m pipeline_tools.levers --markdown": "tests/test_cost.py (the levers)",
+    ".venv/bin/python -m pipeline_tools.cost_levers --markdown": "tests/test_cost.py (the levers)",
     'make rightsize LOGS="a.log b.log"': "make rightsize, here",
     "make deploy-local [KEEP=1]": "tests/test_local_deploy.py",
     ".venv/bin/python -m pipeline_tools.local up": "tests/test_local_deploy.py",

@@ -28,7 +28,7 @@ from botocore.exceptions import (
 
 from pipeline_common.regressions import is_regression
 from tests.conftest import assembly_of, sample_record, without_retry_waits
-from tests.faults import fail_before
+from tests.fault_injection import fail_before
 from tests.helpers import alias_ids, of_type, props, ref_id
 
 NEW_VERSION = "7"

@@ -79,7 +79,7 @@ def test_cost_levers_reach_each_function_as_documented(template_json, environmen
     for stage, fn_id in function_ids(template).items():
         function = props(template["Resources"][fn_id])
         variables = function["Environment"]["Variables"]
-        tracing = settings["functions"][stage].get("tracing", "PassThrough")
+        tracing = settings["functions"].get(stage, {}).get("tracing", "PassThrough")
         assert function["TracingConfig"] == {"Mode": tracing}
         # No X-Ray SDK work where Lambda records no trace.
         assert ("POWERTOOLS_TRACE_DISABLED" in variables) == (tracing == "PassThrough")

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from pipeline_tools.local.deployed import DeployedStack
-from pipeline_tools.local.gaps import find_gaps, render, split_gaps
+from pipeline_tools.local.emulator_gaps import find_gaps, render, split_gaps
 from pipeline_tools.local.local import (
     SAMPLE_RECORDS,
     Emulator,

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m pipeline_tools.levers [--markdown] [TEMPLATE]   (default: cdk.out/DataPipeline-prod)
+    python -m pipeline_tools.cost_levers [--markdown] [TEMPLATE]   (default: the prod template)
 
 Each lever is undone in a copy of the synthesized template (the code still comes from the
 assembly's assets), the code is metered again where the lever changes what it consumes, and
@@ -194,7 +194,7 @@ def render(found: Sequence[Saving], markdown: bool) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline_tools.levers")
+    parser = argparse.ArgumentParser(prog="python -m pipeline_tools.cost_levers")
     parser.add_argument(
         "template", nargs="?", type=Path, default=Path("cdk.out/DataPipeline-prod.template.json")
     )
