@@ -2,32 +2,25 @@
 
 The count markers' layout belongs to the processor, which writes them
 (``lambda_src/processor/counts.py``). The reader is in that same module, so writing and reading
-share one definition; this loads it from the source tree by its path, under a private name, so
-it never stands in for the ``processor`` package the in-process runner loads from an asset.
+share one definition; ``pipeline_tools/runtime_source.py`` loads it from the source tree.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from functools import cache
-from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
+from pipeline_tools import runtime_source
 from serverless_stack.stages import STORING_STAGE
 
-LAYOUT_FILE = Path(__file__).resolve().parents[1] / "lambda_src" / STORING_STAGE.name / "counts.py"
+#: The storing stage's module of the markers' layout and their reader.
+LAYOUT = f"{STORING_STAGE.name}/counts.py"
 
 
-@cache
 def layout() -> ModuleType:
-    """``lambda_src/processor/counts.py``, loaded as ``_processor_counts``."""
-    spec = importlib.util.spec_from_file_location("_processor_counts", LAYOUT_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """``lambda_src/processor/counts.py``, loaded from the source tree."""
+    return runtime_source.load(LAYOUT)
 
 
 def daily_counts(client: Any, table_name: str, day: str) -> dict[str, int]:

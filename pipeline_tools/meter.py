@@ -40,12 +40,12 @@ import random
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from pipeline_tools import runtime_source
 from pipeline_tools.runner.provision import provision
 from pipeline_tools.runner.runner import AsyncPipeline
 from pipeline_tools.runner.spec import specs_from_template
@@ -73,44 +73,12 @@ SAMPLE_TYPES = ("order", "payment", "refund", "shipment")
 # --- DynamoDB sizing --------------------------------------------------------------------------
 
 
-def value_bytes(value: Mapping[str, Any]) -> int:
-    """The size DynamoDB gives one attribute value (``{"S": ...}``, ``{"N": ...}``, ...)."""
-    (kind, inner), *_ = value.items()
-    if kind not in _VALUE_BYTES:
-        raise ValueError(f"unknown DynamoDB type {kind!r}")
-    return _VALUE_BYTES[kind](inner)
-
-
-def _binary_bytes(inner: Any) -> int:
-    return len(inner) if isinstance(inner, bytes | bytearray) else len(str(inner).encode())
-
-
-#: Each DynamoDB type's size rule: strings and binaries by their bytes, numbers by their
-#: significant digits, a list or map 3 bytes plus 1 an element (and its name, in a map).
-_VALUE_BYTES: dict[str, Callable[[Any], int]] = {
-    "S": lambda inner: len(str(inner).encode()),
-    "B": _binary_bytes,
-    "N": lambda inner: number_bytes(str(inner)),
-    "BOOL": lambda inner: 1,
-    "NULL": lambda inner: 1,
-    "SS": lambda inner: sum(len(s.encode()) for s in inner),
-    "NS": lambda inner: sum(number_bytes(n) for n in inner),
-    "BS": lambda inner: sum(len(b) for b in inner),
-    "L": lambda inner: 3 + sum(1 + value_bytes(v) for v in inner),
-    "M": lambda inner: 3 + sum(1 + len(k.encode()) + value_bytes(v) for k, v in inner.items()),
-}
-
-
-def number_bytes(text: str) -> int:
-    """1 byte per two significant digits (leading and trailing zeros trimmed), plus 1."""
-    digits = Decimal(text).normalize().as_tuple().digits
-    significant = len(digits) if any(digits) else 1
-    return math.ceil(significant / 2) + 1
-
-
-def item_bytes(item: Mapping[str, Mapping[str, Any]] | None) -> int:
-    """The size of an item: every attribute name plus its value."""
-    return sum(len(name.encode()) + value_bytes(v) for name, v in (item or {}).items())
+#: DynamoDB's item-size rule, one definition for the processor (which sizes its items to choose
+#: an encoding) and the meter: ``lambda_src/pipeline_common/item_size.py``.
+_SIZE = runtime_source.load("pipeline_common/item_size.py")
+value_bytes = _SIZE.value_bytes
+number_bytes = _SIZE.number_bytes
+item_bytes = _SIZE.item_bytes
 
 
 def write_units(size: int) -> int:

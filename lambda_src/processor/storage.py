@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,6 +45,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from pipeline_common.contract import canonical
+from pipeline_common.item_size import write_units
 from pipeline_common.retries import RetryPolicy
 from processor.counts import marker_key
 
@@ -121,7 +121,7 @@ def record_item(
     if encoding == "deflate":
         compact = {k: v for k, v in item.items() if k != "payload"}
         compact["payload_deflate"] = {"B": zlib.compress(item["payload"]["S"].encode(), 9)}
-        if _write_units(compact) < _write_units(item):
+        if write_units(compact) < write_units(item):
             return compact
     return item
 
@@ -131,24 +131,6 @@ def read_payload(item: dict[str, Any]) -> Any:
     if "payload_deflate" in item:
         return json.loads(zlib.decompress(bytes(item["payload_deflate"]["B"])))
     return json.loads(item["payload"]["S"])
-
-
-def _write_units(item: dict[str, dict[str, Any]]) -> int:
-    """Write units of putting ``item``: a unit per started KB of its size, the size being each
-    attribute's name plus its value (strings and binaries by length, numbers about a byte per
-    two digits plus one), https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html.
-    This item has only strings, binaries and a whole number."""
-    size = 0
-    for name, value in item.items():
-        (kind, inner), *_ = value.items()
-        if kind == "S":
-            size += len(inner.encode())
-        elif kind == "N":
-            size += math.ceil(len(inner.lstrip("-")) / 2) + 1
-        else:
-            size += len(inner)
-        size += len(name.encode())
-    return math.ceil(size / 1024)
 
 
 def store(
