@@ -1,9 +1,9 @@
 """``pipeline``: the project's one command line (installed by ``make install`` as
 ``.venv/bin/pipeline``; it needs no activated venv).
 
-    pipeline [--stack NAME] send FILE | dead-letters | redrive [...] | counts --day DAY
+    pipeline [--stack NAME] send FILE | dead-letters | redrive [...] | counts --day DAY | smoke
                                       on a deployed stack, with your AWS credentials
-    pipeline local up [--keep] | down | drive | send | dead-letters | redrive | counts
+    pipeline local up [--keep] | down | drive | send | dead-letters | redrive | counts | smoke
                                       the same on the local emulator
     pipeline cost [...]               the monthly bill against the naive stack
     pipeline rightsize [LOG ...]      memory recommendations from REPORT lines
@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-OPERATOR_COMMANDS = ("send", "dead-letters", "redrive", "counts")
+OPERATOR_COMMANDS = ("send", "dead-letters", "redrive", "counts", "smoke")
 
 
 def _tools() -> dict[str, Callable[[list[str]], int]]:

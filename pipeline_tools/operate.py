@@ -227,13 +227,13 @@ class DeadLetter:
 
 def dead_letters(sqs: Any, pipeline: Pipeline, *, limit: int | None = None) -> list[DeadLetter]:
     """Every message in the DLQ (at most ``limit``), oldest first, left in the queue."""
-    letters = _receive_all(sqs, pipeline, limit)
-    _release(sqs, pipeline.dead_letter_queue_url, letters)
+    letters = receive_all(sqs, pipeline, limit)
+    release(sqs, pipeline.dead_letter_queue_url, letters)
     return sorted(letters, key=lambda letter: -letter.age_seconds)
 
 
-def _receive_all(sqs: Any, pipeline: Pipeline, limit: int | None = None) -> list[DeadLetter]:
-    """Receive each message once: each stays invisible until ``_release`` or its deletion."""
+def receive_all(sqs: Any, pipeline: Pipeline, limit: int | None = None) -> list[DeadLetter]:
+    """Receive each message once: each stays invisible until ``release`` or its deletion."""
     url = pipeline.dead_letter_queue_url
     seen: dict[str, DeadLetter] = {}
     now = time.time()
@@ -253,7 +253,7 @@ def _receive_all(sqs: Any, pipeline: Pipeline, limit: int | None = None) -> list
     return list(seen.values())
 
 
-def _release(sqs: Any, url: str, letters: Iterable[DeadLetter]) -> None:
+def release(sqs: Any, url: str, letters: Iterable[DeadLetter]) -> None:
     """Make received messages visible again at once: they stay in the queue, unconsumed."""
     for letter in letters:
         sqs.change_message_visibility(
@@ -320,7 +320,7 @@ def redrive(
     redriven, skipped = 0, 0
     refused: list[tuple[str, str]] = []
     kept: list[DeadLetter] = []
-    for letter in sorted(_receive_all(sqs, pipeline), key=lambda item: -item.age_seconds):
+    for letter in sorted(receive_all(sqs, pipeline), key=lambda item: -item.age_seconds):
         if letter.is_rejection(pipeline.entry) and not include_rejected:
             skipped += 1
         elif max_messages is not None and redriven + len(refused) >= max_messages:
@@ -343,7 +343,7 @@ def redrive(
                     progress(f"redrove {redriven}")
                 continue
         kept.append(letter)
-    _release(sqs, url, kept)
+    release(sqs, url, kept)
     return RedriveSummary(redriven, skipped, refused, dry_run)
 
 
@@ -463,6 +463,12 @@ def add_commands(commands: Any) -> None:
         action="store_true",
         help="redrive validator rejections too (they fail again unless the code changed)",
     )
+    smoke_cmd = commands.add_parser(
+        "smoke", help="send known records, check each is stored or rejected, clean up"
+    )
+    smoke_cmd.add_argument(
+        "--timeout", type=_positive, default=180, help="seconds to wait (default 180)"
+    )
     counts_cmd = commands.add_parser("counts", help="the records stored per type on a UTC day")
     counts_cmd.add_argument("--day", required=True, help="the UTC day, as YYYY-MM-DD")
 
@@ -499,6 +505,13 @@ def _on_aws(args: argparse.Namespace) -> int:
             table = DeployedStack.read(session, args.stack).outputs["TableName"]
             return print_counts(session.client("dynamodb"), table, args.day)
         pipeline, invoker = deployed_pipeline(session, args.stack)
+        if args.command == "smoke":
+            from pipeline_tools.local.deployed import DeployedStack
+            from pipeline_tools.smoke import run_smoke
+
+            table = DeployedStack.read(session, args.stack).outputs["TableName"]
+            dynamodb = session.client("dynamodb")
+            return run_smoke(args, session.client("sqs"), dynamodb, table, pipeline, invoker)
         return run_command(args, session.client("sqs"), pipeline, invoker)
     except NoRegionError:
         raise OperatorError(

@@ -8,6 +8,7 @@ redeploy, destroy.
 from __future__ import annotations
 
 import json
+import re
 
 import boto3
 import pytest
@@ -175,6 +176,37 @@ def test_operator_commands_work_on_the_emulator(emulator, tmp_path, capsys):
     assert main(["send", str(bad)]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"error: {bad}: not valid JSON") and error.count("\n") == 1
+
+
+def test_the_pipelines_smoke_test_passes_on_the_emulator_and_cleans_up(emulator, capsys):
+    """The staging smoke step's command, against the emulator: valid records stored, exactly
+    this run's rejections in the DLQ, and those deleted again (the 3 left by the test above
+    stay)."""
+    from pipeline_tools.local.__main__ import main
+
+    assert main(["dead-letters"]) == 0
+    before = capsys.readouterr().out.splitlines()[-1]
+    assert main(["smoke", "--timeout", "30"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"smoke [0-9a-f]{12}: 3/3 valid records stored, 2/2 rejections in the DLQ", line
+    ), line
+    assert main(["dead-letters"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == before
+
+
+def test_the_smoke_test_fails_naming_what_did_not_land(emulator, capsys, monkeypatch):
+    """Records that never arrive (only the first is sent): the smoke test names each one that
+    did not land where it should, and exits 1."""
+    from pipeline_tools import smoke
+    from pipeline_tools.local.__main__ import main
+
+    send_all = smoke.send
+    monkeypatch.setattr(smoke, "POLL_SECONDS", 0.1)
+    monkeypatch.setattr(smoke, "send", lambda records, *a, **k: send_all(records[:1], *a, **k))
+    assert main(["smoke", "--timeout", "1"]) == 1
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "FAILED: not stored: smoke-" in line and "not in the DLQ: smoke-" in line, line
 
 
 def test_a_changed_handler_is_redeployed_and_runs(emulator, tmp_path):

@@ -48,8 +48,8 @@ from pipeline_common.contract import canonical
 from pipeline_common.item_size import write_units
 from pipeline_common.retries import RetryPolicy
 from processor.counts import marker_key
+from processor.keys import record_key
 
-RECORD_SK = "RECORD"
 #: ``json``: the payload as JSON text; ``deflate``: compressed where it saves a write unit.
 PAYLOAD_ENCODINGS = ("json", "deflate")
 
@@ -87,10 +87,6 @@ def digest(record: dict[str, Any]) -> str:
 class StoreResult:
     record_id: str
     status: Literal["stored", "duplicate"]
-
-
-def record_key(record_id: str) -> dict[str, dict[str, str]]:
-    return {"pk": {"S": f"RECORD#{record_id}"}, "sk": {"S": RECORD_SK}}
 
 
 def record_item(

@@ -133,7 +133,7 @@ def _on_running(emulator: Emulator | None, args: argparse.Namespace) -> int:
         sent = read_records(args.records)
         print(render_drive(drive(emulator, ENVIRONMENT, sent), len(sent)))
         return 0
-    if args.command in ("send", "dead-letters", "redrive", "counts"):
+    if args.command in ("send", "dead-letters", "redrive", "counts", "smoke"):
         return operate(emulator, ENVIRONMENT, args)
     try:
         destroy(aws_environment(emulator), ENVIRONMENT)

@@ -282,6 +282,18 @@ def operate(emulator: Emulator, environment: str, args: Any) -> int:
         if args.command == "counts":
             table = stack.outputs["TableName"]
             return print_counts(session.client("dynamodb"), table, args.day, out=out)
+        if args.command == "smoke":
+            from pipeline_tools.smoke import run_smoke
+
+            return run_smoke(
+                args,
+                session.client("sqs"),
+                session.client("dynamodb"),
+                stack.outputs["TableName"],
+                runner_pipeline(runner),
+                RunnerInvoker(runner),
+                out=out,
+            )
         return run_command(
             args, session.client("sqs"), runner_pipeline(runner), RunnerInvoker(runner), out=out
         )
