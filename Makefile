@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 # A quiet `cdk synth` still ends with a blank line on standard error: drop blank lines there.
 NO_BLANK_LINES = 2> >(grep -v '^$$' >&2)
 
-.PHONY: install synth synth-all test lint typecheck checkov cost cost-chart rightsize deploy-local destroy-local bench clean
+.PHONY: install synth synth-toolchain synth-all test lint typecheck checkov cost cost-chart rightsize deploy-local destroy-local bench clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -28,6 +28,11 @@ node_modules/.installed: package.json package-lock.json
 synth: install
 	cdk synth --quiet -c environment=$(ENV) $(NO_BLANK_LINES)
 	python -m pipeline_tools.summary cdk.out/DataPipeline-$(ENV).template.json
+
+## synth-toolchain: the toolchain (DataPipeline-Toolchain) and its dev, staging and prod stage
+## assemblies in cdk.out (cdk-nag runs on each)
+synth-toolchain: install
+	cdk synth --quiet -c synth=toolchain $(NO_BLANK_LINES)
 
 ## synth-all: the dev, staging and prod templates in cdk.out (cdk-nag runs on each)
 synth-all: install

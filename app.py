@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""CDK entry point: ``npx cdk synth [-c environment=dev|staging|prod]``.
+"""CDK entry point: ``npx cdk synth [-c environment=dev|staging|prod]``, or the toolchain that
+deploys them all with ``npx cdk synth -c synth=toolchain`` (``make synth-toolchain``).
 
 Reads the environment from context, validates its settings, builds the pipeline stack and tags
 every taggable resource once, at the app, for cost allocation.
@@ -23,52 +24,39 @@ except ImportError:  # `npx cdk ...` from a shell without the venv: use the proj
         os.execv(str(_VENV_PYTHON), [str(_VENV_PYTHON), *sys.argv])
     sys.exit("aws-cdk-lib is not installed for this Python: run `make install` (it creates .venv)")
 
-from serverless_stack import local_emulator  # noqa: E402
-from serverless_stack.compliance import (  # noqa: E402  (after the venv check above)
-    acknowledge_findings,
-    attach_rule_packs,
-    skip_checkov_checks,
-)
+from serverless_stack import local_emulator  # noqa: E402  (after the venv check above)
+from serverless_stack.assembly import add_pipeline  # noqa: E402
 from serverless_stack.config import (  # noqa: E402
     ConfigError,
     load_config,
     with_nulls_restored,
 )
-from serverless_stack.stack import PipelineStack  # noqa: E402
 
 
 def build_app(
     app: cdk.App | None = None, *, skip_acknowledgments: frozenset[str] = frozenset()
 ) -> cdk.App:
-    """Build the app for the ``environment`` in the context; raises ``ConfigError``.
+    """Build the app for the ``environment`` in the context (or, with ``-c synth=toolchain``,
+    the toolchain that deploys every environment); raises ``ConfigError``.
 
     cdk-nag's AwsSolutions and Serverless packs and AWS Control Tower's proactive controls run
     at synth; ``skip_acknowledgments`` leaves named acknowledgments and Control Tower exemptions
     out (tests use it to show each one is needed).
     """
     app = app or cdk.App()
-    config = load_config(
-        app.node.try_get_context("environment"),
-        with_nulls_restored(app.node.try_get_context("pipeline"), CDK_JSON),
-    )
-    stack = PipelineStack(
+    settings = with_nulls_restored(app.node.try_get_context("pipeline"), CDK_JSON)
+    if app.node.try_get_context("synth") == "toolchain":
+        from serverless_stack.toolchain import add_toolchain
+
+        add_toolchain(app, app.node.try_get_context("toolchain"), settings)
+        return app
+    config = load_config(app.node.try_get_context("environment"), settings)
+    add_pipeline(
         app,
-        f"DataPipeline-{config.environment}",
-        config=config,
-        description=f"Cost-optimized serverless data pipeline ({config.environment})",
+        config,
+        skip_acknowledgments=skip_acknowledgments,
         **local_emulator.stack_options(app),
     )
-    attach_rule_packs(app, config, skip=skip_acknowledgments)
-    acknowledge_findings(stack, skip=skip_acknowledgments)
-    skip_checkov_checks(stack)
-    tags = {
-        "Environment": config.environment,
-        "Project": "DataProcessing",
-        "ManagedBy": "CDK",
-        "CostCenter": config.settings.cost_center,
-    }
-    for key, value in tags.items():
-        cdk.Tags.of(app).add(key, value)
     return app
 
 

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
@@ -78,6 +79,16 @@ def _qualifiers_of(stack: PipelineStack, stage: str) -> str:
     return f"AwsSolutions::AwsSolutions-IAM5[Resource::<{stack.get_logical_id(function)}.Arn>:*]"  # type: ignore[arg-type]
 
 
+def _scalable_targets(stack: PipelineStack) -> str:
+    """cdk-nag's id for a grant on the account's scalable targets: partition, region and account
+    are tokens in an environment-agnostic stack, literals in a pipeline stage's stack."""
+    if cdk.Token.is_unresolved(stack.account):
+        where = "<AWS::Partition>:application-autoscaling:<AWS::Region>:<AWS::AccountId>"
+    else:
+        where = f"aws:application-autoscaling:{stack.region}:{stack.account}"
+    return f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:{where}:scalable-target/*]"
+
+
 def _async_config(stage: str) -> Callable[[PipelineStack], IConstruct]:
     def find(stack: PipelineStack) -> IConstruct:
         return stack.stages[stage].alias.node.find_child("EventInvokeConfig").node.default_child  # type: ignore[return-value]
@@ -120,7 +131,7 @@ FAILURE_DESTINATION_REASON = (
 
 def _scaling_pause_findings(
     stage: str,
-) -> list[tuple[str, Callable[[PipelineStack], IConstruct], str, str]]:
+) -> list[tuple[str, Callable[[PipelineStack], IConstruct], Any, str]]:
     """The findings on ``stage``'s scaling pause: (concern, target, finding id, reason)."""
 
     def policy(stack: PipelineStack) -> IConstruct:
@@ -138,8 +149,7 @@ def _scaling_pause_findings(
         (
             "autoscaling",
             policy,
-            "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:application-"
-            "autoscaling:<AWS::Region>:<AWS::AccountId>:scalable-target/*]",
+            _scalable_targets,
             "Application Auto Scaling's RegisterScalableTarget on this account's scalable "
             "targets in this region: a target's ARN ends in an id that CloudFormation does not "
             "return (its only attribute is the resource id). The statement holds that one "
@@ -350,7 +360,7 @@ def resource_types(scope: IConstruct) -> frozenset[str]:
 
 
 def attach_rule_packs(
-    app: cdk.App, config: PipelineConfig, *, skip: frozenset[str] = frozenset()
+    app: IConstruct, config: PipelineConfig, *, skip: frozenset[str] = frozenset()
 ) -> None:
     """Run the AwsSolutions and Serverless packs, and AWS Control Tower's proactive controls
     less the exemptions that apply to ``config``, on every stack at synth. Call it once the

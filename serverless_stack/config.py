@@ -320,7 +320,7 @@ def load_config(environment: object, context: object) -> PipelineConfig:
             json.dumps(_with_default_memory(block)), strict=True
         )
     except ValidationError as error:
-        raise _config_error(key, error) from None
+        raise config_error(key, error) from None
     config = PipelineConfig(name, settings)
     if config.is_production:
         _production_rules(config, key)
@@ -421,8 +421,10 @@ _TYPE_WORDS = {
 }
 
 
-def _config_error(key: str, error: ValidationError) -> ConfigError:
-    """The first problem pydantic found, as one line naming key, value and what is allowed."""
+def config_error(key: str, error: ValidationError, root: Any = None) -> ConfigError:
+    """The first problem pydantic found in ``root`` (default: the environment settings), as one
+    line naming key, value and what is allowed."""
+    root = root or EnvironmentSettings
     problem = error.errors(include_url=False)[0]
     loc = [str(part) for part in problem["loc"]]
     value = problem.get("input")
@@ -431,18 +433,18 @@ def _config_error(key: str, error: ValidationError) -> ConfigError:
     if isinstance(raised, LimitError):
         loc, value, allowed = [*loc, raised.argument], raised.value, raised.allowed
     elif kind in ("extra_forbidden", "unexpected_keyword_argument"):
-        allowed = f"unknown key; allowed keys: {', '.join(_allowed_keys(loc[:-1]))}"
+        allowed = f"unknown key; allowed keys: {', '.join(_allowed_keys(loc[:-1], root))}"
     elif kind == "missing":
         value, allowed = None, "required"
     else:
-        allowed = _allowed_text(problem, [part for part in loc if not part.isdigit()])
+        allowed = _allowed_text(problem, [part for part in loc if not part.isdigit()], root)
     return ConfigError(".".join([key, *_join_indexes(loc)]), value, allowed)
 
 
-def _allowed_text(problem: Any, named: list[str]) -> str:
+def _allowed_text(problem: Any, named: list[str], root: Any) -> str:
     """What the field allows: its own words, its choices, its bounds, or pydantic's."""
     kind = problem["type"]
-    annotation = _field_types(_kind_at(named[:-1]), extras=True).get(named[-1])
+    annotation = _field_types(_kind_at(named[:-1], root), extras=True).get(named[-1])
     if kind == "value_error":
         return str(problem["msg"]).removeprefix("Value error, ")
     if named[-1] in _ALLOWED:
@@ -451,7 +453,7 @@ def _allowed_text(problem: Any, named: list[str]) -> str:
         return f"must be one of {', '.join(map(str, get_args(_unwrap(annotation))))}"
     bounded = limits.bounds_of(annotation) != (None, None)
     if kind in ("greater_than_equal", "less_than_equal") or (kind in _TYPE_WORDS and bounded):
-        return _range_text(named)
+        return _range_text(named, root)
     if kind in ("too_short", "too_long"):
         return f"must be 1 to {(problem.get('ctx') or {}).get('max_length', 64)} characters"
     return _TYPE_WORDS.get(kind) or problem["msg"].removeprefix("Value error, ")
@@ -468,10 +470,10 @@ def _join_indexes(loc: list[str]) -> list[str]:
     return joined
 
 
-def _range_text(loc: list[str]) -> str:
+def _range_text(loc: list[str], root: Any) -> str:
     """``must be a number from 0.1 to 0.9``, from the ``Ge``/``Le`` bounds of the field."""
     *parent, name = [part for part in loc if not part.isdigit()]
-    annotation = _field_types(_kind_at(parent), extras=True)[name]
+    annotation = _field_types(_kind_at(parent, root), extras=True)[name]
     low, high = limits.bounds_of(annotation)
     word = "an integer" if _unwrap(annotation) is int else "a number"
     if low is not None and high is not None:
@@ -479,17 +481,17 @@ def _range_text(loc: list[str]) -> str:
     return f"must be {word} of at least {low}" if low is not None else f"must be at most {high}"
 
 
-def _kind_at(loc: list[str]) -> Any:
-    kind: Any = EnvironmentSettings
+def _kind_at(loc: list[str], root: Any) -> Any:
+    kind: Any = root
     for part in loc:
         if not part.isdigit():
             kind = _field_types(kind).get(part)
     return kind
 
 
-def _allowed_keys(loc: list[str]) -> list[str]:
+def _allowed_keys(loc: list[str], root: Any) -> list[str]:
     """The keys the model accepts at ``loc`` (for the unknown-key message)."""
-    return list(_field_types(_kind_at(loc)))
+    return list(_field_types(_kind_at(loc, root)))
 
 
 def _field_types(kind: Any, *, extras: bool = False) -> dict[str, Any]:
@@ -531,6 +533,11 @@ def json_schema() -> dict[str, Any]:
     # A block holds only what differs: the functions, and each one's memory, are defaulted.
     for name in ("EnvironmentSettings", "StageFunctions", "FunctionSettings"):
         definitions[name].pop("required", None)
+    from serverless_stack import toolchain_config  # it builds on this module
+
+    toolchain = toolchain_config.json_schema()
+    definitions.update(toolchain.pop("$defs", {}))
+    definitions["ToolchainSettings"] = toolchain
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "cdk.json of the cost-optimized serverless pipeline",
@@ -545,7 +552,8 @@ def json_schema() -> dict[str, Any]:
                         "description": "One settings block per environment (-c environment=NAME)",
                         "propertyNames": {"pattern": _ENV_NAME.pattern},
                         "additionalProperties": {"$ref": "#/$defs/EnvironmentSettings"},
-                    }
+                    },
+                    toolchain_config.CONTEXT_KEY: {"$ref": "#/$defs/ToolchainSettings"},
                 },
             }
         },

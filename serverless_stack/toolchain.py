@@ -1,0 +1,225 @@
+"""The toolchain: a CDK Pipelines pipeline that tests, then deploys dev, staging and prod.
+
+Deployed once, by hand, into the toolchain account (``DataPipeline-Toolchain``); from then on
+every push to the branch runs it, and it updates itself first (self-mutation):
+
+``source (CodeConnections) -> synth (make test, then the toolchain's synth) -> dev -> staging
+-> smoke test -> manual approval -> prod``
+
+Each deployment stage holds the environment's ``PipelineStack``, built by the same
+``add_pipeline`` as ``cdk synth -c environment=<env>``, so a stage deploys exactly that template
+into its account (cross-account keys encrypt the artifacts for the target accounts). Prod's
+stack shifts each stage's ``live`` alias with its CodeDeploy canary and pauses its
+provisioned-concurrency scaling around the shift (``ScalingPause``): that happens inside the
+stack's own deployment, so the pipeline needs no step of its own for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_codepipeline as codepipeline
+from aws_cdk import aws_iam as iam
+from aws_cdk import pipelines
+from cdk_nag import AwsSolutionsChecks
+from constructs import Construct
+
+from serverless_stack.assembly import add_pipeline, stack_name
+from serverless_stack.config import load_config
+from serverless_stack.toolchain_compliance import acknowledge_toolchain
+from serverless_stack.toolchain_config import (
+    ORDER,
+    SMOKE_TESTED,
+    Target,
+    ToolchainSettings,
+    load_toolchain,
+)
+
+TOOLCHAIN_STACK = "DataPipeline-Toolchain"
+#: The README's test command, exactly; then the synth of this toolchain, into cdk.out.
+TEST_COMMAND = "make test"
+SYNTH_COMMAND = "make synth-toolchain"
+#: The smoke test's role in the smoke-tested account, which the smoke step assumes.
+SMOKE_ROLE = "DataPipeline-smoke-test"
+#: Ubuntu standard:7.0 with Python 3.12; npm comes from its Node runtime, and the project's
+#: own Node 22 from node_modules, as on a laptop
+#: (https://docs.aws.amazon.com/codebuild/latest/userguide/available-runtimes.html).
+BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
+RUNTIMES = {"python": "3.12", "nodejs": "20"}
+
+
+def add_toolchain(app: cdk.App, toolchain: object, environments: object) -> ToolchainStack:
+    """The toolchain stack in ``app``, from the ``toolchain`` and ``pipeline`` contexts."""
+    settings = load_toolchain(toolchain)
+    stack = ToolchainStack(
+        app,
+        TOOLCHAIN_STACK,
+        settings=settings,
+        environments=environments,
+        env=cdk.Environment(account=settings.account, region=settings.region),
+    )
+    cdk.Validations.of(stack).add_plugins(AwsSolutionsChecks(stack))
+    cdk.Tags.of(stack).add("Project", "DataProcessing")
+    cdk.Tags.of(stack).add("ManagedBy", "CDK")
+    return stack
+
+
+class DeploymentStage(cdk.Stage):
+    """One environment as the pipeline deploys it: its ``PipelineStack`` in its account."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        environment: str,
+        settings: object,
+        target: Target,
+    ) -> None:
+        super().__init__(
+            scope, construct_id, env=cdk.Environment(account=target.account, region=target.region)
+        )
+        self.pipeline_stack = add_pipeline(self, load_config(environment, settings))
+
+
+class SmokeTestAccess(cdk.Stack):
+    """The role the smoke step assumes in the smoke-tested account: invoke the entry alias,
+    read and delete DLQ messages, read the table, describe the stack; nothing else."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, toolchain_account: str, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        name = stack_name(SMOKE_TESTED)
+        # The stack's resources by its name: CloudFormation names them <stack>-<id>-<suffix>.
+        arn = f"arn:{self.partition}:{{service}}:{self.region}:{self.account}:{{resource}}"
+        self.role = iam.Role(
+            self,
+            "Role",
+            role_name=SMOKE_ROLE,
+            assumed_by=iam.AccountPrincipal(toolchain_account),
+            description="The toolchain's smoke test of the staging pipeline",
+        )
+        grants = {
+            ("lambda:InvokeFunction", "lambda:GetFunction"): arn.format(
+                service="lambda", resource=f"function:{name}-*"
+            ),
+            ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"): arn.format(
+                service="sqs", resource=f"{name}-*"
+            ),
+            ("dynamodb:GetItem",): arn.format(service="dynamodb", resource=f"table/{name}-*"),
+            (
+                "cloudformation:DescribeStacks",
+                "cloudformation:GetTemplate",
+                "cloudformation:ListStackResources",
+            ): arn.format(service="cloudformation", resource=f"stack/{name}/*"),
+        }
+        for actions, resource in grants.items():
+            self.role.add_to_policy(
+                iam.PolicyStatement(actions=list(actions), resources=[resource])
+            )
+        lambda_ = grants[("lambda:InvokeFunction", "lambda:GetFunction")]
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[f"{lambda_}:live"])
+        )
+
+
+class ToolchainStack(cdk.Stack):
+    """The pipeline: source, synth, then each environment in turn."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: ToolchainSettings,
+        environments: object,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings
+        self.source = pipelines.CodePipelineSource.connection(
+            settings.repository, settings.branch, connection_arn=settings.connection_arn
+        )
+        self.pipeline = pipelines.CodePipeline(
+            self,
+            "Pipeline",
+            pipeline_name="DataPipeline",
+            pipeline_type=codepipeline.PipelineType.V2,
+            synth=self._synth_step(),
+            cross_account_keys=True,
+            enable_key_rotation=True,
+            self_mutation=True,
+            code_build_defaults=pipelines.CodeBuildOptions(
+                build_environment=codebuild.BuildEnvironment(
+                    build_image=BUILD_IMAGE, compute_type=codebuild.ComputeType.SMALL
+                ),
+                partial_build_spec=codebuild.BuildSpec.from_object(
+                    {"phases": {"install": {"runtime-versions": RUNTIMES}}}
+                ),
+            ),
+        )
+        self.stages: dict[str, DeploymentStage] = {}
+        self.smoke_access: list[SmokeTestAccess] = []
+        for environment in ORDER:
+            target = settings.environments[environment]
+            stage = DeploymentStage(
+                self,
+                environment.capitalize(),
+                environment=environment,
+                settings=environments,
+                target=target,
+            )
+            self.stages[environment] = stage
+            self.pipeline.add_stage(
+                stage, pre=self._before(environment), post=self._after(environment, stage)
+            )
+        self.pipeline.build_pipeline()
+        acknowledge_toolchain(self, *self.smoke_access)
+
+    def _synth_step(self) -> pipelines.ShellStep:
+        return pipelines.ShellStep(
+            "Synth",
+            input=self.source,
+            commands=[TEST_COMMAND, SYNTH_COMMAND],
+            primary_output_directory="cdk.out",
+        )
+
+    def _before(self, environment: str) -> list[pipelines.Step]:
+        if environment == ORDER[-1] and self.settings.manual_approval:
+            return [
+                pipelines.ManualApprovalStep(
+                    "PromoteToProd",
+                    comment="Staging passed its smoke test: approve to deploy prod",
+                )
+            ]
+        return []
+
+    def _after(self, environment: str, stage: DeploymentStage) -> list[pipelines.Step]:
+        if environment != SMOKE_TESTED:
+            return []
+        target = self.settings.environments[environment]
+        access = SmokeTestAccess(
+            stage,
+            "SmokeTestAccess",
+            toolchain_account=self.settings.account,
+            stack_name=f"{stack_name(environment)}-smoke-test",
+        )
+        self.smoke_access.append(access)
+        role = f"arn:aws:iam::{target.account}:role/{SMOKE_ROLE}"
+        return [
+            pipelines.CodeBuildStep(
+                "SmokeTest",
+                input=self.source,
+                commands=[
+                    "make install",
+                    f".venv/bin/pipeline --stack {stack_name(environment)} --role-arn {role} smoke",
+                ],
+                env={"AWS_REGION": target.region, "AWS_DEFAULT_REGION": target.region},
+                role_policy_statements=[
+                    iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[role])
+                ],
+            )
+        ]
