@@ -43,6 +43,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from constructs_lib.deployment_settings import DEPLOYMENT_CONFIGS
+from constructs_lib.paths import stack_path
 
 __all__ = ["DeploymentPreference", "SafeDeployment", "deployment_config"]
 
@@ -99,7 +100,7 @@ class SafeDeployment(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("codedeploy.amazonaws.com"),
-            description=f"CodeDeploy shifting {alias.node.path}",
+            description=f"CodeDeploy shifting {stack_path(alias)}",
         )
         # ARNs built from the function's, never the alias's Ref: the alias depends on the
         # deployment group (it must shift after the group is up to date), so the group's role

@@ -31,6 +31,7 @@ from constructs import Construct
 from constructs_lib import limits
 from constructs_lib.dead_letter_queue import dead_letter_queue as new_dead_letter_queue
 from constructs_lib.deployment import DeploymentPreference, SafeDeployment
+from constructs_lib.paths import stack_path
 from constructs_lib.scaling import ProvisionedConcurrencyScaling, ScheduledCapacity
 
 __all__ = [
@@ -196,7 +197,7 @@ class OptimizedFunction(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"Execution role of {self.node.path}",
+            description=f"Execution role of {stack_path(self)}",
         )
         role.add_to_policy(
             iam.PolicyStatement(

@@ -39,6 +39,7 @@ from constructs import Construct
 
 from constructs_lib import cron
 from constructs_lib.optimized_function import OptimizedFunction, props_of
+from constructs_lib.paths import stack_path
 from constructs_lib.scaling import ProvisionedConcurrencyScaling
 
 __all__ = ["ScalingPause", "scaling_timeline"]
@@ -172,7 +173,7 @@ class ScalingPause(Construct):
         return events.Rule(
             self,
             "DeploymentEnded",
-            description=f"The end of {target.node.path}'s deployments: resume its scaling",
+            description=f"The end of {stack_path(target)}'s deployments: resume its scaling",
             event_pattern=events.EventPattern(
                 source=["aws.codedeploy"],
                 detail_type=["CodeDeploy Deployment State-change Notification"],

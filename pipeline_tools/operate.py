@@ -479,6 +479,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         prog="python -m pipeline_tools.operate", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--stack", default="DataPipeline-dev", help="default DataPipeline-dev")
+    parser.add_argument(
+        "--role-arn", help="assume this role first (the pipeline's smoke step, cross-account)"
+    )
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
@@ -492,12 +495,29 @@ class OperatorError(RuntimeError):
     """What stops a command on AWS, said in one line (no region, no credentials, no stack)."""
 
 
+def _session(session: Any, role_arn: str | None) -> Any:
+    """``session``, or one with the credentials of ``role_arn`` (assumed for an hour)."""
+    if role_arn is None:
+        return session
+    credentials = session.client("sts").assume_role(
+        RoleArn=role_arn, RoleSessionName="pipeline-operator"
+    )["Credentials"]
+    import boto3
+
+    return boto3.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name=session.region_name,
+    )
+
+
 def _on_aws(args: argparse.Namespace) -> int:
     import boto3
     from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
-    session = boto3.Session()
     try:
+        session = _session(boto3.Session(), args.role_arn)
         if args.command == "counts":
             from pipeline_tools.counts import print_counts
             from pipeline_tools.local.deployed import DeployedStack

@@ -282,3 +282,20 @@ def test_a_refusal_names_the_record_as_people_count_from_1():
         "sent 2 of 3 records; 1 refused by Lambda (first: record 1 of the file: "
         "TooManyRequestsException: slow down)"
     )
+
+
+def test_role_arn_runs_the_command_with_the_assumed_roles_credentials():
+    """The pipeline's smoke step passes --role-arn: the command's session is the role's."""
+    import boto3
+    from moto import mock_aws
+
+    from pipeline_tools.operate import _session
+
+    with mock_aws():
+        base = boto3.Session(region_name="eu-west-1")
+        assumed = _session(base, "arn:aws:iam::123456789012:role/DataPipeline-smoke-test")
+        mine = base.get_credentials().access_key
+        theirs = assumed.get_credentials()
+        assert theirs.access_key != mine and theirs.token
+        assert assumed.region_name == "eu-west-1"
+        assert _session(base, None) is base

@@ -29,6 +29,7 @@ RUN = [
     "make rightsize",
     ".venv/bin/python -m serverless_stack.config",
     ".venv/bin/pipeline --help",
+    "make synth-toolchain",
 ]
 #: Run by another test (named), or by CI itself.
 COVERED = {
@@ -40,6 +41,8 @@ COVERED = {
         "tests/test_local_deploy.py"
     ),
     "make install": "every make target",
+    "npx cdk synth -c synth=toolchain": "make synth-toolchain, here (its recipe)",
+    "npx cdk synth -c environment=<env>": "npx cdk synth -c environment=prod, here",
     "make synth ENV=prod": "make synth, here, with the environment's default",
     "make synth-all": "make test (before checkov)",
     "make checkov": "make test",

@@ -1,0 +1,203 @@
+"""The toolchain (CDK Pipelines): its stages in order, its steps, and what each stage deploys.
+
+The toolchain and its three stage assemblies are synthesized once, offline, with the accounts
+of cdk.json's ``toolchain`` block; cdk-nag (the toolchain's AwsSolutions pack, each stage's
+packs and Control Tower controls) runs in that synth, so building it at all is the gate.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Template
+
+from tests.conftest import ROOT, cdk_context, docs_text, synth_app
+from tests.helpers import as_list, of_type, props
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+
+
+@pytest.fixture(scope="module")
+def toolchain() -> Any:
+    from app import build_app
+
+    app = build_app(cdk.App(context={**cdk_context(), "synth": "toolchain"}))
+    (stack,) = [c for c in app.node.children if isinstance(c, cdk.Stack)]
+    assembly = app.synth()
+    return stack, Template.from_stack(stack).to_json(), Path(assembly.directory)
+
+
+def _pipeline(template: dict[str, Any]) -> dict[str, Any]:
+    (pipeline,) = of_type(template, "AWS::CodePipeline::Pipeline").values()
+    return props(pipeline)
+
+
+def _build_commands(template: dict[str, Any], project_name_part: str) -> list[str]:
+    """The build-phase commands of the CodeBuild project whose logical id names the step."""
+    (project,) = [
+        props(p)
+        for logical_id, p in of_type(template, "AWS::CodeBuild::Project").items()
+        if project_name_part in logical_id
+    ]
+    spec = json.loads(project["Source"]["BuildSpec"])
+    return spec["phases"]["build"]["commands"]
+
+
+def test_the_stages_run_in_order_and_the_approval_comes_before_prod(toolchain):
+    _, template, _ = toolchain
+    stages = [s["Name"] for s in _pipeline(template)["Stages"]]
+    assert stages[:2] == ["Source", "Build"]
+    assert [s for s in stages if s in ("Dev", "Staging", "Prod")] == ["Dev", "Staging", "Prod"]
+    (prod,) = [s for s in _pipeline(template)["Stages"] if s["Name"] == "Prod"]
+    approvals = [a for a in prod["Actions"] if a["ActionTypeId"]["Category"] == "Approval"]
+    deploys = [a for a in prod["Actions"] if a["ActionTypeId"]["Category"] == "Deploy"]
+    assert len(approvals) == 1 and deploys
+    assert approvals[0]["RunOrder"] < min(a["RunOrder"] for a in deploys)
+    (staging,) = [s for s in _pipeline(template)["Stages"] if s["Name"] == "Staging"]
+    smoke = [a for a in staging["Actions"] if a["Name"] == "SmokeTest"]
+    staging_deploys = [a for a in staging["Actions"] if a["ActionTypeId"]["Category"] == "Deploy"]
+    assert smoke and smoke[0]["RunOrder"] > max(a["RunOrder"] for a in staging_deploys)
+
+
+def test_the_synth_step_runs_exactly_the_readmes_test_command_first(toolchain):
+    _, template, _ = toolchain
+    readme = (ROOT / "README.md").read_text()
+    (test_line,) = [line for line in readme.splitlines() if line.startswith("make test ")]
+    readme_test_command = test_line.split("#", 1)[0].strip()
+    commands = _build_commands(template, "Synth")
+    assert commands[0] == readme_test_command == "make test"
+    assert commands[1] == "make synth-toolchain"
+
+
+def test_the_smoke_step_calls_the_operator_command_with_the_staging_role(toolchain):
+    _, template, _ = toolchain
+    commands = _build_commands(template, "SmokeTest")
+    staging = cdk_context()["toolchain"]["environments"]["staging"]["account"]
+    assert commands[-1] == (
+        ".venv/bin/pipeline --stack DataPipeline-staging "
+        f"--role-arn arn:aws:iam::{staging}:role/DataPipeline-smoke-test smoke"
+    )
+
+
+def test_the_pipeline_is_v2_self_mutating_with_rotated_cross_account_keys(toolchain):
+    _, template, _ = toolchain
+    assert _pipeline(template)["PipelineType"] == "V2"
+    assert "UpdatePipeline" in [s["Name"] for s in _pipeline(template)["Stages"]]
+    (key,) = of_type(template, "AWS::KMS::Key").values()
+    assert props(key)["EnableKeyRotation"] is True
+    source = _pipeline(template)["Stages"][0]["Actions"][0]
+    assert source["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
+    settings = cdk_context()["toolchain"]
+    assert source["Configuration"]["ConnectionArn"] == settings["connection_arn"]
+    assert source["Configuration"]["FullRepositoryId"] == settings["repository"]
+    assert source["Configuration"]["BranchName"] == settings["branch"]
+
+
+def _normalised(value: Any, account: str, region: str) -> Any:
+    """A template with its environment written out: pseudo parameters as the stage's values,
+    joins and subs of literals as the strings they make."""
+    pseudo = {
+        "AWS::AccountId": account,
+        "AWS::Region": region,
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+    if isinstance(value, list):
+        return [_normalised(v, account, region) for v in value]
+    if not isinstance(value, dict):
+        return value
+    value = {k: _normalised(v, account, region) for k, v in value.items()}
+    if set(value) == {"Ref"} and value["Ref"] in pseudo:
+        return pseudo[value["Ref"]]
+    if set(value) == {"Fn::Join"} and value["Fn::Join"][0] == "":
+        merged: list[Any] = []
+        for part in value["Fn::Join"][1]:  # adjacent literals as one string
+            if isinstance(part, str) and merged and isinstance(merged[-1], str):
+                merged[-1] += part
+            else:
+                merged.append(part)
+        return (
+            merged[0]
+            if len(merged) == 1 and isinstance(merged[0], str)
+            else {"Fn::Join": ["", merged]}
+        )
+    if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        return re.sub(r"\$\{(AWS::\w+)\}", lambda m: pseudo.get(m[1], m[0]), value["Fn::Sub"])
+    return value
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_each_stage_deploys_what_cdk_synth_makes_for_its_environment(toolchain, environment):
+    """The stage's stack template, with its account and region written out, equals the
+    environment's own synth with the same values written in."""
+    stack, _, _ = toolchain
+    target = cdk_context()["toolchain"]["environments"][environment]
+    staged = Template.from_stack(stack.stages[environment].pipeline_stack).to_json()
+    alone = Template.from_stack(synth_app(environment)).to_json()
+    account, region = target["account"], target["region"]
+    assert _versions_unnamed(_normalised(staged, account, region), environment) == (
+        _versions_unnamed(_normalised(alone, account, region), environment)
+    )
+
+
+def _versions_unnamed(template: dict[str, Any], environment: str) -> Any:
+    """Two kinds of name aside. A function version's logical id ends in a hash of the
+    function's properties, which include its code's bucket, whose name carries the account.
+    And aws-cdk-lib names a few things after the construct's whole path (a statement's Sid, a
+    scaling policy's name, an event rule's permission), which in a stage starts with the
+    toolchain's: ``DataPipelineToolchainProdDataPipelineprod...``."""
+    text = json.dumps(template, sort_keys=True)
+    text = re.sub(r"(CurrentVersion[0-9A-F]{8})[0-9a-f]{32}", r"\1", text)
+    text = re.sub(rf"\w*DataPipeline(Toolchain[A-Z][a-z]+)?{environment}\w*", "<path>", text)
+    return json.loads(text)
+
+
+def test_only_staging_gets_the_smoke_tests_role_and_it_reaches_only_its_stack(toolchain):
+    stack, _, _ = toolchain
+    (access,) = stack.smoke_access
+    template = Template.from_stack(access).to_json()
+    (role,) = of_type(template, "AWS::IAM::Role").values()
+    toolchain_account = cdk_context()["toolchain"]["account"]
+    principal = props(role)["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"]
+    assert toolchain_account in json.dumps(principal)
+    (policy,) = of_type(template, "AWS::IAM::Policy").values()
+    statements = props(policy)["PolicyDocument"]["Statement"]
+    resources = [r for s in statements for r in as_list(s["Resource"])]
+    assert resources and all("DataPipeline-staging" in json.dumps(r) for r in resources)
+    actions = {a for s in statements for a in as_list(s["Action"])}
+    assert not any(a.endswith("*") for a in actions)
+
+
+def test_the_docs_give_the_first_time_setup_and_the_equivalent_cdk_command():
+    text = docs_text("deployments")
+    assert "make synth-toolchain" in text and "npx cdk synth -c synth=toolchain" in text
+    assert "cdk bootstrap" in text and "--trust" in text
+
+
+BAD_TOOLCHAIN = [
+    ("account", "12345", "toolchain.account = '12345'"),
+    ("connection_arn", "arn:aws:s3:::bucket", "toolchain.connection_arn"),
+    ("repository", "no-slash", "toolchain.repository = 'no-slash'"),
+    (
+        "environments",
+        {"dev": {"account": "222222222222", "region": "us-east-1"}},
+        "must name dev, staging, prod",
+    ),
+    ("manual_approval", "yes", "must be true or false"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "words"), BAD_TOOLCHAIN)
+def test_a_bad_toolchain_setting_is_one_line_naming_it(key, value, words):
+    from serverless_stack.config import ConfigError
+    from serverless_stack.toolchain_config import load_toolchain
+
+    settings = {**cdk_context()["toolchain"], key: value}
+    with pytest.raises(ConfigError) as raised:
+        load_toolchain(settings)
+    assert words in str(raised.value) and "\n" not in str(raised.value)
