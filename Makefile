@@ -76,8 +76,9 @@ test: install lint typecheck
 	.venv-checkov/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
-## checkov: checkov on the synthesized dev, staging and prod templates; fails on any failed check
-checkov: synth-all .venv-checkov/.installed
+## checkov: checkov on the synthesized dev, staging and prod templates, the toolchain and its
+## stage assemblies; fails on any failed check
+checkov: synth-all synth-toolchain .venv-checkov/.installed
 	.venv-checkov/bin/checkov --directory cdk.out --framework cloudformation --compact \
 	  --quiet --skip-download
 

@@ -28,7 +28,10 @@ from constructs import Construct
 
 from serverless_stack.assembly import add_pipeline, stack_name
 from serverless_stack.config import load_config
-from serverless_stack.toolchain_compliance import acknowledge_toolchain
+from serverless_stack.toolchain_compliance import (
+    acknowledge_toolchain,
+    skip_toolchain_checkov_checks,
+)
 from serverless_stack.toolchain_config import (
     ORDER,
     SMOKE_TESTED,
@@ -178,6 +181,7 @@ class ToolchainStack(cdk.Stack):
             )
         self.pipeline.build_pipeline()
         acknowledge_toolchain(self, *self.smoke_access)
+        skip_toolchain_checkov_checks(self)
 
     def _synth_step(self) -> pipelines.ShellStep:
         return pipelines.ShellStep(

@@ -59,6 +59,46 @@ OTHER_FINDINGS = {
 }
 
 
+#: checkov checks CDK Pipelines' resources do not meet, skipped on the resource with the reason.
+CHECKOV_SKIPS: dict[str, tuple[tuple[str, str], ...]] = {
+    "AWS::S3::Bucket": (
+        ("CKV_AWS_18", OTHER_FINDINGS["AwsSolutions::AwsSolutions-S1"]),
+        (
+            "CKV_AWS_21",
+            "CodePipeline writes each execution's artifacts under new keys and never overwrites "
+            "one, so versions would only keep copies of what is already there.",
+        ),
+    ),
+    "AWS::IAM::Policy": (
+        (
+            "CKV_AWS_111",
+            "CDK Pipelines' own statements: CodeBuild's StartBuild/StopBuild/BatchGetBuilds on "
+            "the asset projects and its log and report groups, which take the names CodeBuild "
+            "makes per build.",
+        ),
+    ),
+}
+#: The policies of CDK Pipelines that checkov's CKV_AWS_111 flags (by their construct path).
+WRITE_WITHOUT_CONSTRAINTS = ("/Assets/FileRole/",)
+
+
+def skip_toolchain_checkov_checks(stack: cdk.Stack) -> None:
+    """Write ``Metadata.checkov.skip`` on the toolchain's artifact bucket and asset role."""
+    for construct in stack.node.find_all():
+        if not isinstance(construct, cdk.CfnResource) or cdk.Stack.of(construct).node.path != (
+            stack.node.path
+        ):
+            continue
+        kind = construct.cfn_resource_type
+        if kind == "AWS::IAM::Policy" and not any(
+            part in construct.node.path for part in WRITE_WITHOUT_CONSTRAINTS
+        ):
+            continue
+        if kind in CHECKOV_SKIPS:
+            skips = [{"id": check, "comment": why} for check, why in CHECKOV_SKIPS[kind]]
+            construct.add_metadata("checkov", {"skip": skips})
+
+
 def _rendered(value: Any) -> str:
     """A resolved value as cdk-nag writes it in a finding id (``<Id.Arn>``, ``<AWS::Region>``)."""
     if isinstance(value, str):
