@@ -22,13 +22,22 @@ import aws_cdk as cdk
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import pipelines
 from cdk_nag import AwsSolutionsChecks
+from cdklabs.cdk_validator_cfnguard import CfnGuardValidator
 from constructs import Construct
 
 from serverless_stack.assembly import add_pipeline, stack_name
+from serverless_stack.compliance import (
+    control_tower_exemptions,
+    control_tower_rules_for,
+    resource_types,
+)
 from serverless_stack.config import load_config
 from serverless_stack.toolchain_compliance import (
+    TOOLCHAIN_EXEMPTIONS,
     acknowledge_toolchain,
     skip_toolchain_checkov_checks,
 )
@@ -51,6 +60,14 @@ SMOKE_ROLE = "DataPipeline-smoke-test"
 #: (https://docs.aws.amazon.com/codebuild/latest/userguide/available-runtimes.html).
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 RUNTIMES = {"python": "3.12", "nodejs": "20"}
+#: How long the pipeline keeps an execution's artifacts.
+ARTIFACT_DAYS = 30
+
+
+def resource_types_of_stages(stack: cdk.Stack) -> frozenset[str]:
+    """The resource types of the toolchain's deployment stages (checked by their own gates)."""
+    stages = [c for c in stack.node.children if isinstance(c, cdk.Stage)]
+    return frozenset().union(*(resource_types(stage) for stage in stages))
 
 
 def add_toolchain(app: cdk.App, toolchain: object, environments: object) -> ToolchainStack:
@@ -63,7 +80,21 @@ def add_toolchain(app: cdk.App, toolchain: object, environments: object) -> Tool
         environments=environments,
         env=cdk.Environment(account=settings.account, region=settings.region),
     )
-    cdk.Validations.of(stack).add_plugins(AwsSolutionsChecks(stack))
+    own_types = resource_types(stack) - resource_types_of_stages(stack)
+    # The plugin reads the stages' templates too: their environments' exemptions hold there.
+    exempt = frozenset(
+        e.rule
+        for stage in stack.stages.values()
+        for e in control_tower_exemptions(stage.pipeline_stack.config)
+    ) | frozenset(e.rule for e in TOOLCHAIN_EXEMPTIONS)
+    cdk.Validations.of(stack).add_plugins(
+        AwsSolutionsChecks(stack),
+        # The plugin implements the Beta1 interface, whose contract Validations runs as is.
+        CfnGuardValidator(  # type: ignore[arg-type]
+            control_tower_rules_enabled=False,
+            rules=control_tower_rules_for(own_types, exempt),
+        ),
+    )
     cdk.Tags.of(stack).add("Project", "DataProcessing")
     cdk.Tags.of(stack).add("ManagedBy", "CDK")
     return stack
@@ -129,6 +160,31 @@ class SmokeTestAccess(cdk.Stack):
         )
 
 
+def _keep_artifacts_versioned_a_month(bucket: s3.IBucket) -> None:
+    """CDK Pipelines' artifact bucket, versioned (CT.S3.PR.11), its artifacts and their old
+    versions expiring after a month (CT.S3.PR.6): a pipeline reads only its latest ones."""
+    resource = bucket.node.default_child
+    assert isinstance(resource, s3.CfnBucket)
+    resource.versioning_configuration = s3.CfnBucket.VersioningConfigurationProperty(
+        status="Enabled"
+    )
+    resource.lifecycle_configuration = s3.CfnBucket.LifecycleConfigurationProperty(
+        rules=[
+            s3.CfnBucket.RuleProperty(
+                id="ExpireArtifacts",
+                status="Enabled",
+                expiration_in_days=ARTIFACT_DAYS,
+                noncurrent_version_expiration=s3.CfnBucket.NoncurrentVersionExpirationProperty(
+                    noncurrent_days=ARTIFACT_DAYS
+                ),
+                abort_incomplete_multipart_upload=s3.CfnBucket.AbortIncompleteMultipartUploadProperty(
+                    days_after_initiation=1
+                ),
+            )
+        ]
+    )
+
+
 class ToolchainStack(cdk.Stack):
     """The pipeline: source, synth, then each environment in turn."""
 
@@ -143,6 +199,12 @@ class ToolchainStack(cdk.Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
+        self.build_logs = logs.LogGroup(
+            self,
+            "BuildLogs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
         self.source = pipelines.CodePipelineSource.connection(
             settings.repository, settings.branch, connection_arn=settings.connection_arn
         )
@@ -162,6 +224,10 @@ class ToolchainStack(cdk.Stack):
                 partial_build_spec=codebuild.BuildSpec.from_object(
                     {"phases": {"install": {"runtime-versions": RUNTIMES}}}
                 ),
+                # Every build logs to one group with a finite retention (CT.CODEBUILD.PR.3).
+                logging=codebuild.LoggingOptions(
+                    cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=self.build_logs)
+                ),
             ),
         )
         self.stages: dict[str, DeploymentStage] = {}
@@ -180,6 +246,7 @@ class ToolchainStack(cdk.Stack):
                 stage, pre=self._before(environment), post=self._after(environment, stage)
             )
         self.pipeline.build_pipeline()
+        _keep_artifacts_versioned_a_month(self.pipeline.pipeline.artifact_bucket)
         acknowledge_toolchain(self, *self.smoke_access)
         skip_toolchain_checkov_checks(self)
 

@@ -18,6 +18,8 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
+from serverless_stack.compliance import ControlExemption
+
 #: (finding pattern, reason): the first pattern that matches a finding's id gives its reason.
 IAM5_REASONS: tuple[tuple[str, str], ...] = (
     (
@@ -80,6 +82,34 @@ CHECKOV_SKIPS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 #: The policies of CDK Pipelines that checkov's CKV_AWS_111 flags (by their construct path).
 WRITE_WITHOUT_CONSTRAINTS = ("/Assets/FileRole/",)
+
+
+#: Control Tower controls CDK Pipelines' artifact bucket and key do not meet, with the reason.
+#: Disabled by rule, as the stack's own exemptions are (``compliance.ControlExemption``).
+TOOLCHAIN_EXEMPTIONS: tuple[ControlExemption, ...] = (
+    ControlExemption(
+        "ct-s3-pr-2",
+        "CT.S3.PR.2: S3 buckets log server access",
+        OTHER_FINDINGS["AwsSolutions::AwsSolutions-S1"],
+    ),
+    ControlExemption(
+        "ct-s3-pr-4",
+        "CT.S3.PR.4: S3 buckets send event notifications",
+        "Nothing reacts to an artifact: CodePipeline hands each one to the next action itself.",
+    ),
+    ControlExemption(
+        "ct-s3-pr-9",
+        "CT.S3.PR.9: S3 buckets have Object Lock",
+        "Artifacts expire after a month by the bucket's lifecycle rule; Object Lock would keep "
+        "every one for its retention and stop that expiry. They are rebuilt from the source.",
+    ),
+    ControlExemption(
+        "ct-kms-pr-3",
+        "CT.KMS.PR.3: a key policy limits grant creation to AWS services",
+        "CDK Pipelines writes the artifact key's policy: the toolchain account and the target "
+        "accounts' bootstrap roles use the key directly and create no grants.",
+    ),
+)
 
 
 def skip_toolchain_checkov_checks(stack: cdk.Stack) -> None:

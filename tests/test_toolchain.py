@@ -201,3 +201,40 @@ def test_a_bad_toolchain_setting_is_one_line_naming_it(key, value, words):
     with pytest.raises(ConfigError) as raised:
         load_toolchain(settings)
     assert words in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_each_toolchain_control_exemption_is_needed(monkeypatch):
+    """Without any one of its exemptions, the toolchain's synth fails on that control."""
+    from app import build_app
+    from serverless_stack import toolchain, toolchain_compliance
+
+    for exemption in toolchain_compliance.TOOLCHAIN_EXEMPTIONS:
+        others = tuple(e for e in toolchain_compliance.TOOLCHAIN_EXEMPTIONS if e is not exemption)
+        monkeypatch.setattr(toolchain, "TOOLCHAIN_EXEMPTIONS", others)
+        app = build_app(cdk.App(context={**cdk_context(), "synth": "toolchain"}))
+        control = exemption.control.split(":")[0]  # CT.S3.PR.2
+        with pytest.raises(Exception, match=re.escape(f"[{control}]")):
+            app.synth()
+
+
+def test_each_wildcard_reason_acknowledges_a_finding_of_the_toolchain(toolchain):
+    """Every reason serves (a pattern that matches nothing would hide nothing but mislead),
+    and the toolchain's wildcards are all of a known kind."""
+    from aws_cdk import aws_iam as iam
+
+    from serverless_stack.toolchain_compliance import IAM5_REASONS, iam5_findings
+
+    stack, _, _ = toolchain
+    findings = [
+        f
+        for scope in (stack, *stack.smoke_access)
+        for c in scope.node.find_all()
+        if isinstance(c, iam.CfnPolicy)
+        and cdk.Stack.of(c).node.path
+        in (stack.node.path, *(a.node.path for a in stack.smoke_access))
+        for f in iam5_findings(c)
+    ]
+    assert findings
+    for pattern, _ in IAM5_REASONS:
+        assert any(re.search(pattern, f) for f in findings), pattern
+    assert all(any(re.search(p, f) for p, _ in IAM5_REASONS) for f in findings)
