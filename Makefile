@@ -40,10 +40,12 @@ synth-all: install
 
 ## cost: the complete monthly bill of dev, staging and prod against the naive stack, measured
 ## from the code, with the 1 M / 10 M / 100 M sweep (WORKLOAD=file.json, RECORDS=N; MARKDOWN=1
-## prints clean Markdown on stdout, progress goes to stderr)
-cost: synth-all
+## prints clean Markdown on stdout, progress goes to stderr), then the toolchain's own bill
+cost: synth-all synth-toolchain
 	@python -m pipeline_tools.cost --sweep $(if $(WORKLOAD),--workload $(WORKLOAD)) \
 	  $(if $(RECORDS),--records-per-month $(RECORDS))
+	@echo
+	@python -m pipeline_tools.toolchain_cost $(if $(MARKDOWN),--markdown)
 
 ## cost-chart: the README's chart of prod's bill against volume (docs/cost-prod.png)
 cost-chart: synth-all

@@ -208,7 +208,29 @@ class ToolchainStack(cdk.Stack):
         self.source = pipelines.CodePipelineSource.connection(
             settings.repository, settings.branch, connection_arn=settings.connection_arn
         )
-        self.pipeline = pipelines.CodePipeline(
+        self.pipeline = self._pipeline()
+        self.stages: dict[str, DeploymentStage] = {}
+        self.smoke_access: list[SmokeTestAccess] = []
+        for environment in ORDER:
+            target = settings.environments[environment]
+            stage = DeploymentStage(
+                self,
+                environment.capitalize(),
+                environment=environment,
+                settings=environments,
+                target=target,
+            )
+            self.stages[environment] = stage
+            self.pipeline.add_stage(
+                stage, pre=self._before(environment), post=self._after(environment, stage)
+            )
+        self.pipeline.build_pipeline()
+        _keep_artifacts_versioned_a_month(self.pipeline.pipeline.artifact_bucket)
+        acknowledge_toolchain(self, *self.smoke_access)
+        skip_toolchain_checkov_checks(self)
+
+    def _pipeline(self) -> pipelines.CodePipeline:
+        return pipelines.CodePipeline(
             self,
             "Pipeline",
             pipeline_name="DataPipeline",
@@ -230,25 +252,6 @@ class ToolchainStack(cdk.Stack):
                 ),
             ),
         )
-        self.stages: dict[str, DeploymentStage] = {}
-        self.smoke_access: list[SmokeTestAccess] = []
-        for environment in ORDER:
-            target = settings.environments[environment]
-            stage = DeploymentStage(
-                self,
-                environment.capitalize(),
-                environment=environment,
-                settings=environments,
-                target=target,
-            )
-            self.stages[environment] = stage
-            self.pipeline.add_stage(
-                stage, pre=self._before(environment), post=self._after(environment, stage)
-            )
-        self.pipeline.build_pipeline()
-        _keep_artifacts_versioned_a_month(self.pipeline.pipeline.artifact_bucket)
-        acknowledge_toolchain(self, *self.smoke_access)
-        skip_toolchain_checkov_checks(self)
 
     def _synth_step(self) -> pipelines.ShellStep:
         return pipelines.ShellStep(

@@ -27,7 +27,7 @@ def test_an_unknown_command_is_one_line(capsys):
     assert cli.main(["deploy"]) == 2
     assert capsys.readouterr().err == (
         "error: pipeline: unknown command 'deploy'; the commands: send, dead-letters, redrive, "
-        "counts, local, cost, rightsize\n"
+        "counts, smoke, local, cost, rightsize\n"
     )
 
 

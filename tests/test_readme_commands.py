@@ -42,6 +42,7 @@ COVERED = {
     ),
     "make install": "every make target",
     "npx cdk synth -c synth=toolchain": "make synth-toolchain, here (its recipe)",
+    ".venv/bin/python -m pipeline_tools.toolchain_cost": "tests/test_toolchain.py (the bill)",
     "npx cdk synth -c environment=<env>": "npx cdk synth -c environment=prod, here",
     "make synth ENV=prod": "make synth, here, with the environment's default",
     "make synth-all": "make test (before checkov)",
