@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from aws_cdk import App
 from aws_cdk.assertions import Match, Template
@@ -57,71 +58,57 @@ def test_the_readme_command_synthesizes_it(tmp_path):
     assert (tmp_path / "cdk.out-example" / "OrdersExample.template.json").is_file()
 
 
+def _python(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run this Python with ``args`` in ``cwd``; its standard output, or fail with its errors."""
+    result = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
 def test_the_readme_pip_install_gives_another_project_the_constructs(tmp_path):
     """`pip install /path/to/this/checkout`, offline: the wheel pip builds carries the constructs
     and declares what they need; installed apart from this checkout, they import and build."""
     # a copy: setuptools builds in the source tree (build/, *.egg-info)
     checkout = project_copy(tmp_path / "checkout")
-    wheels = tmp_path / "wheels"
-    build = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--quiet",
-            "--wheel-dir",
-            str(wheels),
-            str(checkout),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    pip = ("-m", "pip", "--disable-pip-version-check")
+    _python(
+        tmp_path,
+        *pip,
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--quiet",
+        "--wheel-dir",
+        str(wheels),
+        str(checkout),
     )
-    assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = wheels.glob("*.whl")
-    target = tmp_path / "site"
-    install = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "--no-index",
-            "--quiet",
-            "--target",
-            str(target),
-            str(wheel),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    _python(
+        tmp_path,
+        *pip,
+        "install",
+        "--no-deps",
+        "--no-index",
+        "--quiet",
+        "--target",
+        str(target),
+        str(wheel),
     )
-    assert install.returncode == 0, install.stderr[-2000:]
     metadata = next(target.glob("*.dist-info")) / "METADATA"
     requires = [
         line for line in metadata.read_text().splitlines() if line.startswith("Requires-Dist")
     ]
     assert any("aws-cdk-lib" in line for line in requires)
     assert any("pydantic" in line for line in requires)
-    use = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import constructs_lib, aws_cdk as cdk\n"
-            "from constructs_lib.optimized_function import OptimizedFunction\n"
-            "print(constructs_lib.__file__)",
-        ],
-        cwd=tmp_path,
+    used = _python(
+        tmp_path,
+        "-c",
+        "import constructs_lib, aws_cdk as cdk\n"
+        "from constructs_lib.optimized_function import OptimizedFunction\n"
+        "print(constructs_lib.__file__)",
         env={**os.environ, "PYTHONPATH": str(target)},
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
-    assert use.returncode == 0, use.stderr[-2000:]
-    assert use.stdout.strip().startswith(str(target))
+    assert used.strip().startswith(str(target))
