@@ -71,6 +71,13 @@ CHECKOV_SKIPS: dict[str, tuple[tuple[str, str], ...]] = {
             "one, so versions would only keep copies of what is already there.",
         ),
     ),
+    "AWS::Logs::LogGroup": (
+        (
+            "CKV_AWS_158",
+            "The build logs hold test and synth output, no data; CloudWatch Logs encrypts them "
+            "at rest, and a customer-managed key would add $1 a month and a key policy.",
+        ),
+    ),
     "AWS::IAM::Policy": (
         (
             "CKV_AWS_111",
