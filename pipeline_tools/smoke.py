@@ -134,9 +134,8 @@ def _problems(
     found = {x.record_id for x in letters}
     problems = [f"{len(refused)} sends refused (first: {refused[0][1]})"] if refused else []
     problems += [f"not stored: {', '.join(sorted(missing))}"] if missing else []
-    problems += [f"not in the DLQ: {', '.join(sorted(must_reject - found))}"] * bool(
-        must_reject - found
-    )
+    absent = must_reject - found
+    problems += [f"not in the DLQ: {', '.join(sorted(absent))}"] if absent else []
     unexpected = sorted(str(i) for i in found - must_reject)
     problems += [f"in the DLQ but valid: {', '.join(unexpected)}"] if unexpected else []
     problems += [

@@ -55,6 +55,12 @@ TEST_COMMAND = "make test"
 SYNTH_COMMAND = "make synth-toolchain"
 #: The smoke test's role in the smoke-tested account, which the smoke step assumes.
 SMOKE_ROLE = "DataPipeline-smoke-test"
+#: How the operator commands read a deployed stack (``pipeline_tools/local/deployed.py``).
+SMOKE_STACK_READS = (
+    "cloudformation:DescribeStacks",
+    "cloudformation:GetTemplate",
+    "cloudformation:DescribeStackResources",
+)
 #: Ubuntu standard:7.0 with Python 3.12; npm comes from its Node runtime, and the project's
 #: own Node 22 from node_modules, as on a laptop
 #: (https://docs.aws.amazon.com/codebuild/latest/userguide/available-runtimes.html).
@@ -127,8 +133,11 @@ class SmokeTestAccess(cdk.Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         name = stack_name(SMOKE_TESTED)
+
         # The stack's resources by its name: CloudFormation names them <stack>-<id>-<suffix>.
-        arn = f"arn:{self.partition}:{{service}}:{self.region}:{self.account}:{{resource}}"
+        def arn(service: str, resource: str) -> str:
+            return f"arn:{self.partition}:{service}:{self.region}:{self.account}:{resource}"
+
         self.role = iam.Role(
             self,
             "Role",
@@ -136,28 +145,20 @@ class SmokeTestAccess(cdk.Stack):
             assumed_by=iam.AccountPrincipal(toolchain_account),
             description="The toolchain's smoke test of the staging pipeline",
         )
+        # What `pipeline smoke` calls (tests/test_local_deploy.py records it and holds it to this).
         grants = {
-            ("lambda:InvokeFunction", "lambda:GetFunction"): arn.format(
-                service="lambda", resource=f"function:{name}-*"
+            ("lambda:GetFunction",): arn("lambda", f"function:{name}-*"),
+            ("lambda:InvokeFunction",): arn("lambda", f"function:{name}-*:live"),
+            ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"): arn(
+                "sqs", f"{name}-*"
             ),
-            ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"): arn.format(
-                service="sqs", resource=f"{name}-*"
-            ),
-            ("dynamodb:GetItem",): arn.format(service="dynamodb", resource=f"table/{name}-*"),
-            (
-                "cloudformation:DescribeStacks",
-                "cloudformation:GetTemplate",
-                "cloudformation:ListStackResources",
-            ): arn.format(service="cloudformation", resource=f"stack/{name}/*"),
+            ("dynamodb:GetItem",): arn("dynamodb", f"table/{name}-*"),
+            SMOKE_STACK_READS: arn("cloudformation", f"stack/{name}/*"),
         }
         for actions, resource in grants.items():
             self.role.add_to_policy(
                 iam.PolicyStatement(actions=list(actions), resources=[resource])
             )
-        lambda_ = grants[("lambda:InvokeFunction", "lambda:GetFunction")]
-        self.role.add_to_policy(
-            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[f"{lambda_}:live"])
-        )
 
 
 def _keep_artifacts_versioned_a_month(bucket: s3.IBucket) -> None:

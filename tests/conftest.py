@@ -61,6 +61,17 @@ def stacks() -> dict[str, cdk.Stack]:
 
 
 @pytest.fixture(scope="session")
+def toolchain() -> tuple[Any, dict[str, Any], Path]:
+    """The toolchain stack, its template and its cloud assembly directory (one synth)."""
+    from app import build_app
+
+    app = build_app(cdk.App(context={**cdk_context(), "synth": "toolchain"}))
+    (stack,) = [c for c in app.node.children if isinstance(c, cdk.Stack)]
+    assembly = app.synth()
+    return stack, Template.from_stack(stack).to_json(), Path(assembly.directory)
+
+
+@pytest.fixture(scope="session")
 def templates(stacks: dict[str, cdk.Stack]) -> dict[str, Template]:
     return {name: Template.from_stack(stack) for name, stack in stacks.items()}
 

@@ -195,6 +195,45 @@ def test_the_pipelines_smoke_test_passes_on_the_emulator_and_cleans_up(emulator,
     assert capsys.readouterr().out.splitlines()[-1] == before
 
 
+def test_the_smoke_roles_grants_cover_every_call_the_aws_side_smoke_command_makes(
+    emulator, monkeypatch, capsys
+):
+    """The AWS-side `pipeline --stack ... smoke` against the emulator's endpoint, each API call
+    recorded: every one is an action the pipeline's smoke role (SmokeTestAccess) grants. The
+    emulator runs no Lambda code, so the records never land and the command exits 1; the
+    calls it makes on the way are the ones it makes on AWS. (IAM names Lambda's Invoke
+    operation lambda:InvokeFunction, as the service authorization reference lists it.)"""
+    import aws_cdk as cdk
+    import botocore.client
+    from aws_cdk.assertions import Template
+
+    from pipeline_tools import smoke
+    from pipeline_tools.operate import main as operate_main
+    from serverless_stack.toolchain import SmokeTestAccess
+    from tests.helpers import as_list, of_type, props
+
+    calls: set[str] = set()
+    make_call = botocore.client.BaseClient._make_api_call
+
+    def recorded(client, operation, params):
+        calls.add(f"{client.meta.service_model.signing_name}:{operation}")
+        return make_call(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recorded)
+    monkeypatch.setattr(smoke, "POLL_SECONDS", 0.1)
+    with aws_pointed_at(emulator):
+        operate_main(["--stack", STACK, "smoke", "--timeout", "1"])
+    capsys.readouterr()
+    needed = {"lambda:InvokeFunction" if c == "lambda:Invoke" else c for c in calls}
+    access = SmokeTestAccess(cdk.App(), "Access", toolchain_account="111111111111")
+    (policy,) = of_type(Template.from_stack(access).to_json(), "AWS::IAM::Policy").values()
+    granted = {
+        a for s in props(policy)["PolicyDocument"]["Statement"] for a in as_list(s["Action"])
+    }
+    assert {"cloudformation:DescribeStackResources", "sqs:ReceiveMessage"} <= needed
+    assert needed - granted == set()
+
+
 def test_the_smoke_test_fails_naming_what_did_not_land(emulator, capsys, monkeypatch):
     """Records that never arrive (only the first is sent): the smoke test names each one that
     did not land where it should, and exits 1."""

@@ -23,13 +23,9 @@ def template_files(stacks) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def toolchain_files() -> list[Path]:
+def toolchain_files(toolchain) -> list[Path]:
     """The toolchain's template and its three stage assemblies' templates."""
-    from app import build_app
-    from tests.conftest import cdk_context
-
-    app = build_app(cdk.App(context={**cdk_context(), "synth": "toolchain"}))
-    directory = Path(app.synth().directory)
+    directory = toolchain[2]
     top = directory / "DataPipeline-Toolchain.template.json"
     return [top, *sorted(p for p in directory.rglob("*.template.json") if p != top)]
 

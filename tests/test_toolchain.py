@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -20,16 +19,6 @@ from tests.conftest import ROOT, cdk_context, docs_text, synth_app
 from tests.helpers import as_list, of_type, props
 
 ENVIRONMENTS = ("dev", "staging", "prod")
-
-
-@pytest.fixture(scope="module")
-def toolchain() -> Any:
-    from app import build_app
-
-    app = build_app(cdk.App(context={**cdk_context(), "synth": "toolchain"}))
-    (stack,) = [c for c in app.node.children if isinstance(c, cdk.Stack)]
-    assembly = app.synth()
-    return stack, Template.from_stack(stack).to_json(), Path(assembly.directory)
 
 
 def _pipeline(template: dict[str, Any]) -> dict[str, Any]:
