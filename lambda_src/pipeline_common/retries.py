@@ -42,10 +42,13 @@ def dynamodb_client() -> Any:
 def no_sdk_retries() -> Any:
     """A client ``Config`` of one attempt per call: :class:`RetryPolicy` does the retrying.
 
+    botocore's ``total_max_attempts`` counts attempts, the first included (1: no retry);
+    ``max_attempts`` counts *retries*, so ``max_attempts: 1`` would still send a throttled
+    request twice (botocore's ``Config`` docstring, "retries").
     (Imported here, not at the top: the validator, which makes no client, never loads it.)"""
     from botocore.config import Config
 
-    return Config(retries={"mode": "standard", "max_attempts": 1})
+    return Config(retries={"mode": "standard", "total_max_attempts": 1})
 
 
 #: AWS error codes of throttling, as botocore's retry handler lists them (``_retry.json``),
