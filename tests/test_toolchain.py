@@ -310,3 +310,24 @@ def test_the_source_action_uses_the_connection_under_its_arns_prefix(toolchain):
     ]
     assert uses, "no statement lets the source action use the connection"
     assert [(s["Action"], s["Resource"]) for s in uses] == [(f"{prefix}:UseConnection", arn)]
+
+
+def test_the_synth_step_gets_a_zip_without_git_and_ci_runs_in_the_same_tree(toolchain):
+    """The source action hands CodeBuild a zip of the commit (``CODE_ZIP``, the default output
+    artifact format; ``CODEBUILD_CLONE_REF`` alone carries git metadata: CodePipeline's
+    "CodeStarSourceConnection" action reference, ``OutputArtifactFormat``). So the suite asks
+    no git, and CI runs it in a ``git archive`` export of HEAD, which has no ``.git`` either."""
+    _, template, _ = toolchain
+    source = _pipeline(template)["Stages"][0]["Actions"][0]
+    assert source["Configuration"].get("OutputArtifactFormat", "CODE_ZIP") == "CODE_ZIP"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "git archive" in ci and ci.index("git archive") < ci.index("make test")
+    runs_git = re.compile(r"""["']git["']\s*,|\bgit (ls-files|rev-parse|describe|log)\b""")
+    callers = [
+        path.relative_to(ROOT).as_posix()
+        for folder in ("tests", "pipeline_tools", "serverless_stack", "constructs_lib")
+        for path in (ROOT / folder).rglob("*.py")
+        if runs_git.search(path.read_text()) and path.name != "test_toolchain.py"
+    ]
+    makefile = (ROOT / "Makefile").read_text()
+    assert callers == [] and not runs_git.search(makefile)
