@@ -137,8 +137,13 @@ class SafeDeployment(Construct):
             post_hook=preference.post_traffic_hook,
         )
         # CloudFormation updates the alias (and so starts the shift) only once the group, its
-        # alarms and their dimensions (the new version) are up to date.
+        # alarms and their dimensions (the new version) are up to date, and so is the role's
+        # policy: it names the rollback alarms, which are new with every version, and with
+        # IgnorePollAlarmFailure false CodeDeploy stops a deployment whose alarms it cannot
+        # read (AWS::CodeDeploy::DeploymentGroup AlarmConfiguration,
+        # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-codedeploy-deploymentgroup-alarmconfiguration.html).
         alias.node.add_dependency(self.group)
+        alias.node.add_dependency(self.role)
         for alarm in preference.alarms:
             self.add_rollback_alarm(alarm)
 

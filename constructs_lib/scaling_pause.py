@@ -5,19 +5,24 @@ versions, so an Application Auto Scaling action that fires during a canary fails
 scheduled action is not run again. This construct adds, for one ``OptimizedFunction`` whose
 provisioned concurrency is auto-scaled and whose deployments are gradual:
 
-* a hook function (its code is the caller's: ``lambda_src/scaling_pause`` in this project), run
-  by CodeDeploy *before traffic moves* to suspend the scalable target's dynamic and scheduled
+* the release probe's hook (``ReleaseProbe``, which it extends; its code is the caller's:
+  ``lambda_src/release_hook`` in this project), run by CodeDeploy *before traffic moves*: once
+  the new version answers its probe, it suspends the scalable target's dynamic and scheduled
   scaling;
 * an EventBridge rule on the end of this group's deployments (success, failure or stop) that
   runs it again to resume scaling and register the range the schedule has in effect, since
-  scheduled actions that fall inside a suspension are not run on resume.
+  scheduled actions that fall inside a suspension are not run on resume;
+* a second path, since EventBridge delivers CodeDeploy's events on a best-effort basis
+  (https://docs.aws.amazon.com/eventbridge/latest/ref/events-ref-codedeploy.html): a scheduled
+  check (every ``check_every``) that resumes scaling whenever no deployment of the group is
+  unfinished. A lost event leaves scaling suspended for at most that period.
 
 Its role holds exactly what the hook calls: ``RegisterScalableTarget`` on the account's scalable
 targets in the region (a target's ARN ends in an id that is not a CloudFormation attribute), the
 Lambda
 provisioned-concurrency actions that registering a Lambda target requires, on the alias only,
-and ``PutLifecycleEventHookExecutionStatus`` on the deployment group (granted by aws-cdk-lib's
-``LambdaDeploymentGroup`` to its hooks).
+``PutLifecycleEventHookExecutionStatus`` on the deployment group (granted by aws-cdk-lib's
+``LambdaDeploymentGroup`` to its hooks), and ``ListDeployments`` on the group (the check).
 
 Use: create it first, pass ``pause.function`` as the ``pre_traffic_hook`` of the function's
 ``DeploymentPreference``, then ``pause.attach(function, scaling)``.
@@ -38,8 +43,9 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from constructs_lib import cron
-from constructs_lib.optimized_function import OptimizedFunction, props_of
+from constructs_lib.optimized_function import OptimizedFunction
 from constructs_lib.paths import stack_path
+from constructs_lib.release_probe import ReleaseProbe
 from constructs_lib.scaling import ProvisionedConcurrencyScaling
 
 __all__ = ["ScalingPause", "scaling_timeline"]
@@ -47,13 +53,8 @@ __all__ = ["ScalingPause", "scaling_timeline"]
 #: CodeDeploy's deployment states that end a deployment
 #: (https://docs.aws.amazon.com/codedeploy/latest/userguide/monitoring-cloudwatch-events.html).
 DEPLOYMENT_ENDED = ("SUCCESS", "FAILURE", "STOP")
-#: The hook's props where the caller gives none: it makes two API calls a deployment.
-HOOK_DEFAULTS: dict[str, Any] = {
-    "memory_size": 128,
-    "timeout": Duration.seconds(30),
-    "tracing": lambda_.Tracing.PASS_THROUGH,
-    "description": "Suspends the alias's provisioned-concurrency scaling during a shift",
-}
+#: How often the scheduled check resumes scaling that no deployment holds suspended.
+CHECK_EVERY = Duration.minutes(15)
 
 
 def scaling_timeline(scaling: ProvisionedConcurrencyScaling) -> dict[str, Any]:
@@ -87,11 +88,11 @@ def scaling_timeline(scaling: ProvisionedConcurrencyScaling) -> dict[str, Any]:
     }
 
 
-class ScalingPause(Construct):
-    """A pre-traffic hook and a deployment-end rule around one alias's auto scaling.
+class ScalingPause(ReleaseProbe):
+    """The release probe's pre-traffic hook, which also suspends one alias's auto scaling, a
+    deployment-end rule and a scheduled check that resume it.
 
-    Attributes: ``function`` (the hook, an ``OptimizedFunction``'s function) and ``hook`` (that
-    ``OptimizedFunction``), ``rule`` (after ``attach``).
+    Attributes: those of ``ReleaseProbe``; ``rule`` and ``check`` (after ``attach``).
     """
 
     def __init__(
@@ -102,39 +103,46 @@ class ScalingPause(Construct):
         function_props: lambda_.FunctionProps,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_WEEK,
         log_encryption_key: kms.IKey | None = None,
+        check_every: Duration = CHECK_EVERY,
     ) -> None:
         """
-        :param function_props: the hook's props: its ``code`` (this project:
-            ``lambda_src/scaling_pause``), ``handler`` and ``runtime``, and where a failed
-            deployment-end event goes (``dead_letter_queue``); merged over :data:`HOOK_DEFAULTS`.
+        :param function_props: the hook's props (``ReleaseProbe``).
+        :param check_every: the scheduled check's period: the longest a lost deployment-end
+            event leaves scaling suspended. :default: 15 minutes
         """
-        super().__init__(scope, construct_id)
-        self.hook = OptimizedFunction(
-            self,
-            "Hook",
-            function_props=lambda_.FunctionProps(**{**HOOK_DEFAULTS, **props_of(function_props)}),
+        super().__init__(
+            scope,
+            construct_id,
+            function_props=function_props,
             log_retention=log_retention,
             log_encryption_key=log_encryption_key,
         )
-        self.function = self.hook.function
+        self.check_every = check_every
         self.rule: events.Rule | None = None
+        self.check: events.Rule | None = None
 
-    def attach(self, target: OptimizedFunction, scaling: ProvisionedConcurrencyScaling) -> None:
-        """Guard ``target`` (an ``OptimizedFunction`` with auto scaling and a deployment)."""
+    def attach(  # type: ignore[override]
+        self, target: OptimizedFunction, scaling: ProvisionedConcurrencyScaling
+    ) -> None:
+        """Probe and guard ``target`` (an ``OptimizedFunction`` with auto scaling and a
+        deployment)."""
         if target.deployment is None or target.scalable_target is None:
             raise ValueError(
                 "ScalingPause.attach: the function needs auto_scaling and a deployment"
             )
+        super().attach(target)
         fn = target.function
         alias = target.alias
-        # The hook (and its settings) is up to date before the alias update calls it.
-        alias.node.add_dependency(self.function)
+        group = target.deployment.group
         self.function.add_environment(
             "SCALABLE_RESOURCE_ID", f"function:{fn.function_name}:{alias.alias_name}"
         )
         self.function.add_environment("SCALING_TIMELINE", json.dumps(scaling_timeline(scaling)))
+        self.function.add_environment("DEPLOYMENT_APPLICATION", group.application.application_name)
+        self.function.add_environment("DEPLOYMENT_GROUP", group.deployment_group_name)
         self._grant(target)
         self.rule = self._deployment_end_rule(target)
+        self.check = self._scheduled_check(target)
 
     def _grant(self, target: OptimizedFunction) -> None:
         """What the hook calls: register the target, on the alias's provisioned concurrency."""
@@ -164,6 +172,29 @@ class ScalingPause(Construct):
                 ],
                 resources=[f"{fn.function_arn}:{alias.alias_name}"],
             )
+        )
+
+    def _scheduled_check(self, target: OptimizedFunction) -> events.Rule:
+        """Runs the hook every ``check_every`` to resume scaling no deployment holds."""
+        assert target.deployment is not None
+        group = target.deployment.group
+        self.hook.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["codedeploy:ListDeployments"], resources=[group.deployment_group_arn]
+            )
+        )
+        return events.Rule(
+            self,
+            "ScheduledCheck",
+            description=f"Resumes {stack_path(target)}'s scaling when no deployment holds it",
+            schedule=events.Schedule.rate(self.check_every),
+            targets=[
+                targets.LambdaFunction(
+                    self.hook.alias,
+                    retry_attempts=2,
+                    dead_letter_queue=self.hook.dead_letter_queue,
+                )
+            ],
         )
 
     def _deployment_end_rule(self, target: OptimizedFunction) -> events.Rule:

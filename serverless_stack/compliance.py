@@ -129,21 +129,22 @@ FAILURE_DESTINATION_REASON = (
 )
 
 
-def _scaling_pause_findings(
+def _release_hook_findings(
     stage: str,
-) -> list[tuple[str, Callable[[PipelineStack], IConstruct], Any, str]]:
-    """The findings on ``stage``'s scaling pause: (concern, target, finding id, reason)."""
+) -> list[tuple[str, Callable[[PipelineStack], IConstruct], Any, str, bool]]:
+    """The findings on ``stage``'s release hook: (concern, target, finding id, reason, whether
+    only a scaling pause has it)."""
 
     def policy(stack: PipelineStack) -> IConstruct:
-        role = stack.scaling_pauses[stage].hook.role
+        role = stack.release_hooks[stage].hook.role
         return role.node.find_child("DefaultPolicy").node.default_child  # type: ignore[return-value]
 
     def async_config(stack: PipelineStack) -> IConstruct:
-        alias = stack.scaling_pauses[stage].hook.alias
+        alias = stack.release_hooks[stage].hook.alias
         return alias.node.find_child("EventInvokeConfig").node.default_child  # type: ignore[return-value]
 
     def function(stack: PipelineStack) -> IConstruct:
-        return stack.scaling_pauses[stage].function.node.default_child  # type: ignore[return-value]
+        return stack.release_hooks[stage].function.node.default_child  # type: ignore[return-value]
 
     return [
         (
@@ -154,20 +155,24 @@ def _scaling_pause_findings(
             "targets in this region: a target's ARN ends in an id that CloudFormation does not "
             "return (its only attribute is the resource id). The statement holds that one "
             "action; the Lambda actions registering a Lambda target needs name the alias.",
+            True,
         ),
-        ("xray", policy, "AwsSolutions::AwsSolutions-IAM5[Resource::*]", XRAY_REASON),
+        ("xray", policy, "AwsSolutions::AwsSolutions-IAM5[Resource::*]", XRAY_REASON, False),
         (
             "failure-destination",
             async_config,
             "Serverless::Serverless-LambdaAsyncFailureDestination",
             FAILURE_DESTINATION_REASON,
+            False,
         ),
         (
             "tracing",
             function,
             "Serverless::Serverless-LambdaTracing",
-            "The scaling pause makes two Application Auto Scaling calls per deployment; a trace "
-            "would add an X-Ray charge and nothing an operator needs that its log line lacks.",
+            "The release hook makes a few API calls per deployment (the probe, the scaling "
+            "pause) and one every scheduled check; a trace would add an X-Ray charge and "
+            "nothing an operator needs that its log line lacks.",
+            False,
         ),
     ]
 
@@ -221,14 +226,18 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
     ),
     *(
         Acknowledgment(
-            f"{stage}-scaling-pause-{concern}",
+            f"{stage}-{'scaling-pause' if pause_only else 'release-hook'}-{concern}",
             target,
             rule,
             reason,
-            applies=lambda stack, stage=stage: stage in stack.scaling_pauses,  # type: ignore[misc]
+            applies=(
+                (lambda stack, stage=stage: stage in stack.scaling_pauses)  # type: ignore[misc]
+                if pause_only
+                else (lambda stack, stage=stage: stage in stack.release_hooks)  # type: ignore[misc]
+            ),
         )
         for stage in STAGES
-        for concern, target, rule, reason in _scaling_pause_findings(stage)
+        for concern, target, rule, reason, pause_only in _release_hook_findings(stage)
     ),
     Acknowledgment(
         "dlq-redrive",

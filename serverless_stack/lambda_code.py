@@ -30,10 +30,11 @@ _ALWAYS_EXCLUDED = (
 _POWERTOOLS_PIN = re.compile(r"^aws-lambda-powertools(\[[\w,]+\])?==(?P<release>[^\s;#]+)", re.M)
 
 
-#: The deployment hook that pauses provisioned-concurrency scaling during a shift: its own
-#: asset, boto3 only (``lambda_src/scaling_pause``).
-SCALING_PAUSE = "scaling_pause"
-SCALING_PAUSE_HANDLER = f"{SCALING_PAUSE}.handler.lambda_handler"
+#: The deployment hook that probes a new version before it takes traffic, and pauses
+#: provisioned-concurrency scaling during a shift: its own asset, boto3 only
+#: (``lambda_src/release_hook``).
+RELEASE_HOOK = "release_hook"
+RELEASE_HOOK_HANDLER = f"{RELEASE_HOOK}.handler.lambda_handler"
 
 
 def stage_code(stage: str) -> lambda_.Code:
@@ -42,12 +43,12 @@ def stage_code(stage: str) -> lambda_.Code:
         raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
     others = [name for name in STAGES if name != stage]
     return lambda_.Code.from_asset(
-        str(LAMBDA_SRC), exclude=[*others, SCALING_PAUSE, *_ALWAYS_EXCLUDED]
+        str(LAMBDA_SRC), exclude=[*others, RELEASE_HOOK, *_ALWAYS_EXCLUDED]
     )
 
 
-def scaling_pause_code() -> lambda_.Code:
-    """The asset of the scaling-pause hook: ``lambda_src/scaling_pause/`` alone."""
+def release_hook_code() -> lambda_.Code:
+    """The asset of the release hook: ``lambda_src/release_hook/`` alone."""
     return lambda_.Code.from_asset(
         str(LAMBDA_SRC), exclude=[*STAGES, "pipeline_common", *_ALWAYS_EXCLUDED]
     )

@@ -24,13 +24,14 @@ from constructs_lib.deployment import DeploymentPreference, deployment_config
 from constructs_lib.monitoring import PipelineMonitoring
 from constructs_lib.optimized_function import OptimizedFunction
 from constructs_lib.powertools_layer import powertools_layer
+from constructs_lib.release_probe import ReleaseProbe
 from constructs_lib.retention import retention_days
 from constructs_lib.scaling_pause import ScalingPause
 from serverless_stack.config import EnvironmentSettings, PipelineConfig
 from serverless_stack.lambda_code import (
-    SCALING_PAUSE_HANDLER,
+    RELEASE_HOOK_HANDLER,
     powertools_release,
-    scaling_pause_code,
+    release_hook_code,
     stage_code,
     stage_handler,
 )
@@ -76,7 +77,10 @@ class PipelineStack(Stack):
         )
         self.architecture = ARCHITECTURES[self.settings.architecture]
         self._shared_resources()
-        #: Stage -> the scaling pause of its deployments (auto-scaled, gradually shifted stages).
+        #: Stage -> the pre-traffic hook of its deployments: a release probe, and for an
+        #: auto-scaled, gradually shifted stage a scaling pause (which probes too).
+        self.release_hooks: dict[str, ReleaseProbe] = {}
+        #: Stage -> its scaling pause (auto-scaled, gradually shifted stages).
         self.scaling_pauses: dict[str, ScalingPause] = {}
         # Built back to front: each stage's alias is the previous one's on-success destination.
         built: dict[str, OptimizedFunction] = {}
@@ -118,7 +122,7 @@ class PipelineStack(Stack):
 
     def _stage(self, stage: Stage, next_stage: OptimizedFunction | None) -> OptimizedFunction:
         settings = getattr(self.settings.functions, stage.name)
-        pause = self._scaling_pause(stage) if self._pauses_scaling(stage) else None
+        hook = self._release_hook(stage)
         function = OptimizedFunction(
             self,
             stage.construct_id,
@@ -145,11 +149,15 @@ class PipelineStack(Stack):
             provisioned_concurrency=settings.auto_scaling or settings.provisioned_concurrency,
             log_retention=retention_days(self.settings.log_retention_days),
             log_encryption_key=self.log_key,
-            deployment=self._deployment(pause),
+            deployment=self._deployment(hook),
         )
-        if pause is not None:
-            pause.attach(function, settings.auto_scaling)
-            self.scaling_pauses[stage.name] = pause
+        if isinstance(hook, ScalingPause):
+            hook.attach(function, settings.auto_scaling)
+            self.scaling_pauses[stage.name] = hook
+        elif hook is not None:
+            hook.attach(function)
+        if hook is not None:
+            self.release_hooks[stage.name] = hook
         # The tools that read the synthesized template find each stage by this label.
         function.function.node.default_child.add_metadata(STAGE_METADATA_KEY, stage.name)  # type: ignore[union-attr]
         return function
@@ -183,13 +191,19 @@ class PipelineStack(Stack):
             and self.settings.deployment.gradual
         )
 
-    def _scaling_pause(self, stage: Stage) -> ScalingPause:
-        pause = ScalingPause(
+    def _release_hook(self, stage: Stage) -> ReleaseProbe | None:
+        """The stage's pre-traffic hook: every deployed stage's new version is probed before it
+        takes traffic; an auto-scaled, gradually shifted one also pauses its scaling."""
+        if self.deploy_application is None:
+            return None
+        pauses = self._pauses_scaling(stage)
+        kind, role = (ScalingPause, "scaling-pause") if pauses else (ReleaseProbe, "release-probe")
+        hook = kind(
             self,
-            f"{stage.construct_id}ScalingPause",
+            f"{stage.construct_id}{kind.__name__}",
             function_props=lambda_.FunctionProps(
-                code=scaling_pause_code(),
-                handler=SCALING_PAUSE_HANDLER,
+                code=release_hook_code(),
+                handler=RELEASE_HOOK_HANDLER,
                 runtime=RUNTIME,
                 architecture=self.architecture,
                 dead_letter_queue=self.dead_letter_queue,
@@ -197,16 +211,16 @@ class PipelineStack(Stack):
             log_retention=retention_days(self.settings.log_retention_days),
             log_encryption_key=self.log_key,
         )
-        pause.function.node.default_child.add_metadata(SUPPORT_METADATA_KEY, "scaling-pause")  # type: ignore[union-attr]
-        return pause
+        hook.function.node.default_child.add_metadata(SUPPORT_METADATA_KEY, role)  # type: ignore[union-attr]
+        return hook
 
-    def _deployment(self, pause: ScalingPause | None) -> DeploymentPreference | None:
+    def _deployment(self, hook: ReleaseProbe | None) -> DeploymentPreference | None:
         if self.deploy_application is None:
             return None
         return DeploymentPreference(
             config=deployment_config(self.settings.deployment.config),
             application=self.deploy_application,
-            pre_traffic_hook=pause.function if pause else None,
+            pre_traffic_hook=hook.function if hook else None,
         )
 
     def _monitor(self) -> None:

@@ -85,8 +85,9 @@ def test_removing_any_one_acknowledgment_reports_its_finding(tmp_path, ack, stac
     assert found[0] == rule
     stage = ack.name.split("-")[0]
     expected_scope = "DeadLetterQueue" if stage == "dlq" else stage.capitalize()
-    if "scaling-pause" in ack.name:
-        expected_scope += "ScalingPause"
+    if "scaling-pause" in ack.name or "release-hook" in ack.name:
+        pauses = stage in stacks[environment].scaling_pauses
+        expected_scope += "ScalingPause" if pauses else "ReleaseProbe"
     assert found[1].startswith(f"DataPipeline-{environment}/{expected_scope}/")
 
 
@@ -130,7 +131,7 @@ def test_an_account_that_enforces_the_log_controls_sets_them_and_needs_no_acknow
     assert exempt == {"ct-lambda-pr-3", "ct-sqs-pr-1"}, "the log controls are enforced and met"
     template = assembly.get_stack_by_name("DataPipeline-prod").template
     groups = [r for r in template["Resources"].values() if r["Type"] == "AWS::Logs::LogGroup"]
-    assert len(groups) == 4  # the three stages' and the scaling pause's
+    assert len(groups) == 6  # the three stages' and their three release hooks'
     assert all(g["Properties"]["RetentionInDays"] == 365 for g in groups)
     assert all(g["Properties"]["KmsKeyId"] == key for g in groups)
 

@@ -4,6 +4,7 @@ the stage's own alarms; dev shifts at once; the local emulator's app has none of
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import aws_cdk as cdk
@@ -11,7 +12,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from tests.conftest import cdk_context, synth_app
-from tests.helpers import alias_ids, function_ids, of_type, props, ref_id
+from tests.helpers import alias_ids, as_list, function_ids, of_type, props, ref_id
 
 
 def groups(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -371,3 +372,74 @@ def test_the_construct_takes_hooks_and_grants_only_them():
 def test_synth_app_keeps_deployments_for_real_accounts():
     template = Template.from_stack(synth_app("staging")).to_json()
     assert len(groups(template)) == 3
+
+
+def _references(value: Any) -> set[str]:
+    """The logical ids a template value names (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``'s ``${X}``)."""
+    if isinstance(value, list):
+        return set().union(*(_references(v) for v in value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    found: set[str] = set()
+    for key, inner in value.items():
+        if key == "Ref" and isinstance(inner, str) and not inner.startswith("AWS::"):
+            found.add(inner)
+        elif key == "Fn::GetAtt":
+            found.add(inner[0] if isinstance(inner, list) else inner.split(".")[0])
+        elif key == "Fn::Sub":
+            text = inner if isinstance(inner, str) else inner[0]
+            found |= {m for m in re.findall(r"\$\{([^}.!]+)", text) if not m.startswith("AWS::")}
+            found |= _references(inner[1] if isinstance(inner, list) else [])
+        else:
+            found |= _references(inner)
+    return found
+
+
+def _waits_for(template: dict[str, Any], logical_id: str) -> set[str]:
+    """Every resource CloudFormation creates or updates before ``logical_id``: its DependsOn
+    and everything its properties and update policy name, transitively."""
+    resources = template["Resources"]
+    seen: set[str] = set()
+    todo = [logical_id]
+    while todo:
+        resource = resources[todo.pop()]
+        depends = resource.get("DependsOn", [])
+        direct = set(as_list(depends)) | _references(
+            [resource.get("Properties", {}), resource.get("UpdatePolicy", {})]
+        )
+        for other in direct & set(resources) - seen:
+            seen.add(other)
+            todo.append(other)
+    return seen
+
+
+def _policies_of(template: dict[str, Any], role_id: str) -> set[str]:
+    return {
+        policy_id
+        for policy_id, policy in of_type(template, "AWS::IAM::Policy").items()
+        if {"Ref": role_id} in props(policy).get("Roles", [])
+    }
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+def test_a_shift_cannot_start_before_the_grants_it_needs(template_json, environment):
+    """CloudFormation starts CodeDeploy's shift when it updates the alias
+    (``UpdatePolicy.CodeDeployLambdaAliasUpdate``). The deployment group's role reads the
+    rollback alarms, new with each version; with ``IgnorePollAlarmFailure`` false a deployment
+    stops when its alarms cannot be read (AWS::CodeDeploy::DeploymentGroup AlarmConfiguration).
+    The pre-traffic hook invokes the new version and reports its status. So every policy of
+    both roles is in place before the alias update: the alias waits for each of them."""
+    template = template_json[environment]
+    for stage, alias_id in alias_ids(template).items():
+        alias = template["Resources"][alias_id]
+        update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+        group = props(template["Resources"][ref_id(update["DeploymentGroupName"])])
+        group_role = ref_id(group["ServiceRoleArn"])
+        hook_role = ref_id(
+            props(template["Resources"][ref_id(update["BeforeAllowTrafficHook"])])["Role"]
+        )
+        needed = _policies_of(template, group_role) | _policies_of(template, hook_role)
+        assert len(needed) >= 2, f"{stage}: no policies found for the shift's roles"
+        assert needed <= _waits_for(template, alias_id), (
+            f"{stage}: the shift may start before {sorted(needed - _waits_for(template, alias_id))}"
+        )

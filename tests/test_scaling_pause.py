@@ -63,9 +63,10 @@ def test_the_hook_runs_before_traffic_moves_and_at_every_end_of_a_deployment(tem
     assert "AfterAllowTrafficHook" not in update
     # Updated before the alias update that runs it (its schedule may have changed).
     assert hook_id in alias["DependsOn"]
-    (rule,) = [
+    rules = [
         props(v) for v in pause_resources(template).values() if v["Type"] == "AWS::Events::Rule"
     ]
+    (rule,) = [r for r in rules if "EventPattern" in r]
     assert rule["EventPattern"] == {
         "source": ["aws.codedeploy"],
         "detail-type": ["CodeDeploy Deployment State-change Notification"],
@@ -146,6 +147,10 @@ def test_the_hooks_role_holds_exactly_what_it_calls(template_json):
         "lambda:PutProvisionedConcurrencyConfig",
         "lambda:DeleteProvisionedConcurrencyConfig",
         "codedeploy:PutLifecycleEventHookExecutionStatus",
+        # The scheduled check: is a deployment of the group unfinished?
+        "codedeploy:ListDeployments",
+        # The release probe: the new version, once.
+        "lambda:InvokeFunction",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
         "sqs:SendMessage",
@@ -157,8 +162,14 @@ def test_the_hooks_role_holds_exactly_what_it_calls(template_json):
     assert ":application-autoscaling:" in scaling and ":scalable-target/*" in scaling
     for action in ("Get", "Put", "Delete"):
         assert (f"lambda:{action}ProvisionedConcurrencyConfig", alias_arn) in pairs
-    (deploy,) = [r for a, r in pairs if a.startswith("codedeploy:")]
-    assert group in deploy and "deploymentgroup" in deploy
+    deploys = [r for a, r in pairs if a.startswith("codedeploy:")]
+    assert len(deploys) == 2
+    for deploy in deploys:
+        assert group in deploy and "deploymentgroup" in deploy
+    version = ref_id(
+        template["Resources"][alias_ids(template)["processor"]]["Properties"]["FunctionVersion"]
+    )
+    assert ("lambda:InvokeFunction", json.dumps({"Ref": version})) in pairs
     assert ("sqs:SendMessage", json.dumps({"Fn::GetAtt": [queue_id, "Arn"]})) in pairs
     assert ("logs:PutLogEvents", json.dumps({"Fn::GetAtt": [log_group, "Arn"]})) in pairs
 
@@ -174,7 +185,7 @@ def hook(template_json, monkeypatch):
     _, function = hook_function(template_json["prod"])
     monkeypatch.setenv("SCALABLE_RESOURCE_ID", RESOURCE)
     monkeypatch.setenv("SCALING_TIMELINE", function["Environment"]["Variables"]["SCALING_TIMELINE"])
-    from scaling_pause import handler
+    from release_hook import handler
 
     with mock_aws():
         autoscaling = boto3.client("application-autoscaling", region_name="us-east-1")
@@ -277,7 +288,7 @@ def test_when_the_deployment_ends_scaling_resumes_with_the_range_in_effect(
 def test_the_range_in_effect_reads_each_actions_own_time_zone():
     """08:00 in Berlin is 07:00 UTC in winter: at 07:30 UTC on a Monday, Berlin's business hours
     have begun."""
-    from scaling_pause.handler import range_in_effect
+    from release_hook.handler import range_in_effect
 
     timeline = {
         "min_capacity": 1,

@@ -32,7 +32,11 @@ def test_stage_identity_is_the_label_not_the_handler(template_json):
     for fn in of_type(template, "AWS::Lambda::Function").values():
         fn["Properties"]["Handler"] = "app.main"  # any handler: the label decides
     assert sorted(StackTemplate.of(template).stages) == sorted(STAGES)
-    fn = next(iter(of_type(template, "AWS::Lambda::Function").values()))
+    fn = next(
+        f
+        for f in of_type(template, "AWS::Lambda::Function").values()
+        if STAGE_METADATA_KEY in f.get("Metadata", {})
+    )
     del fn["Metadata"][STAGE_METADATA_KEY]
     with pytest.raises(TemplateError, match="no 'pipeline:stage' in its Metadata"):
         StackTemplate.of(template)

@@ -18,6 +18,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pipeline_common.contract import InvalidRecord, validate
 from pipeline_common.regressions import count_regression, is_regression
 
+#: The release probe a deployment's pre-traffic hook sends a new version, and the answer of a
+#: version that imported and initialised (``lambda_src/release_hook/handler.py``).
+PROBE_EVENT = {"releaseProbe": True}
+PROBE_ANSWER = {"releaseProbe": "ok"}
+
 #: Keys that every Lambda destination invocation record carries.
 INVOCATION_RECORD_KEYS = frozenset({"requestContext", "requestPayload", "responsePayload"})
 
@@ -110,6 +115,9 @@ def rejections_counted(logger: Any, metrics: Any) -> Any:
     :class:`StageFailure` (``unexpected KeyError: 'x'``) that names the original error, never as
     a bare Python exception. So is a response that is not JSON.
     Put it closest to the handler, inside ``@metrics.log_metrics``, so the count is flushed.
+
+    The release probe (:data:`PROBE_EVENT`) is answered with :data:`PROBE_ANSWER` before the
+    handler runs: it is no record, and it stores, counts and forwards nothing.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -118,6 +126,8 @@ def rejections_counted(logger: Any, metrics: Any) -> Any:
     def decorate(handler: Any) -> Any:
         @functools.wraps(handler)
         def run(event: Any, context: Any) -> Any:
+            if event == PROBE_EVENT:  # the module imported and initialised: nothing to store
+                return PROBE_ANSWER
             try:
                 result = handler(event, context)
             except (ClientError, BotoCoreError) as error:

@@ -1,0 +1,112 @@
+"""`ReleaseProbe`: a new version that cannot start is stopped before it takes any traffic.
+
+A stage's rollback alarms count what its code sees. A version that fails before its code runs
+(an import error, an exception at init, an out-of-memory kill, ``Runtime.ExitError``, a timeout)
+emits none of that, so without a probe CodeDeploy would shift it to 100 % while every record
+went to the dead-letter queue.
+
+So each gradually shifted ``live`` alias gets a pre-traffic hook (CodeDeploy's
+``BeforeAllowTraffic``) that invokes the *new version* once, synchronously, with a probe event
+the stage answers without storing anything. Any ``FunctionError`` fails the hook, and CodeDeploy
+stops the deployment before traffic moves; CloudFormation then rolls the alias back
+(https://docs.aws.amazon.com/codedeploy/latest/userguide/reference-appspec-file-structure-hooks.html#appspec-hooks-lambda;
+the pattern of AWS's tutorial, whose hook gets the new version in its environment:
+https://docs.aws.amazon.com/codedeploy/latest/userguide/tutorial-lambda-sam-create-lambda-hooks.html).
+The hook's code is the caller's (``lambda_src/release_hook`` in this project).
+
+Its role holds ``lambda:InvokeFunction`` on exactly the new version, and
+``PutLifecycleEventHookExecutionStatus`` on the deployment group (granted by aws-cdk-lib's
+``LambdaDeploymentGroup`` to its hooks). The alias depends on the hook, so the hook, its new
+target and its grant are in place before the alias update starts the deployment.
+
+Use: create it first, pass ``probe.function`` as the ``pre_traffic_hook`` of the function's
+``DeploymentPreference``, then ``probe.attach(function)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from constructs_lib.optimized_function import OptimizedFunction, props_of
+
+__all__ = ["HOOK_DEFAULTS", "ReleaseProbe"]
+
+#: The hook's props where the caller gives none. Its timeout covers the probed version's own
+#: (the probe waits for it) with a margin for the hook's own calls.
+HOOK_DEFAULTS: dict[str, Any] = {
+    "memory_size": 128,
+    "timeout": Duration.seconds(90),
+    "tracing": lambda_.Tracing.PASS_THROUGH,
+    "description": "Probes a new version of the alias before CodeDeploy moves traffic to it",
+}
+#: What the hook needs beyond the probed version's timeout: its client set-up and its report.
+HOOK_MARGIN_SECONDS = 30
+
+
+class ReleaseProbe(Construct):
+    """A pre-traffic hook that probes the new version of one alias.
+
+    Attributes: ``function`` (the hook, an ``OptimizedFunction``'s function), ``hook`` (that
+    ``OptimizedFunction``) and ``target`` (after ``attach``).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function_props: lambda_.FunctionProps,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_WEEK,
+        log_encryption_key: kms.IKey | None = None,
+    ) -> None:
+        """
+        :param function_props: the hook's props: its ``code`` (this project:
+            ``lambda_src/release_hook``), ``handler`` and ``runtime``, and where a failed
+            event goes (``dead_letter_queue``); merged over :data:`HOOK_DEFAULTS`.
+        :param log_retention: the hook's log retention. :default: 7 days
+        :param log_encryption_key: a KMS key for the hook's logs. :default: none
+        """
+        super().__init__(scope, construct_id)
+        self.hook = OptimizedFunction(
+            self,
+            "Hook",
+            function_props=lambda_.FunctionProps(**{**HOOK_DEFAULTS, **props_of(function_props)}),
+            log_retention=log_retention,
+            log_encryption_key=log_encryption_key,
+        )
+        self.function = self.hook.function
+        self.target: OptimizedFunction | None = None
+
+    def attach(self, target: OptimizedFunction) -> None:
+        """Probe each new version of ``target`` (an ``OptimizedFunction`` with a deployment)
+        before its alias takes traffic.
+
+        :raises ValueError: when ``target`` has no deployment, or its timeout leaves the hook
+            (whose timeout is its props') no time to report after the probe.
+        """
+        if target.deployment is None:
+            raise ValueError("ReleaseProbe.attach: the function needs a deployment")
+        hook_timeout = int(self.function.timeout.to_seconds()) if self.function.timeout else 3
+        target_timeout = int(target.function.timeout.to_seconds()) if target.function.timeout else 3
+        if hook_timeout < target_timeout + HOOK_MARGIN_SECONDS:
+            raise ValueError(
+                f"ReleaseProbe.attach: the hook's timeout ({hook_timeout} s) must be at least the "
+                f"probed function's ({target_timeout} s) plus {HOOK_MARGIN_SECONDS} s; set "
+                "timeout in the hook's function_props"
+            )
+        self.target = target
+        # The hook (its target and its grant) is up to date before the alias update calls it.
+        target.alias.node.add_dependency(self.function)
+        self.function.add_environment("PROBE_FUNCTION", target.version.function_arn)
+        self.hook.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"], resources=[target.version.function_arn]
+            )
+        )
