@@ -340,3 +340,83 @@ def test_dead_letters_name_a_deployment_event_and_redrive_leaves_it(tmp_path):
     )
     with pytest.raises(ValueError, match="CodeDeploy deployment event"):
         pipeline.failed_stage({"source": "aws.codedeploy", "detail": {"state": "FAILURE"}})
+
+
+# --- the second path: a scheduled check, since EventBridge's events are best effort ------------
+
+SCHEDULED = {
+    "source": "aws.events",
+    "detail-type": "Scheduled Event",
+    "time": "2026-12-02T10:00:00Z",
+}
+
+
+def test_a_scheduled_check_runs_the_hook_and_bounds_a_lost_event(template_json):
+    """EventBridge delivers CodeDeploy's state changes on a best-effort basis
+    (https://docs.aws.amazon.com/eventbridge/latest/ref/events-ref-codedeploy.html), so a lost
+    end event would leave the processor without scaling until the next deploy. A rule runs the
+    hook every 15 minutes: that is the longest a lost event leaves scaling suspended."""
+    template = template_json["prod"]
+    hook_id, hook = hook_function(template)
+    (check,) = [
+        props(v)
+        for v in pause_resources(template).values()
+        if v["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in props(v)
+    ]
+    assert check["ScheduleExpression"] == "rate(15 minutes)"
+    (target,) = check["Targets"]
+    hook_alias = next(
+        k
+        for k, v in of_type(template, "AWS::Lambda::Alias").items()
+        if props(v)["FunctionName"] == {"Ref": hook_id}
+    )
+    assert target["Arn"] == {"Ref": hook_alias}
+    update = template["Resources"][alias_ids(template)["processor"]]["UpdatePolicy"][
+        "CodeDeployLambdaAliasUpdate"
+    ]
+    environment = hook["Environment"]["Variables"]
+    assert environment["DEPLOYMENT_APPLICATION"] == update["ApplicationName"]
+    assert environment["DEPLOYMENT_GROUP"] == update["DeploymentGroupName"]
+
+
+def _suspend(hook) -> None:
+    hook.autoscaling.register_scalable_target(
+        ServiceNamespace="lambda",
+        ResourceId=RESOURCE,
+        ScalableDimension=DIMENSION,
+        SuspendedState=ALL_SUSPENDED,
+    )
+
+
+@pytest.fixture
+def check_env(monkeypatch):
+    monkeypatch.setenv("DEPLOYMENT_APPLICATION", "DataPipeline-prod-Deployments")
+    monkeypatch.setenv("DEPLOYMENT_GROUP", "processor-group")
+
+
+def _list_request() -> dict[str, Any]:
+    return {
+        "applicationName": "DataPipeline-prod-Deployments",
+        "deploymentGroupName": "processor-group",
+        "includeOnlyStatuses": ["Created", "Queued", "InProgress", "Baking", "Ready"],
+    }
+
+
+def test_the_check_resumes_scaling_that_a_lost_event_left_suspended(hook, check_env):
+    """The deployment ended, its event never came: the next check finds no unfinished
+    deployment of the group and resumes scaling."""
+    _suspend(hook)
+    hook.stubber.add_response("list_deployments", {"deployments": []}, _list_request())
+    result = hook.lambda_handler(SCHEDULED, None)
+    assert result["scaling"] == "resumed"
+    assert not any(target_state(hook)["SuspendedState"].values())
+    hook.stubber.assert_no_pending_responses()
+
+
+def test_the_check_leaves_scaling_suspended_while_a_deployment_is_unfinished(hook, check_env):
+    _suspend(hook)
+    hook.stubber.add_response("list_deployments", {"deployments": ["d-RUNNING1"]}, _list_request())
+    result = hook.lambda_handler(SCHEDULED, None)
+    assert result == {"scaling": "suspended", "unfinished": ["d-RUNNING1"]}
+    assert target_state(hook)["SuspendedState"] == ALL_SUSPENDED
+    hook.stubber.assert_no_pending_responses()
