@@ -12,8 +12,17 @@ principal ``cloudwatch.amazonaws.com`` to ``sns:Publish``, scoped against the co
 ``aws:SourceAccount`` (this account) and ``aws:SourceArn`` (exactly the ARNs of the alarms bound
 to the topic, nothing broader).
 
-Each e-mail subscription has a redrive policy: SNS retries an e-mail delivery (SMTP, a
-"customer managed endpoint") and, once its delivery policy is exhausted, discards the message
+Subscribers are e-mail addresses and HTTPS endpoints (an on-call service's SNS integration
+URL). SNS sends each a subscription confirmation first, and delivers nothing to it until it is
+confirmed: an e-mail subscriber clicks the link in the mail, an HTTPS endpoint visits the
+``SubscribeURL`` of the ``SubscriptionConfirmation`` message SNS posts (on-call services do
+this themselves); an unconfirmed subscription expires after 3 days
+(https://docs.aws.amazon.com/sns/latest/dg/sns-create-subscribe-endpoint-to-topic.html,
+https://docs.aws.amazon.com/sns/latest/dg/sns-http-https-endpoint-as-subscriber.html).
+
+Each subscription has a redrive policy: SNS retries a delivery to an e-mail or HTTPS
+subscriber (a "customer managed endpoint") and, once its delivery policy is exhausted, discards
+the message
 unless a dead-letter queue is attached to the subscription
 (https://docs.aws.amazon.com/sns/latest/dg/sns-message-delivery-retries.html,
 https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html). So an alarm
@@ -57,24 +66,37 @@ class _AlarmArns:
 class AlarmTopic(Construct):
     """An SNS topic for alarm notifications: TLS only, publishable by this stack's alarms.
 
-    Attributes: ``topic``; ``undelivered``, the e-mail subscriptions' dead-letter queue (``None``
-    without e-mails). Use the construct itself as the alarm action
+    Attributes: ``topic``; ``undelivered``, the subscriptions' dead-letter queue (``None``
+    without subscribers). Use the construct itself as the alarm action
     (``alarm.add_alarm_action(alarm_topic)``).
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, emails: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        emails: Sequence[str] = (),
+        https_endpoints: Sequence[str] = (),
+    ) -> None:
         """
         :param emails: addresses to subscribe; each must confirm the subscription e-mail SNS
             sends before it receives anything. :default: none
+        :param https_endpoints: ``https://`` URLs to subscribe (an on-call service's SNS
+            integration); each confirms SNS's subscription request first. :default: none
         """
         super().__init__(scope, construct_id)
-        if len(set(emails)) != len(emails):
-            raise ValueError(f"emails must not repeat an address, got {list(emails)!r}")
+        for name, addresses in (("emails", emails), ("https_endpoints", https_endpoints)):
+            if len(set(addresses)) != len(addresses):
+                raise ValueError(f"{name} must not repeat an address, got {list(addresses)!r}")
+        for url in https_endpoints:
+            if not url.startswith("https://"):
+                raise ValueError(f"https_endpoints: {url!r} must be an https:// URL")
         # "Default": the topic keeps the logical ID a plain ``sns.Topic(scope, id)`` would have,
         # so swapping one for this construct does not replace the topic or its subscriptions.
         self.topic = sns.Topic(self, "Default", enforce_ssl=True)
         self.undelivered: sqs.Queue | None = None
-        if emails:
+        if emails or https_endpoints:
             # SQS-managed encryption: SNS can send to it with no key policy to grant
             # (an SSE-KMS queue would need a customer-managed key, sns-dead-letter-queues.html).
             self.undelivered = sqs.Queue(
@@ -87,6 +109,12 @@ class AlarmTopic(Construct):
         for email in emails:
             self.topic.add_subscription(
                 subscriptions.EmailSubscription(email, dead_letter_queue=self.undelivered)
+            )
+        for url in https_endpoints:
+            self.topic.add_subscription(
+                subscriptions.UrlSubscription(
+                    url, protocol=sns.SubscriptionProtocol.HTTPS, dead_letter_queue=self.undelivered
+                )
             )
         self._alarm_arns = _AlarmArns()
         self.topic.add_to_resource_policy(

@@ -115,6 +115,8 @@ _TAG_VALUE = r"^[\w\s+\-=.:/@]{1,256}$"
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
 Email = Annotated[str, StringConstraints(pattern=_EMAIL)]
+#: An HTTPS endpoint SNS posts to (on-call services give one per integration).
+HttpsUrl = Annotated[str, StringConstraints(pattern=r"^https://[^\s/?#]+[^\s]*$", max_length=2048)]
 KmsKeyArn = Annotated[str, StringConstraints(pattern=_KMS_KEY_ARN)]
 TagValue = Annotated[str, StringConstraints(pattern=_TAG_VALUE)]
 RecordRetentionDays = Annotated[int, Ge(MIN_RECORD_RETENTION_DAYS), Le(MAX_RECORD_RETENTION_DAYS)]
@@ -122,6 +124,7 @@ RecordRetentionDays = Annotated[int, Ge(MIN_RECORD_RETENTION_DAYS), Le(MAX_RECOR
 #: What a field allows, where its type's own words would say less (a pattern, a reason).
 _ALLOWED = {
     "alarm_emails": "must be a list of e-mail addresses (may be empty)",
+    "alarm_https_endpoints": "must be a list of https:// URLs (may be empty)",
     "cost_center": "must be a tag value: 1-256 letters, digits, spaces or + - = . _ : / @",
     "log_kms_key_arn": "must be the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<id>)",
     "log_level": f"must be one of DEBUG, INFO ({LOG_LEVEL_LIMIT})",
@@ -205,6 +208,12 @@ class EnvironmentSettings(_Settings):
 
     cost_center: TagValue = "data-platform"
     alarm_emails: tuple[Email, ...] = Field((), json_schema_extra={"uniqueItems": True})
+    alarm_https_endpoints: tuple[HttpsUrl, ...] = Field(
+        (),
+        description="HTTPS endpoints subscribed to the alarm topic (an on-call service's SNS "
+        "integration URL); each confirms SNS's subscription request first",
+        json_schema_extra={"uniqueItems": True},
+    )
     log_retention_days: Literal[limits.LOG_RETENTION_DAYS] = Field(  # type: ignore[valid-type]
         7,
         description="Days each function's log group keeps its logs (AWS Control Tower's "
@@ -245,12 +254,17 @@ class EnvironmentSettings(_Settings):
     )
     functions: StageFunctions  # type: ignore[valid-type]
 
-    @field_validator("alarm_emails")
+    @field_validator("alarm_emails", "alarm_https_endpoints")
     @classmethod
-    def _each_address_once(cls, emails: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(emails)) != len(emails):
+    def _each_address_once(cls, addresses: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(addresses)) != len(addresses):
             raise ValueError("must not list an address twice")
-        return emails
+        return addresses
+
+    @property
+    def alarm_subscribers(self) -> int:
+        """How many subscribers the alarm topic has."""
+        return len(self.alarm_emails) + len(self.alarm_https_endpoints)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
@@ -48,6 +48,9 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
 METRICS_NAMESPACE = "DataPipeline"
 TRACING = {"Active": lambda_.Tracing.ACTIVE, "PassThrough": lambda_.Tracing.PASS_THROUGH}
+
+#: Environments whose alarms must reach someone: a synth without a subscriber warns.
+WARNED_WITHOUT_SUBSCRIBERS = ("staging", "prod")
 
 #: The DynamoDB API operations the stages call (what the table's alarms watch).
 TABLE_OPERATIONS = (dynamodb.Operation.GET_ITEM, dynamodb.Operation.PUT_ITEM)
@@ -106,7 +109,18 @@ class PipelineStack(Stack):
             time_to_live_attribute=self.ttl_attribute,
         ).table
         self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue")
-        self.alarm_topic = AlarmTopic(self, "AlarmTopic", emails=settings.alarm_emails)
+        self.alarm_topic = AlarmTopic(
+            self,
+            "AlarmTopic",
+            emails=settings.alarm_emails,
+            https_endpoints=settings.alarm_https_endpoints,
+        )
+        if self.config.environment in WARNED_WITHOUT_SUBSCRIBERS and not settings.alarm_subscribers:
+            Annotations.of(self).add_warning_v2(
+                "pipeline:no-alarm-subscriber",
+                f"pipeline.{self.config.environment}: no alarm subscriber: its alarms notify a "
+                "topic nobody reads; set alarm_emails or alarm_https_endpoints in cdk.json",
+            )
         self.log_key = (
             kms.Key.from_key_arn(self, "LogKey", settings.log_kms_key_arn)
             if settings.log_kms_key_arn

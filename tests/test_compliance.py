@@ -263,3 +263,45 @@ def test_each_undelivered_notifications_acknowledgment_is_needed(tmp_path, name)
     assert error is not None and "ValidationFailed" in str(error)
     (found,) = violations(report)
     assert found[1].startswith("DataPipeline-dev/AlarmTopic/Undelivered/")
+
+
+def test_an_https_subscriber_synthesizes_clean_with_the_same_dead_letter_queue(tmp_path):
+    """An on-call service's HTTPS endpoint is a subscriber like an e-mail: protocol https, the
+    same redrive policy (SNS retries HTTPS deliveries by the delivery policy, then discards
+    unless a DLQ is set: sns-message-delivery-retries.html), no new finding."""
+    url = "https://events.oncall.example.com/integration/abc123/enqueue"
+    settings = {"alarm_emails": ["ops@example.com"], "alarm_https_endpoints": [url]}
+    error, report = synth_report(tmp_path / "with", "prod", settings=settings)
+    assert error is None
+    _, only_email = synth_report(
+        tmp_path / "email", "prod", settings={"alarm_emails": ["ops@example.com"]}
+    )
+    assert violations(report) == violations(only_email)
+    resources = json.loads((tmp_path / "with" / "DataPipeline-prod.template.json").read_text())[
+        "Resources"
+    ]
+    subscriptions = {
+        r["Properties"]["Endpoint"]: r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::SNS::Subscription"
+    }
+    assert subscriptions[url]["Protocol"] == "https"
+    assert subscriptions[url]["RedrivePolicy"] == subscriptions["ops@example.com"]["RedrivePolicy"]
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+def test_staging_and_prod_without_an_alarm_subscriber_warn_naming_the_settings(stacks, environment):
+    """cdk.json ships every environment with no subscriber: staging's and prod's synth says
+    their alarms reach nobody, and names the settings that fix it; dev stays quiet."""
+    from aws_cdk.assertions import Annotations, Match
+
+    warnings = Annotations.from_stack(stacks[environment]).find_warning(
+        "*", Match.string_like_regexp("no alarm subscriber")
+    )
+    if environment == "dev":
+        assert warnings == []
+    else:
+        (warning,) = warnings
+        text = str(warning.entry.data)
+        assert f"pipeline.{environment}" in text
+        assert "alarm_emails" in text and "alarm_https_endpoints" in text

@@ -133,6 +133,12 @@ BAD_VALUES = [
     ),
     ("dev", "alarm_emails", "ops@example.com", ["alarm_emails", "list of e-mail addresses"]),
     (
+        "prod",
+        "alarm_https_endpoints",
+        ["http://oncall.example.com/hook"],
+        ["alarm_https_endpoints", "'http://oncall.example.com/hook'", "https:// URLs"],
+    ),
+    (
         "dev",
         "alarm_emails",
         ["ops@example.com", "ops@example.com"],
