@@ -37,10 +37,6 @@ from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
-from constructs import Construct
 
 from constructs_lib import cron
 from constructs_lib.optimized_function import OptimizedFunction
@@ -95,37 +91,23 @@ class ScalingPause(ReleaseProbe):
     Attributes: those of ``ReleaseProbe``; ``rule`` and ``check`` (after ``attach``).
     """
 
-    def __init__(
+    #: The deployment-end rule and the scheduled check (after ``attach``).
+    rule: events.Rule | None = None
+    check: events.Rule | None = None
+
+    def attach(  # type: ignore[override]
         self,
-        scope: Construct,
-        construct_id: str,
+        target: OptimizedFunction,
+        scaling: ProvisionedConcurrencyScaling,
         *,
-        function_props: lambda_.FunctionProps,
-        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_WEEK,
-        log_encryption_key: kms.IKey | None = None,
         check_every: Duration = CHECK_EVERY,
     ) -> None:
-        """
-        :param function_props: the hook's props (``ReleaseProbe``).
+        """Probe and guard ``target`` (an ``OptimizedFunction`` with auto scaling and a
+        deployment).
+
         :param check_every: the scheduled check's period: the longest a lost deployment-end
             event leaves scaling suspended. :default: 15 minutes
         """
-        super().__init__(
-            scope,
-            construct_id,
-            function_props=function_props,
-            log_retention=log_retention,
-            log_encryption_key=log_encryption_key,
-        )
-        self.check_every = check_every
-        self.rule: events.Rule | None = None
-        self.check: events.Rule | None = None
-
-    def attach(  # type: ignore[override]
-        self, target: OptimizedFunction, scaling: ProvisionedConcurrencyScaling
-    ) -> None:
-        """Probe and guard ``target`` (an ``OptimizedFunction`` with auto scaling and a
-        deployment)."""
         if target.deployment is None or target.scalable_target is None:
             raise ValueError(
                 "ScalingPause.attach: the function needs auto_scaling and a deployment"
@@ -142,7 +124,7 @@ class ScalingPause(ReleaseProbe):
         self.function.add_environment("DEPLOYMENT_GROUP", group.deployment_group_name)
         self._grant(target)
         self.rule = self._deployment_end_rule(target)
-        self.check = self._scheduled_check(target)
+        self.check = self._scheduled_check(target, check_every)
 
     def _grant(self, target: OptimizedFunction) -> None:
         """What the hook calls: register the target, on the alias's provisioned concurrency."""
@@ -174,8 +156,8 @@ class ScalingPause(ReleaseProbe):
             )
         )
 
-    def _scheduled_check(self, target: OptimizedFunction) -> events.Rule:
-        """Runs the hook every ``check_every`` to resume scaling no deployment holds."""
+    def _scheduled_check(self, target: OptimizedFunction, every: Duration) -> events.Rule:
+        """Runs the hook ``every`` so often to resume scaling no deployment holds."""
         assert target.deployment is not None
         group = target.deployment.group
         self.hook.role.add_to_policy(
@@ -187,7 +169,7 @@ class ScalingPause(ReleaseProbe):
             self,
             "ScheduledCheck",
             description=f"Resumes {stack_path(target)}'s scaling when no deployment holds it",
-            schedule=events.Schedule.rate(self.check_every),
+            schedule=events.Schedule.rate(every),
             targets=[
                 targets.LambdaFunction(
                     self.hook.alias,
