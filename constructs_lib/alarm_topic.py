@@ -106,16 +106,7 @@ class AlarmTopic(Construct):
                 enforce_ssl=True,
                 retention_period=Duration.days(14),
             )
-        for email in emails:
-            self.topic.add_subscription(
-                subscriptions.EmailSubscription(email, dead_letter_queue=self.undelivered)
-            )
-        for url in https_endpoints:
-            self.topic.add_subscription(
-                subscriptions.UrlSubscription(
-                    url, protocol=sns.SubscriptionProtocol.HTTPS, dead_letter_queue=self.undelivered
-                )
-            )
+        self._subscribe(emails, https_endpoints)
         self._alarm_arns = _AlarmArns()
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(
@@ -132,6 +123,19 @@ class AlarmTopic(Construct):
             )
         )
         self.node.add_validation(_EveryAlarmBound(self._alarm_arns))
+
+    def _subscribe(self, emails: Sequence[str], https_endpoints: Sequence[str]) -> None:
+        """Each subscriber, its undeliverable notifications kept in ``undelivered``."""
+        for email in emails:
+            self.topic.add_subscription(
+                subscriptions.EmailSubscription(email, dead_letter_queue=self.undelivered)
+            )
+        for url in https_endpoints:
+            self.topic.add_subscription(
+                subscriptions.UrlSubscription(
+                    url, protocol=sns.SubscriptionProtocol.HTTPS, dead_letter_queue=self.undelivered
+                )
+            )
 
     @property
     def alarm_arns(self) -> list[str]:
