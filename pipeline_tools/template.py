@@ -10,7 +10,8 @@ functions. Nothing here parses a handler string to guess which function is which
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,87 @@ FUNCTION = "AWS::Lambda::Function"
 
 class TemplateError(ValueError):
     """The template is not one this model can read (it says what and where)."""
+
+
+#: What a resolver knows of each resource: its ``Ref`` and attributes (``Arn``, ...), by
+#: logical ID.
+Physical = Mapping[str, Mapping[str, str]]
+
+
+def resolve(
+    value: Any,
+    physical: Physical,
+    where: str,
+    pseudo: Mapping[str, str] | None = None,
+    *,
+    strict: bool = False,
+) -> str:
+    """A template value (a string, ``Ref``, ``Fn::GetAtt``, ``Fn::Join``, ``Fn::Sub``) as the
+    string it makes, with ``physical`` for resources and ``pseudo`` for ``AWS::`` parameters.
+
+    What it cannot resolve becomes ``unresolved:<where>:<value>`` (it matches nothing a caller
+    checks), or with ``strict`` raises :class:`TemplateError`. The one resolver of the tools:
+    the runner's specs and IAM, and the IAM reference gate.
+    """
+    found = _resolved(value, physical, where, pseudo or {}, strict)
+    if found is not None:
+        return found
+    if strict:
+        raise TemplateError(f"{where}: cannot resolve {json.dumps(value)}")
+    return f"unresolved:{where}:{value}"
+
+
+def _resolved(
+    value: Any, physical: Physical, where: str, pseudo: Mapping[str, str], strict: bool
+) -> str | None:
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    ((function, argument),) = value.items()
+    intrinsic = _INTRINSICS.get(function)
+    if intrinsic is None:
+        return None
+
+    def again(inner: Any) -> str:
+        return resolve(inner, physical, where, pseudo, strict=strict)
+
+    return intrinsic(argument, physical, pseudo, again)
+
+
+def _ref(name: Any, physical: Physical, pseudo: Mapping[str, str], _: Any) -> str | None:
+    return pseudo[name] if name in pseudo else physical.get(name, {}).get("Ref")
+
+
+def _get_att(argument: Any, physical: Physical, *_: Any) -> str | None:
+    logical_id, attribute = argument
+    return physical.get(logical_id, {}).get(attribute)
+
+
+def _join(argument: Any, _: Physical, __: Mapping[str, str], again: Any) -> str:
+    separator, parts = argument
+    return str(separator).join(again(p) for p in parts)
+
+
+def _sub(argument: Any, _: Physical, __: Mapping[str, str], again: Any) -> str | None:
+    if not isinstance(argument, str):
+        return None
+
+    def named(match: re.Match[str]) -> str:
+        logical_id, _, attribute = match[1].partition(".")
+        return str(
+            again({"Fn::GetAtt": [logical_id, attribute]} if attribute else {"Ref": logical_id})
+        )
+
+    return re.sub(r"\$\{([^}!]+)\}", named, argument)
+
+
+_INTRINSICS: dict[str, Callable[..., str | None]] = {
+    "Ref": _ref,
+    "Fn::GetAtt": _get_att,
+    "Fn::Join": _join,
+    "Fn::Sub": _sub,
+}
 
 
 def load_template(path: str | Path) -> dict[str, Any]:

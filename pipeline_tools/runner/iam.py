@@ -38,10 +38,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pipeline_tools.template import StackTemplate, TemplateError
+from pipeline_tools.template import Physical, StackTemplate, TemplateError, resolve
 
 #: Physical values of template resources: logical ID -> {"Ref": ..., "Arn": ...}.
-Physical = Mapping[str, Mapping[str, str]]
 
 TRANSACT_ITEM_ACTIONS = {
     "Put": "dynamodb:PutItem",
@@ -119,7 +118,7 @@ class RolePolicy:
                     effect=raw["Effect"],
                     actions=tuple(_as_list(raw["Action"])),
                     resources=tuple(
-                        _resolve(r, physical, pseudo, role_id) for r in _as_list(raw["Resource"])
+                        resolve(r, physical, role_id, pseudo) for r in _as_list(raw["Resource"])
                     ),
                 )
             )
@@ -205,25 +204,6 @@ def lambda_resource(policy: RolePolicy, operation: str, params: Mapping[str, Any
 def _table_arn(request: Mapping[str, Any], arn_of_table: Mapping[str, str]) -> str:
     name = request["TableName"]
     return arn_of_table.get(name, name)
-
-
-def _resolve(value: Any, physical: Physical, pseudo: Mapping[str, str], where: str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and "Ref" in value:
-        if value["Ref"] in pseudo:
-            return pseudo[value["Ref"]]
-        if value["Ref"] in physical:
-            return physical[value["Ref"]]["Ref"]
-    if isinstance(value, dict) and "Fn::GetAtt" in value:
-        logical_id, attribute = value["Fn::GetAtt"]
-        if attribute in physical.get(logical_id, {}):
-            return physical[logical_id][attribute]
-    if isinstance(value, dict) and "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return separator.join(_resolve(p, physical, pseudo, where) for p in parts)
-    # A resource the runner did not create (a log group): it matches no request it checks.
-    return f"unresolved:{where}:{value}"
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline_tools.runner.spec import Physical
+from pipeline_tools.template import Physical
 
 
 def provision(template: Mapping[str, Any], session: Any, prefix: str = "pipeline") -> Physical:

@@ -15,10 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_tools.runner.iam import RolePolicy
-from pipeline_tools.template import StackTemplate, TemplateError, asset_dirs
-
-#: Physical values of template resources: logical ID -> {"Ref": ..., "Arn": ...}.
-Physical = Mapping[str, Mapping[str, str]]
+from pipeline_tools.template import Physical, StackTemplate, TemplateError, asset_dirs, resolve
 
 #: Where the in-process runner says its functions live.
 REGION, ACCOUNT = "us-east-1", "123456789012"
@@ -110,19 +107,6 @@ def logging_environment(logging_config: Mapping[str, Any]) -> dict[str, str]:
     return variables
 
 
-def resolve(value: Any, physical: Physical, where: str) -> str:
-    """Resolve a template value (a string, ``Ref`` or ``Fn::GetAtt ... Arn``) to a string."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and "Ref" in value and value["Ref"] in physical:
-        return physical[value["Ref"]]["Ref"]
-    if isinstance(value, dict) and "Fn::GetAtt" in value:
-        logical_id, attribute = value["Fn::GetAtt"]
-        if logical_id in physical and attribute in physical[logical_id]:
-            return physical[logical_id][attribute]
-    raise TemplateError(f"{where}: cannot resolve {json.dumps(value)}")
-
-
 def specs_from_template(
     template: Mapping[str, Any], code_dirs: Mapping[str, Path], physical: Physical
 ) -> dict[str, FunctionSpec]:
@@ -158,7 +142,7 @@ def specs_from_template(
                 **stage.properties,
                 "Environment": {
                     "Variables": {
-                        k: resolve(v, physical, f"{stage.function_id}.{k}")
+                        k: resolve(v, physical, f"{stage.function_id}.{k}", strict=True)
                         for k, v in variables.items()
                     }
                 },
