@@ -16,8 +16,11 @@ The hook's code is the caller's (``lambda_src/release_hook`` in this project).
 
 Its role holds ``lambda:InvokeFunction`` on exactly the new version, and
 ``PutLifecycleEventHookExecutionStatus`` on the deployment group (granted by aws-cdk-lib's
-``LambdaDeploymentGroup`` to its hooks). The alias depends on the hook, so the hook, its new
-target and its grant are in place before the alias update starts the deployment.
+``LambdaDeploymentGroup`` to its hooks) and on ``*``: the Service Authorization Reference lists
+no resource type for that action, and an action without one matches only ``*``
+(https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscodedeploy.html).
+The alias depends on the hook, so the hook, its new target and its grant are in place before
+the alias update starts the deployment.
 
 Use: create it first, pass ``probe.function`` as the ``pre_traffic_hook`` of the function's
 ``DeploymentPreference``, then ``probe.attach(function)``.
@@ -108,5 +111,13 @@ class ReleaseProbe(Construct):
         self.hook.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["lambda:InvokeFunction"], resources=[target.version.function_arn]
+            )
+        )
+        # aws-cdk-lib's deployment group grants its hooks this action on the group's ARN, as
+        # AWS's tutorial scopes it; the Service Authorization Reference lists no resource type
+        # for it, and then only "*" matches. Both are held, so the hook may report either way.
+        self.hook.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["codedeploy:PutLifecycleEventHookExecutionStatus"], resources=["*"]
             )
         )

@@ -101,6 +101,13 @@ XRAY_REASON = (
     "(the service authorization reference lists '*' only); this statement holds those two "
     "actions alone, added by Lambda active tracing. Every other statement names its resource."
 )
+HOOK_STAR_REASON = (
+    "Two kinds of action that the Service Authorization Reference lists with no resource type, "
+    "so only '*' matches them: X-Ray's PutTraceSegments and PutTelemetryRecords (added by "
+    "Lambda's tracing setting), and codedeploy:PutLifecycleEventHookExecutionStatus, the "
+    "hook's report to CodeDeploy (also granted on its deployment group, as aws-cdk-lib and "
+    "AWS's tutorial scope it). Every other statement of the hook names its resource."
+)
 PASS_THROUGH_REASON = (
     "Tracing is a per-stage setting (functions.<stage>.tracing), PassThrough by default: Lambda "
     "samples 1 request a second plus 5 %, so at this pipeline's rates nearly every invocation "
@@ -157,7 +164,7 @@ def _release_hook_findings(
             "action; the Lambda actions registering a Lambda target needs name the alias.",
             True,
         ),
-        ("xray", policy, "AwsSolutions::AwsSolutions-IAM5[Resource::*]", XRAY_REASON, False),
+        ("xray", policy, "AwsSolutions::AwsSolutions-IAM5[Resource::*]", HOOK_STAR_REASON, False),
         (
             "failure-destination",
             async_config,

@@ -40,9 +40,12 @@ IAM5_REASONS: tuple[tuple[str, str], ...] = (
     ),
     (
         r"Resource::\*\]$",
-        "Actions that take no resource: cloudformation:DescribeStacks and s3:ListBucket for "
-        "self-mutation, CodeBuild's BatchGetBuilds/StartBuild for asset publishing (CDK "
-        "Pipelines' own statements).",
+        "CDK Pipelines' own statements on '*': cloudformation:DescribeStacks and "
+        "s3:ListBucket in self-mutation (the stacks and bootstrap buckets of the accounts it "
+        "deploys to, whose names it does not know at synth), and CodeBuild's BatchGetBuilds, "
+        "StartBuild and StopBuild in the asset role. Each of these actions does take a "
+        "resource (a stack, a bucket, a project: the Service Authorization Reference); "
+        "aws-cdk-lib writes them on '*' and offers no setting to narrow them.",
     ),
     (
         r"Resource::arn:aws:(lambda|sqs|dynamodb|cloudformation):[a-z0-9-]+:\d{12}:"
