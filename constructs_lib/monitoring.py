@@ -43,6 +43,9 @@ VERSION_DIMENSION = "FunctionVersion"
 __all__ = ["AlarmThresholds", "PipelineMonitoring"]
 
 GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+#: Actions an alarm may have per state (PutMetricAlarm, AlarmActions: "Maximum number of 5
+#: items", https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html).
+MAX_ALARM_ACTIONS = 5
 
 
 class PipelineMonitoring(Construct):
@@ -58,14 +61,15 @@ class PipelineMonitoring(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        alarm_action: cloudwatch.IAlarmAction,
+        alarm_action: cloudwatch.IAlarmAction | Sequence[cloudwatch.IAlarmAction],
         thresholds: AlarmThresholds | None = None,
         dashboard: bool = True,
         dashboard_name: str | None = None,
     ) -> None:
         """
         :param alarm_action: every alarm's action, e.g. an ``AlarmTopic`` (whose policy then
-            lets exactly these alarms publish).
+            lets exactly these alarms publish), or several (at most 5: CloudWatch's limit of
+            actions per alarm state, PutMetricAlarm ``AlarmActions``).
         :param thresholds: :default: ``AlarmThresholds()``
         :param dashboard: make the dashboard (CloudWatch bills $3 a month for each).
             :default: True
@@ -74,7 +78,11 @@ class PipelineMonitoring(Construct):
         super().__init__(scope, construct_id)
         self.thresholds = thresholds or AlarmThresholds()
         self.period = Duration.seconds(self.thresholds.period_seconds)
-        self._action = alarm_action
+        self._actions = list(alarm_action) if isinstance(alarm_action, Sequence) else [alarm_action]
+        if not 1 <= len(self._actions) <= MAX_ALARM_ACTIONS:
+            raise ValueError(
+                f"alarm_action: 1 to {MAX_ALARM_ACTIONS} actions, got {len(self._actions)}"
+            )
         self.alarms: list[cloudwatch.Alarm] = []
         self.dashboard: cloudwatch.Dashboard | None = None
         if dashboard:
@@ -367,7 +375,7 @@ class PipelineMonitoring(Construct):
             alarm_description=f"{name}: {meaning}.",
             alarm_name=alarm_name,
         )
-        alarm.add_alarm_action(self._action)
+        alarm.add_alarm_action(*self._actions)
         self.alarms.append(alarm)
         return alarm
 

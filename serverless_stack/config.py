@@ -115,6 +115,10 @@ _TAG_VALUE = r"^[\w\s+\-=.:/@]{1,256}$"
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
 Email = Annotated[str, StringConstraints(pattern=_EMAIL)]
+#: An SNS topic of the caller's (an organisation's on-call or chat topic).
+SnsTopicArn = Annotated[
+    str, StringConstraints(pattern=r"^arn:aws[a-z-]*:sns:[a-z]{2}[a-z0-9-]*:\d{12}:[\w-]{1,256}$")
+]
 #: An HTTPS endpoint SNS posts to (on-call services give one per integration).
 HttpsUrl = Annotated[str, StringConstraints(pattern=r"^https://[^\s/?#]+[^\s]*$", max_length=2048)]
 KmsKeyArn = Annotated[str, StringConstraints(pattern=_KMS_KEY_ARN)]
@@ -125,6 +129,8 @@ RecordRetentionDays = Annotated[int, Ge(MIN_RECORD_RETENTION_DAYS), Le(MAX_RECOR
 _ALLOWED = {
     "alarm_emails": "must be a list of e-mail addresses (may be empty)",
     "alarm_https_endpoints": "must be a list of https:// URLs (may be empty)",
+    "alarm_topic_arns": "must be a list of at most 4 SNS topic ARNs "
+    "(arn:aws:sns:<region>:<account>:<name>; may be empty)",
     "cost_center": "must be a tag value: 1-256 letters, digits, spaces or + - = . _ : / @",
     "log_kms_key_arn": "must be the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<id>)",
     "log_level": f"must be one of DEBUG, INFO ({LOG_LEVEL_LIMIT})",
@@ -254,7 +260,16 @@ class EnvironmentSettings(_Settings):
     )
     functions: StageFunctions  # type: ignore[valid-type]
 
-    @field_validator("alarm_emails", "alarm_https_endpoints")
+    alarm_topic_arns: tuple[SnsTopicArn, ...] = Field(
+        (),
+        max_length=4,
+        description="Existing SNS topics every alarm also notifies, in the stack's region (an "
+        "on-call or chat topic); each topic's policy must let cloudwatch.amazonaws.com publish "
+        "from this account. At most 4: an alarm takes 5 actions, one is the stack's own topic",
+        json_schema_extra={"uniqueItems": True},
+    )
+
+    @field_validator("alarm_emails", "alarm_https_endpoints", "alarm_topic_arns")
     @classmethod
     def _each_address_once(cls, addresses: tuple[str, ...]) -> tuple[str, ...]:
         if len(set(addresses)) != len(addresses):
@@ -264,7 +279,7 @@ class EnvironmentSettings(_Settings):
     @property
     def alarm_subscribers(self) -> int:
         """How many subscribers the alarm topic has."""
-        return len(self.alarm_emails) + len(self.alarm_https_endpoints)
+        return len(self.alarm_emails) + len(self.alarm_https_endpoints) + len(self.alarm_topic_arns)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import Annotations, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from constructs_lib.alarm_topic import AlarmTopic
@@ -119,7 +121,8 @@ class PipelineStack(Stack):
             Annotations.of(self).add_warning_v2(
                 "pipeline:no-alarm-subscriber",
                 f"pipeline.{self.config.environment}: no alarm subscriber: its alarms notify a "
-                "topic nobody reads; set alarm_emails or alarm_https_endpoints in cdk.json",
+                "topic nobody reads; set alarm_emails, alarm_https_endpoints or "
+                "alarm_topic_arns in cdk.json",
             )
         self.log_key = (
             kms.Key.from_key_arn(self, "LogKey", settings.log_kms_key_arn)
@@ -243,7 +246,7 @@ class PipelineStack(Stack):
         self.monitoring = PipelineMonitoring(
             self,
             "Monitoring",
-            alarm_action=self.alarm_topic,
+            alarm_action=[self.alarm_topic, *self._existing_topics()],
             thresholds=self.settings.alarms,
             dashboard=self.settings.dashboard,
         )
@@ -268,6 +271,13 @@ class PipelineStack(Stack):
                 function.deployment.add_rollback_alarm(rollback[signal])
         self.monitoring.monitor_dead_letter_queue(self.dead_letter_queue)
         self.monitoring.monitor_table(self.table, operations=TABLE_OPERATIONS)
+
+    def _existing_topics(self) -> list[cloudwatch_actions.SnsAction]:
+        """The caller's own topics that every alarm notifies too (``alarm_topic_arns``)."""
+        return [
+            cloudwatch_actions.SnsAction(sns.Topic.from_topic_arn(self, f"AlarmsAlso{i}", arn))
+            for i, arn in enumerate(self.settings.alarm_topic_arns)
+        ]
 
     def _outputs(self) -> None:
         entry = self.stages[ENTRY_STAGE.name]

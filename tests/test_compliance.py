@@ -325,4 +325,23 @@ def test_staging_and_prod_without_an_alarm_subscriber_warn_naming_the_settings(s
         (warning,) = warnings
         text = str(warning.entry.data)
         assert f"pipeline.{environment}" in text
-        assert "alarm_emails" in text and "alarm_https_endpoints" in text
+        assert all(k in text for k in ("alarm_emails", "alarm_https_endpoints", "alarm_topic_arns"))
+
+
+def test_an_existing_topic_is_notified_by_every_alarm_and_silences_the_warning(tmp_path):
+    """An organisation's own on-call or chat topic: every alarm notifies it as well as the
+    stack's topic (an alarm takes up to 5 actions: PutMetricAlarm, AlarmActions); the synth
+    finds nothing new, and a subscriber exists, so prod's warning is gone."""
+    arn = "arn:aws:sns:us-east-1:123456789012:org-on-call"
+    error, report = synth_report(tmp_path / "with", "prod", settings={"alarm_topic_arns": [arn]})
+    assert error is None
+    _, without = synth_report(tmp_path / "without", "prod")
+    assert violations(report) == violations(without)
+    assert annotations(report) == set()
+    resources = json.loads((tmp_path / "with" / "DataPipeline-prod.template.json").read_text())[
+        "Resources"
+    ]
+    (topic_id,) = [i for i, r in resources.items() if r["Type"] == "AWS::SNS::Topic"]
+    alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert alarms
+    assert all(a["AlarmActions"] == [{"Ref": topic_id}, arn] for a in alarms)

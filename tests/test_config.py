@@ -134,6 +134,18 @@ BAD_VALUES = [
     ("dev", "alarm_emails", "ops@example.com", ["alarm_emails", "list of e-mail addresses"]),
     (
         "prod",
+        "alarm_topic_arns",
+        [f"arn:aws:sns:us-east-1:123456789012:t{i}" for i in range(5)],
+        ["alarm_topic_arns", "at most 4"],
+    ),
+    (
+        "prod",
+        "alarm_topic_arns",
+        ["arn:aws:sqs:us-east-1:123456789012:q"],
+        ["alarm_topic_arns", "SNS topic ARNs"],
+    ),
+    (
+        "prod",
         "alarm_https_endpoints",
         ["http://oncall.example.com/hook"],
         ["alarm_https_endpoints", "'http://oncall.example.com/hook'", "https:// URLs"],
