@@ -181,14 +181,13 @@ def test_a_version_that_crashes_at_init_stops_its_deployment(pipeline, hook, mon
     """An exception while the module initialises (a missing setting, a client that cannot be
     made) fails the probe as an import does."""
     spec = pipeline.specs["processor"]
-    client = InProcessLambda(replace(spec, environment={**spec.environment, "TABLE_NAME": ""}))
     broken = tmp_path / "code"
     shutil.copytree(spec.code_dir, broken)
     handler_file = broken / "processor" / "handler.py"
     handler_file.write_text(
         handler_file.read_text() + "\nraise RuntimeError('init: no table configured')\n"
     )
-    client.spec = replace(client.spec, code_dir=Path(broken))
+    client = InProcessLambda(replace(spec, code_dir=Path(broken)))
     monkeypatch.setattr(hook, "lambda_client", client)
     monkeypatch.setenv("PROBE_FUNCTION", f"{unqualified(spec.arn)}:9")
     result = hook.lambda_handler(expect_report(hook, "Failed"), None)
