@@ -17,7 +17,6 @@ import json
 import shutil
 import uuid
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -154,43 +153,39 @@ def test_a_healthy_version_answers_the_probe_and_stores_nothing(pipeline, hook, 
         assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0"
 
 
+def probe_broken_version(pipeline, hook, monkeypatch, tmp_path, stage: str, line: str):
+    """Probe a new version of ``stage`` whose handler module ends with ``line``; the hook's
+    result (its report to CodeDeploy is expected to be Failed)."""
+    spec = pipeline.specs[stage]
+    broken = tmp_path / "code"
+    shutil.copytree(spec.code_dir, broken)
+    handler_file = broken / stage / "handler.py"
+    handler_file.write_text(handler_file.read_text() + f"\n{line}\n")
+    monkeypatch.setattr(hook, "lambda_client", InProcessLambda(replace(spec, code_dir=broken)))
+    monkeypatch.setenv("PROBE_FUNCTION", f"{unqualified(spec.arn)}:8")
+    result = hook.lambda_handler(expect_report(hook, "Failed"), None)
+    hook.stubber.assert_no_pending_responses()
+    return result
+
+
 @pytest.mark.parametrize("stage", ["validator", "enricher", "processor"])
 def test_a_version_that_fails_at_import_stops_its_deployment(
     pipeline, hook, monkeypatch, tmp_path, stage
 ):
     """The new version's code cannot import (a module it names is not in the package): the
     probe's invoke fails, the hook reports Failed, and no traffic moves."""
-    spec = pipeline.specs[stage]
-    broken = tmp_path / "code"
-    shutil.copytree(spec.code_dir, broken)
-    handler_file = broken / stage / "handler.py"
-    handler_file.write_text(
-        handler_file.read_text() + "\nimport module_this_release_forgot_to_ship  # noqa\n"
-    )
-    client = InProcessLambda(replace(spec, code_dir=Path(broken)))
-    monkeypatch.setattr(hook, "lambda_client", client)
-    monkeypatch.setenv("PROBE_FUNCTION", f"{unqualified(spec.arn)}:8")
-    result = hook.lambda_handler(expect_report(hook, "Failed"), None)
+    line = "import module_this_release_forgot_to_ship  # noqa"
+    result = probe_broken_version(pipeline, hook, monkeypatch, tmp_path, stage, line)
     assert result["status"] == "Failed"
     assert "Runtime.ImportModuleError" in result["failure"]
     assert "module_this_release_forgot_to_ship" in result["failure"]
-    hook.stubber.assert_no_pending_responses()
 
 
 def test_a_version_that_crashes_at_init_stops_its_deployment(pipeline, hook, monkeypatch, tmp_path):
     """An exception while the module initialises (a missing setting, a client that cannot be
     made) fails the probe as an import does."""
-    spec = pipeline.specs["processor"]
-    broken = tmp_path / "code"
-    shutil.copytree(spec.code_dir, broken)
-    handler_file = broken / "processor" / "handler.py"
-    handler_file.write_text(
-        handler_file.read_text() + "\nraise RuntimeError('init: no table configured')\n"
-    )
-    client = InProcessLambda(replace(spec, code_dir=Path(broken)))
-    monkeypatch.setattr(hook, "lambda_client", client)
-    monkeypatch.setenv("PROBE_FUNCTION", f"{unqualified(spec.arn)}:9")
-    result = hook.lambda_handler(expect_report(hook, "Failed"), None)
+    line = "raise RuntimeError('init: no table configured')"
+    result = probe_broken_version(pipeline, hook, monkeypatch, tmp_path, "processor", line)
     assert result["status"] == "Failed" and "init: no table configured" in result["failure"]
 
 
