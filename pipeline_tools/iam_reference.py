@@ -120,12 +120,18 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
 }
 
 
+def exceptions_for(action: str, resource: str) -> set[tuple[str, str]]:
+    """The :data:`EXCEPTIONS` that accept ``action`` on ``resource``."""
+    return {
+        (a, pattern)
+        for a, pattern in EXCEPTIONS
+        if action.lower() == a.lower() and fnmatch.fnmatchcase(resource, pattern)
+    }
+
+
 def excepted(action: str, resource: str) -> bool:
     """Whether :data:`EXCEPTIONS` accepts ``action`` on ``resource``."""
-    return any(
-        action.lower() == a.lower() and fnmatch.fnmatchcase(resource, pattern)
-        for a, pattern in EXCEPTIONS
-    )
+    return bool(exceptions_for(action, resource))
 
 
 #: Where a template holds policy documents: resource type -> (property path, kind).
@@ -347,12 +353,11 @@ def check_template(name: str, template: Mapping[str, Any]) -> list[Finding]:
 def exceptions_used(template: Mapping[str, Any]) -> set[tuple[str, str]]:
     """The :data:`EXCEPTIONS` some statement of ``template`` needs."""
     return {
-        (action, pattern)
+        key
         for _, _, statement, resources in resolved_statements(template)
         for action in map(str, _as_list(statement.get("Action", [])))
         for resource in resources
-        for (excepted_action, pattern) in EXCEPTIONS
-        if action.lower() == excepted_action.lower() and fnmatch.fnmatchcase(resource, pattern)
+        for key in exceptions_for(action, resource)
     }
 
 
