@@ -1,8 +1,8 @@
 """``counts --day YYYY-MM-DD``: the per-type counts of a day, as the processor recorded them.
 
-The count markers' layout belongs to the processor, which writes them
-(``lambda_src/processor/counts.py``). The reader is in that same module, so writing and reading
-share one definition; ``pipeline_tools/runtime_source.py`` loads it from the source tree.
+The counts' layout, their reader and their roll-up are one runtime module
+(``lambda_src/pipeline_common/counts.py``), so writing and reading share one definition;
+``pipeline_tools/runtime_source.py`` loads it from the source tree.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from pipeline_tools import runtime_source
-from serverless_stack.stages import STORING_STAGE
 
-#: The storing stage's module of the markers' layout and their reader.
-LAYOUT = f"{STORING_STAGE.name}/counts.py"
+#: The runtime module of the counts' layout, reader and roll-up.
+LAYOUT = "pipeline_common/counts.py"
 
 
 def layout() -> ModuleType:
-    """``lambda_src/processor/counts.py``, loaded from the source tree."""
+    """``lambda_src/pipeline_common/counts.py``, loaded from the source tree."""
     return runtime_source.load(LAYOUT)
 
 

@@ -2,10 +2,12 @@
 
 Usage: ``python -m pipeline_tools.iam_check cdk.out/DataPipeline-dev.template.json lambda_src``
 
-*Code side*: every ``.py`` file of a stage's package and of ``pipeline_common`` is parsed; the
-services come from ``boto3.client("...")`` calls, and each method called, or passed on to be
-called (``retry.call(deadline, name, client.put_item, ...)``), whose name is an operation of one
-of those services (per botocore's own service model) is one action.
+*Code side*: every ``.py`` file of a stage's package is parsed, and of ``pipeline_common`` what
+the package imports from it: a module imported whole, or the imported names with every
+top-level name they use in turn. The services come from ``boto3.client("...")`` calls, and each
+method called, or passed on to be called (``retry.call(deadline, name, client.put_item, ...)``),
+whose name is an operation of one of those services (per botocore's own service model) is one
+action.
 ``transact_write_items`` is authorised per item, so its ``Put``/``Update``/``Delete``/
 ``ConditionCheck`` entries become ``PutItem``/``UpdateItem``/``DeleteItem``/
 ``ConditionCheckItem``; they must be written literally for the check to see them.
@@ -62,12 +64,17 @@ class StageCheck:
         )
 
 
-def code_actions(package_dirs: list[Path]) -> frozenset[str]:
-    """The IAM actions the code in ``package_dirs`` calls."""
+def code_actions(package_dirs: list[Path], shared: Path | None = None) -> frozenset[str]:
+    """The IAM actions the code in ``package_dirs`` calls, with what it uses of ``shared``
+    (the ``pipeline_common`` directory)."""
     trees = [
         (f, ast.parse(f.read_text(), str(f))) for d in package_dirs for f in sorted(d.rglob("*.py"))
     ]
-    services = {s for _, tree in trees for s in _boto3_services(tree)}
+    used = _shared_nodes(trees, shared) if shared is not None else []
+    service_trees = [t for _, t in trees] + [
+        ast.parse(f.read_text(), str(f)) for f in sorted(shared.rglob("*.py"))
+    ] if shared is not None else [t for _, t in trees]
+    services = {s for tree in service_trees for s in _boto3_services(tree)}
     loader = botocore.session.get_session()
     operations: dict[str, tuple[str, str]] = {}
     for service in services:
@@ -76,28 +83,85 @@ def code_actions(package_dirs: list[Path]) -> frozenset[str]:
         for operation in model.operation_names:
             operations[xform_name(operation)] = (prefix, operation)
     actions: set[str] = set()
-    for file, tree in trees:
-        calls = {
-            id(node.func): node
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-        }
-        for node in ast.walk(tree):
-            # A method called (``client.put_item(...)``) or handed to a caller that calls it
-            # (``retry.call(deadline, name, client.put_item, ...)``).
-            if not (isinstance(node, ast.Attribute) and node.attr in operations):
-                continue
-            prefix, operation = operations[node.attr]
-            if operation == "TransactWriteItems":
-                call = calls.get(id(node))
-                if call is None:
-                    raise UnreadableCall(
-                        f"{file}:{node.lineno}: transact_write_items must be called directly"
-                    )
-                actions |= {f"{prefix}:{a}" for a in _transact_actions(call, file)}
-            else:
-                actions.add(f"{prefix}:{operation}")
+    for file, tree in [*trees, *used]:
+        actions |= _node_actions(file, tree, operations)
     return frozenset(actions)
+
+
+def _node_actions(file: Path, tree: ast.AST, operations: dict[str, tuple[str, str]]) -> set[str]:
+    calls = {
+        id(node.func): node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
+    actions: set[str] = set()
+    for node in ast.walk(tree):
+        # A method called (``client.put_item(...)``) or handed to a caller that calls it
+        # (``retry.call(deadline, name, client.put_item, ...)``).
+        if not (isinstance(node, ast.Attribute) and node.attr in operations):
+            continue
+        prefix, operation = operations[node.attr]
+        if operation == "TransactWriteItems":
+            call = calls.get(id(node))
+            if call is None:
+                raise UnreadableCall(
+                    f"{file}:{node.lineno}: transact_write_items must be called directly"
+                )
+            actions |= {f"{prefix}:{a}" for a in _transact_actions(call, file)}
+        else:
+            actions.add(f"{prefix}:{operation}")
+    return actions
+
+
+def _shared_nodes(trees: list[tuple[Path, ast.AST]], shared: Path) -> list[tuple[Path, ast.AST]]:
+    """What the package uses of the shared package: whole modules it imports, or the names it
+    imports from one and every top-level name those use, transitively."""
+    wanted: dict[str, set[str] | None] = {}  # module -> names (None: all of it)
+    for _, tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == shared.name:
+                for alias in node.names:
+                    wanted[alias.name] = None
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                f"{shared.name}."
+            ):
+                module = str(node.module).split(".", 1)[1]
+                if wanted.get(module, set()) is not None:
+                    wanted.setdefault(module, set()).update(a.name for a in node.names)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith(f"{shared.name}."):
+                        wanted[alias.name.split(".", 1)[1]] = None
+    used: list[tuple[Path, ast.AST]] = []
+    for module, names in sorted(wanted.items()):
+        file = shared / f"{module}.py"
+        if not file.is_file():
+            continue
+        tree = ast.parse(file.read_text(), str(file))
+        used += [(file, node) for node in _reachable(tree, names)]
+    return used
+
+
+def _reachable(tree: ast.Module, names: set[str] | None) -> list[ast.AST]:
+    """The module's statements outside functions and classes, and the top-level definitions
+    ``names`` reach through the names their bodies use (all of them for ``None``)."""
+    definitions = {
+        node.name: node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+    }
+    rest: list[ast.AST] = [node for node in tree.body if node not in definitions.values()]
+    todo = list(definitions) if names is None else [n for n in names if n in definitions]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(definitions[name]):
+            if isinstance(node, ast.Name) and node.id in definitions:
+                todo.append(node.id)
+    return rest + [definitions[n] for n in sorted(seen)]
 
 
 #: What Lambda itself does with the function's role, by the resource it does it to.
@@ -144,11 +208,10 @@ def check(template: dict[str, Any], lambda_src: Path) -> list[StageCheck]:
     """Compare code and grants for every function of ``template``."""
     results = []
     for stage in StackTemplate.of(template).stages.values():
-        dirs = [lambda_src / stage.name, lambda_src / SHARED_PACKAGE]
         results.append(
             StageCheck(
                 stage.name,
-                code_actions([d for d in dirs if d.is_dir()]),
+                code_actions([lambda_src / stage.name], lambda_src / SHARED_PACKAGE),
                 granted_actions(template, stage.function_id),
             )
         )

@@ -184,6 +184,43 @@ def _release_hook_findings(
     ]
 
 
+def _rollup(part: str) -> Callable[[PipelineStack], IConstruct]:
+    """The count roll-up's ``policy``, ``async-config``, ``function`` or ``rule``."""
+
+    def find(stack: PipelineStack) -> IConstruct:
+        rollup = stack.count_rollup
+        construct = {
+            "policy": lambda: rollup.role.node.find_child("DefaultPolicy"),
+            "async-config": lambda: rollup.handler.alias.node.find_child("EventInvokeConfig"),
+            "function": lambda: rollup.function,
+            "rule": lambda: rollup.rule,
+        }[part]()
+        return construct.node.default_child  # type: ignore[return-value]
+
+    return find
+
+
+ROLLUP_FINDINGS = (
+    ("policy", "AwsSolutions::AwsSolutions-IAM5[Resource::*]", XRAY_REASON),
+    ("async-config", "Serverless::Serverless-LambdaAsyncFailureDestination",
+     FAILURE_DESTINATION_REASON),
+    (
+        "function",
+        "Serverless::Serverless-LambdaTracing",
+        "The roll-up runs once an hour and makes a few DynamoDB calls per closed hour; a trace "
+        "would add an X-Ray charge and nothing an operator needs that its log line and its "
+        "errors alarm lack.",
+    ),
+    (
+        "rule",
+        "Serverless::Serverless-EventBusDLQ",
+        "A run EventBridge cannot deliver (it retries for 24 hours) loses nothing: each run "
+        "folds every closed hour after the watermark, so the next run does that hour's work. "
+        "The function's own failures go to its dead-letter queue and its errors alarm.",
+    ),
+)
+
+
 def _undelivered_queue(stack: PipelineStack) -> IConstruct:
     queue = stack.alarm_topic.undelivered
     assert queue is not None
@@ -245,6 +282,10 @@ ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
         )
         for stage in STAGES
         for concern, target, rule, reason, pause_only in _release_hook_findings(stage)
+    ),
+    *(
+        Acknowledgment(f"count-rollup-{part}", _rollup(part), rule, reason)
+        for part, rule, reason in ROLLUP_FINDINGS
     ),
     Acknowledgment(
         "dlq-redrive",

@@ -35,6 +35,9 @@ _POWERTOOLS_PIN = re.compile(r"^aws-lambda-powertools(\[[\w,]+\])?==(?P<release>
 #: (``lambda_src/release_hook``).
 RELEASE_HOOK = "release_hook"
 RELEASE_HOOK_HANDLER = f"{RELEASE_HOOK}.handler.lambda_handler"
+#: The hourly count roll-up (``lambda_src/rollup``): its own package and ``pipeline_common``.
+ROLLUP = "rollup"
+ROLLUP_HANDLER = f"{ROLLUP}.handler.lambda_handler"
 
 
 def stage_code(stage: str) -> lambda_.Code:
@@ -43,14 +46,21 @@ def stage_code(stage: str) -> lambda_.Code:
         raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
     others = [name for name in STAGES if name != stage]
     return lambda_.Code.from_asset(
-        str(LAMBDA_SRC), exclude=[*others, RELEASE_HOOK, *_ALWAYS_EXCLUDED]
+        str(LAMBDA_SRC), exclude=[*others, RELEASE_HOOK, ROLLUP, *_ALWAYS_EXCLUDED]
     )
 
 
 def release_hook_code() -> lambda_.Code:
     """The asset of the release hook: ``lambda_src/release_hook/`` alone."""
     return lambda_.Code.from_asset(
-        str(LAMBDA_SRC), exclude=[*STAGES, "pipeline_common", *_ALWAYS_EXCLUDED]
+        str(LAMBDA_SRC), exclude=[*STAGES, "pipeline_common", ROLLUP, *_ALWAYS_EXCLUDED]
+    )
+
+
+def rollup_code() -> lambda_.Code:
+    """The asset of the count roll-up: ``lambda_src/rollup/`` and ``pipeline_common/``."""
+    return lambda_.Code.from_asset(
+        str(LAMBDA_SRC), exclude=[*STAGES, RELEASE_HOOK, *_ALWAYS_EXCLUDED]
     )
 
 

@@ -13,6 +13,7 @@ from aws_cdk import Annotations, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -29,11 +30,14 @@ from constructs_lib.powertools_layer import powertools_layer
 from constructs_lib.release_probe import ReleaseProbe
 from constructs_lib.retention import retention_days
 from constructs_lib.scaling_pause import ScalingPause
+from constructs_lib.scheduled_function import ScheduledFunction
 from serverless_stack.config import EnvironmentSettings, PipelineConfig
 from serverless_stack.lambda_code import (
     RELEASE_HOOK_HANDLER,
+    ROLLUP_HANDLER,
     powertools_release,
     release_hook_code,
+    rollup_code,
     stage_code,
     stage_handler,
 )
@@ -56,6 +60,16 @@ WARNED_WITHOUT_SUBSCRIBERS = ("staging", "prod")
 
 #: The DynamoDB API operations the stages call (what the table's alarms watch).
 TABLE_OPERATIONS = (dynamodb.Operation.GET_ITEM, dynamodb.Operation.PUT_ITEM)
+#: What the count roll-up calls on the table (``lambda_src/pipeline_common/counts.py``).
+ROLLUP_TABLE_ACTIONS = (
+    "dynamodb:BatchGetItem",
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:UpdateItem",
+)
+#: How often the roll-up folds the closed hours' count markers.
+ROLLUP_EVERY = Duration.hours(1)
 
 
 class PipelineStack(Stack):
@@ -95,14 +109,15 @@ class PipelineStack(Stack):
         for name, function in self.stages.items():
             if BY_NAME[name].table_actions:
                 self.table.grant(function.role, *BY_NAME[name].table_actions)
+        self.count_rollup = self._count_rollup()
         self._monitor()
         self._outputs()
 
     def _shared_resources(self) -> None:
         """The table, the DLQ, the alarm topic, the log key and the Powertools layer."""
         settings = self.settings
-        # TTL only where the processor writes it: with a record retention set.
-        self.ttl_attribute = TTL_ATTRIBUTE if settings.record_retention_days else None
+        # Count markers always expire; records too, with a retention set.
+        self.ttl_attribute = TTL_ATTRIBUTE
         self.table = DataTable(
             self,
             "Data",
@@ -195,10 +210,39 @@ class PipelineStack(Stack):
             environment["TABLE_NAME"] = self.table.table_name
         if stage.stores_records:
             environment["PAYLOAD_ENCODING"] = settings.payload_encoding
-            if self.ttl_attribute:
-                environment["RECORD_TTL_ATTRIBUTE"] = self.ttl_attribute
+            environment["TTL_ATTRIBUTE"] = self.ttl_attribute
+            if settings.record_retention_days:
                 environment["RECORD_RETENTION_DAYS"] = str(settings.record_retention_days)
         return environment
+
+    def _count_rollup(self) -> ScheduledFunction:
+        """The hourly roll-up that folds closed hours' count markers into each day's totals."""
+        rollup = ScheduledFunction(
+            self,
+            "CountRollup",
+            function_props=lambda_.FunctionProps(
+                code=rollup_code(),
+                handler=ROLLUP_HANDLER,
+                runtime=RUNTIME,
+                architecture=self.architecture,
+                environment={
+                    "TABLE_NAME": self.table.table_name,
+                    "POWERTOOLS_SERVICE_NAME": "rollup",
+                    "POWERTOOLS_LOG_LEVEL": self.settings.log_level,
+                },
+                layers=[self.layer],
+                dead_letter_queue=self.dead_letter_queue,
+                application_log_level_v2=lambda_.ApplicationLogLevel[self.settings.log_level],
+                system_log_level_v2=lambda_.SystemLogLevel[self.settings.system_log_level],
+                description="Folds each closed hour's count markers into its days' totals",
+            ),
+            schedule=events.Schedule.rate(ROLLUP_EVERY),
+            log_retention=retention_days(self.settings.log_retention_days),
+            log_encryption_key=self.log_key,
+        )
+        self.table.grant(rollup.role, *ROLLUP_TABLE_ACTIONS)
+        rollup.function.node.default_child.add_metadata(SUPPORT_METADATA_KEY, "count-rollup")  # type: ignore[union-attr]
+        return rollup
 
     def _pauses_scaling(self, stage: Stage) -> bool:
         """An auto-scaled alias that shifts gradually: its scaling pauses for each deployment."""
@@ -256,6 +300,9 @@ class PipelineStack(Stack):
             )
             for name, function in self.stages.items()
         }
+        self.alarms["rollup"] = self.monitoring.monitor_function(
+            "CountRollup", self.count_rollup.handler
+        )
         signals = self.settings.deployment.rollback_on
         for name, function in self.stages.items():
             if function.deployment is None or not signals:

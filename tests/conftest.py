@@ -142,18 +142,19 @@ def without_retry_waits(runner: Any) -> None:
 def stored_and_counted(
     client: Any, table: str
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
-    """The record items of ``table``, and its counts as ``{(type, day): n}``, each day read
-    with the project's own reader (``processor.counts.daily_counts``)."""
-    from processor.counts import COUNT_PREFIX, daily_counts
+    """The record items of ``table``, and its counts as ``{(type, day): n}``, each day that has
+    a marker or a total read with the project's own reader
+    (``pipeline_common.counts.daily_counts``)."""
+    from pipeline_common.counts import MARKER_PREFIX, TOTAL_PREFIX, daily_counts, parse_marker
 
     items = [
         i for page in client.get_paginator("scan").paginate(TableName=table) for i in page["Items"]
     ]
     records = [i for i in items if i["pk"]["S"].startswith("RECORD#")]
-    days = {
-        i["pk"]["S"][len(COUNT_PREFIX) :].split("#")[0]
+    days = {parse_marker(i).day for i in items if i["pk"]["S"].startswith(MARKER_PREFIX)} | {
+        i["pk"]["S"][len(TOTAL_PREFIX) :]
         for i in items
-        if i["pk"]["S"].startswith(COUNT_PREFIX)
+        if i["pk"]["S"].startswith(TOTAL_PREFIX)
     }
     counts = {
         (record_type, day): n

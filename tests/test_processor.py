@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from botocore.exceptions import ClientError
 
-from processor.counts import SHARDS, marker_key, shard_of
+from pipeline_common.counts import SHARDS, marker_item, parse_marker, shard_of
 from processor.storage import record_item, record_key
 from tests.conftest import load_event, stored_and_counted
 from tests.fault_injection import THROTTLED, fail_after, fail_before
@@ -38,10 +38,17 @@ def test_keys_follow_the_documented_layout():
     assert record_key("abc") == {"pk": {"S": "RECORD#abc"}, "sk": {"S": "RECORD"}}
     shard = int.from_bytes(hashlib.sha256(record["id"].encode()).digest()[:4], "big") % 16
     assert shard_of(record["id"]) == shard
-    assert marker_key(record) == {
-        "pk": {"S": f"COUNT#2026-11-29#{shard:02d}"},
-        "sk": {"S": "order#order-2026-11-29.0001"},
+    # The attempt's hour, the record's own day, and the attempt's stored_at; 7 days to live.
+    late = enriched(timestamp="2025-01-31T23:59:59Z")
+    marker = marker_item(late, NOW, "expires_at")
+    assert marker == {
+        "pk": {"S": f"MARKER#2026-11-29T12#{shard:02d}"},
+        "sk": {"S": "2025-01-31#order#order-2026-11-29.0001#2026-11-29T12:00:00Z"},
+        "expires_at": {"N": str(int(NOW.timestamp()) + 7 * 86400)},
     }
+    assert record_item(late, NOW)["stored_at"] == {"S": "2026-11-29T12:00:00Z"}
+    parsed = parse_marker(marker)
+    assert (parsed.hour, parsed.day, parsed.type) == ("2026-11-29T12", "2025-01-31", "order")
 
 
 def test_markers_spread_over_every_shard():
@@ -83,14 +90,14 @@ def test_throttling_is_retried_in_process_then_left_to_lambda_and_writes_nothing
         pipeline.functions["processor"].invoke(enriched(), "r1")
     assert type(caught.value).__name__ == "StillTransient"
     assert str(caught.value).startswith(
-        f"PutItem of the record: {THROTTLED} on each of 10 attempts over "
+        f"PutItem of the count marker: {THROTTLED} on each of 10 attempts over "
     )
-    assert len(calls) == 10  # RetryPolicy's attempts, every one of them the record's put
+    assert len(calls) == 10  # RetryPolicy's attempts, every one of them the marker's put
     assert table_state(pipeline) == ([], {})
 
 
 def test_a_throttle_that_clears_is_settled_in_process(pipeline):
-    """Two throttles of the record's put and one of its marker's: one invocation stores and
+    """Two throttles of the marker's put and one of the record's: one invocation stores and
     counts it, so Lambda never retries it."""
     throttles = iter([True, True, False, True])
     fail_before(pipeline.module("processor").dynamodb, "PutItem", lambda p: next(throttles, False))
@@ -107,7 +114,7 @@ def test_a_retry_after_a_lost_response_stores_and_counts_once(pipeline, lost):
     record is stored once and counted once."""
 
     def is_marker(params):
-        return params["Item"]["pk"]["S"].startswith("COUNT#")
+        return params["Item"]["pk"]["S"].startswith("MARKER#")
 
     failing = is_marker if lost == "the marker's put" else (lambda params: not is_marker(params))
     failures = iter([True] * 10)
@@ -119,7 +126,9 @@ def test_a_retry_after_a_lost_response_stores_and_counts_once(pipeline, lost):
     processor = pipeline.functions["processor"]
     with pytest.raises(Exception, match="ReadTimeoutError"):
         processor.invoke(enriched(), "r1")  # ten lost answers: Lambda's retry
-    assert processor.invoke(enriched(), "r1")["status"] == "duplicate"
+    # A lost marker put stopped the attempt before its record was stored.
+    expected = "duplicate" if lost == "the record's put" else "stored"
+    assert processor.invoke(enriched(), "r1")["status"] == expected
     records, counters = table_state(pipeline)
     assert len(records) == 1
     assert counters == {("order", "2026-11-29"): 1}
@@ -139,9 +148,9 @@ def test_counters_are_per_type_and_per_utc_day(pipeline):
     }
 
 
-def test_a_conflict_writes_no_marker_and_other_put_errors_propagate(pipeline):
-    """Only a failed condition is a stored record; any other refusal of the put is raised as it
-    is, and no marker is written for a record that was not stored."""
+def test_a_refused_put_propagates_and_stores_and_counts_nothing(pipeline):
+    """Only a failed condition is a stored record; any other refusal of a put is raised as it
+    is, and nothing is stored or counted."""
     client = pipeline.module("processor").dynamodb
 
     def refuse(params, **_):

@@ -17,10 +17,11 @@ from pipeline_common.tracing import stage_tracer
 from processor.storage import RecordConflict, Retention, store
 
 TABLE_NAME = os.environ["TABLE_NAME"]
-#: Set by the stack only when records expire (``record_retention_days``); the attribute is the
-#: table's TTL attribute.
+#: The table's TTL attribute: count markers always expire through it, records with a retention.
+TTL_ATTRIBUTE = os.environ.get("TTL_ATTRIBUTE", "expires_at")
+#: Set by the stack only when records expire (``record_retention_days``).
 RETENTION = (
-    Retention(os.environ["RECORD_TTL_ATTRIBUTE"], int(os.environ["RECORD_RETENTION_DAYS"]))
+    Retention(TTL_ATTRIBUTE, int(os.environ["RECORD_RETENTION_DAYS"]))
     if os.environ.get("RECORD_RETENTION_DAYS")
     else None
 )
@@ -47,6 +48,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             PAYLOAD_ENCODING,
             retry=RETRY,
             deadline=RETRY.deadline(context),
+            ttl_attribute=TTL_ATTRIBUTE,
         )
     except RecordConflict as error:
         reject(error, logger, metrics)

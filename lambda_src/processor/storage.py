@@ -1,25 +1,28 @@
-"""Exactly-once storage: a conditional put of the record, then its count marker.
+"""Exactly-once storage: the attempt's count marker, then a conditional put of the record.
 
-The record item is put only if absent (``attribute_not_exists(pk)``), and then its count marker
-(``processor/counts.py``), an item of keys alone that an unconditional put writes again
-harmlessly. Neither is a transaction and no item is shared, so concurrent processors never
-conflict, and a record costs two writes of one unit each (a transaction costs two units per
-item, https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html,
+Each attempt first puts its count marker (``pipeline_common/counts.py``: keys alone, stamped with
+the attempt's ``stored_at``, expiring after 7 days), then the record item, only if absent
+(``attribute_not_exists(pk)``), with that same ``stored_at``. A marker counts only when the
+record item holds its ``stored_at``, so exactly one attempt's marker counts. Neither put is a
+transaction and no item is shared, so concurrent processors never conflict, and a record costs
+two writes of one unit each (a transaction costs two units per item,
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html,
 "Capacity management for transactions"). So:
 
 * a second delivery fails the condition. The failure returns the stored item
   (``ReturnValuesOnConditionCheckFailure``), so with no extra read the processor compares the
   stored ``digest`` (SHA-256 of the record's canonical contract fields) with the new one: the
-  same content is a *duplicate*, and its marker is written again (in case the first delivery
-  stopped between the two puts); different content under the same id is a *conflict*
-  (:class:`RecordConflict`, which sends the record to the DLQ; nothing is written);
-* a retry after any failure finds nothing written (and writes both), or the record alone (and
-  writes the marker), or both (and changes nothing). A count is never doubled and, once the
-  record's delivery succeeds, never missing.
+  same content is a *duplicate*; different content under the same id is a *conflict*
+  (:class:`RecordConflict`, which sends the record to the DLQ). Either way its marker never
+  counts;
+* an attempt that stops after its marker and before its put leaves a marker that never counts;
+  the retry writes its own. One that stops after its put has stored and counted the record, and
+  its retry is a duplicate. A count is never doubled and, once the record is stored, never
+  missing.
 
 Each put is retried in-process while it fails transiently (``pipeline_common.retries``).
 
-The marker's day is the record's own UTC date, so a retry on another day counts the same day.
+A record counts on its own UTC day (its ``timestamp``), whenever it arrives.
 The payload is stored as its compact JSON text: lossless for every JSON number, and never near
 DynamoDB's nesting limits. With the ``deflate`` encoding, a payload whose item would start one
 more KB (one more write unit) is stored instead as that same text compressed with zlib (RFC 1950)
@@ -30,7 +33,7 @@ text.
 With a retention, the record item carries its expiry as epoch seconds in the table's TTL
 attribute, and DynamoDB deletes it (at no charge) some time after that moment. The stack only
 allows a retention longer than the replay window, so a record is never gone while a redrive of
-it could still arrive. Markers never expire.
+it could still arrive. A day's counts outlive its records.
 """
 
 from __future__ import annotations
@@ -47,9 +50,11 @@ from botocore.exceptions import ClientError
 from pipeline_common.contract import canonical
 from pipeline_common.item_size import write_units
 from pipeline_common.retries import RetryPolicy
-from processor.counts import marker_key
+from pipeline_common.counts import marker_item, timestamp_text
 from processor.keys import record_key
 
+#: The table's TTL attribute (``constructs_lib/data_table.py``), which markers always carry.
+TTL_ATTRIBUTE = "expires_at"
 #: ``json``: the payload as JSON text; ``deflate``: compressed where it saves a write unit.
 PAYLOAD_ENCODINGS = ("json", "deflate")
 
@@ -106,7 +111,7 @@ def record_item(
         "source": {"S": record["source"]},
         "timestamp": {"S": record["timestamp"]},
         "payload": {"S": json.dumps(record["payload"], separators=(",", ":"), sort_keys=True)},
-        "stored_at": {"S": stored_at.astimezone(UTC).isoformat().replace("+00:00", "Z")},
+        "stored_at": {"S": timestamp_text(stored_at)},
         "digest": {"S": digest(record)},
     }
     for optional in ("received_at", "category"):
@@ -139,11 +144,13 @@ def store(
     *,
     retry: RetryPolicy | None = None,
     deadline: float | None = None,
+    ttl_attribute: str = TTL_ATTRIBUTE,
 ) -> StoreResult:
     """Store ``record`` and count it, exactly once; with ``retention``, it expires.
 
     :param retry: how transient failures are retried in-process. :default: ``RetryPolicy()``
     :param deadline: the ``retry.clock()`` time by which retries stop. :default: 30 s from now
+    :param ttl_attribute: the table's TTL attribute, which expires the marker.
     :raises RecordConflict: when its id is stored with different content.
     :raises StillTransient: when a put still fails transiently after the in-process retries,
         so that Lambda retries the invocation.
@@ -151,7 +158,13 @@ def store(
     """
     retry = retry or RetryPolicy()
     deadline = retry.clock() + 30 if deadline is None else deadline
-    status: Literal["stored", "duplicate"] = "stored"
+    retry.call(
+        deadline,
+        "PutItem of the count marker",
+        client.put_item,
+        TableName=table_name,
+        Item=marker_item(record, now, ttl_attribute),
+    )
     try:
         retry.call(
             deadline,
@@ -165,18 +178,14 @@ def store(
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
             raise
-        received, kept = digest(record), _stored_digest(dict(error.response.get("Item") or {}))
+        kept_item = dict(error.response.get("Item") or {})
+        received, kept = digest(record), _stored_digest(kept_item)
         if kept != received:
             raise RecordConflict(record["id"], kept, received) from None
-        status = "duplicate"
-    retry.call(
-        deadline,
-        "PutItem of the count marker",
-        client.put_item,
-        TableName=table_name,
-        Item=marker_key(record),
-    )
-    return StoreResult(record["id"], status)
+        # A retried put whose first try stored the item (its response was lost) finds its own.
+        if kept_item.get("stored_at", {}).get("S") != timestamp_text(now):
+            return StoreResult(record["id"], "duplicate")
+    return StoreResult(record["id"], "stored")
 
 
 def _stored_digest(item: dict[str, Any]) -> str:
