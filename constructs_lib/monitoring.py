@@ -352,6 +352,32 @@ class PipelineMonitoring(Construct):
         if self.dashboard is not None:
             self.dashboard.add_widgets(*widgets)
 
+    def monitor_schedule(
+        self,
+        label: str,
+        target: OptimizedFunction | lambda_.IFunction,
+        *,
+        every: Duration,
+        missed_runs: int = 3,
+    ) -> cloudwatch.Alarm:
+        """Alarm when a function run ``every`` so long has not run ``missed_runs`` times in a
+        row (a disabled rule, a deleted target): its ``Invocations`` is summed per ``every``,
+        and a period without one is breaching. Lambda publishes a function's metrics only when
+        it is invoked (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics.html),
+        so silence is missing data, which this alarm treats as a missed run
+        (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html#alarms-and-missing-data).
+        """
+        invoked, _ = _invoked_and_function(target)
+        return self._alarm(
+            f"{label}NotRunning",
+            invoked.metric_invocations(period=every, statistic="Sum"),
+            1,
+            f"no run in the last {missed_runs} scheduled periods: check the schedule rule",
+            evaluation_periods=missed_runs,
+            comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            missing=cloudwatch.TreatMissingData.BREACHING,
+        )
+
     def _alarm(
         self,
         name: str,
@@ -362,16 +388,18 @@ class PipelineMonitoring(Construct):
         alarm_name: str | None = None,
         evaluation_periods: int | None = None,
         datapoints_to_alarm: int | None = None,
+        comparison: cloudwatch.ComparisonOperator = GT,
+        missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
     ) -> cloudwatch.Alarm:
         alarm = cloudwatch.Alarm(
             self,
             name,
             metric=metric,
             threshold=threshold,
-            comparison_operator=GT,
+            comparison_operator=comparison,
             evaluation_periods=evaluation_periods or self.thresholds.evaluation_periods,
             datapoints_to_alarm=datapoints_to_alarm,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            treat_missing_data=missing,
             alarm_description=f"{name}: {meaning}.",
             alarm_name=alarm_name,
         )

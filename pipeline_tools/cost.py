@@ -33,7 +33,7 @@ from typing import Any
 
 from constructs_lib import cron
 from pipeline_tools.template import StackTemplate, Stage, load_template, ref_id, resources
-from serverless_stack.stages import ENTRY_STAGE
+from serverless_stack.stages import ENTRY_STAGE, SUPPORT_METADATA_KEY
 
 DATA = Path(__file__).resolve().parent / "data"
 PRICES_FILE = DATA / "prices.json"
@@ -51,7 +51,26 @@ SWEEP = (1_000_000, 10_000_000, 100_000_000)
 BREAK_EVEN_RANGE = (1_000, 1_000_000_000)
 #: The line left out of the comparison: the same records, stored on both sides.
 RECORD_STORAGE = "DynamoDB storage"
-COUNT_STORAGE = "DynamoDB count-marker storage"
+COUNT_STORAGE = "DynamoDB count storage"
+ROLLUP_LINE = "Count roll-up"
+#: DynamoDB typically deletes an expired item within two days of its expiry
+#: (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateTimeToLive.html):
+#: a marker is stored for its life and this long again.
+TTL_DELETION_DAYS = 2
+#: A day's total item (``COUNTS#<day>`` / ``<type>``, its count and ``folded_to``), with
+#: DynamoDB's 100 bytes of item overhead.
+TOTAL_ITEM_BYTES = 160
+#: DynamoDB reads 4 KB a read unit, strongly consistent: ``BatchGetItem`` rounds each item up,
+#: ``Query`` the sum of a page's items
+#: (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html).
+READ_UNIT_BYTES = 4096
+#: What one roll-up run is assumed to spend besides its requests (start, logging), and per
+#: DynamoDB request: DynamoDB answers in single-digit milliseconds
+#: (https://aws.amazon.com/dynamodb/features/), 10 ms leaves room for the SDK and the network.
+ROLLUP_RUN_MS = 200
+DYNAMODB_REQUEST_MS = 10
+#: Bytes a roll-up run logs: Lambda's START, END and REPORT lines and its one JSON line.
+ROLLUP_LOG_BYTES = 1200
 REMOVED_WORKLOAD_KEYS = {
     "log_bytes_per_invocation": "removed: log bytes are measured from the code now",
     "log_months": "renamed to months (everything that accumulates: logs, records)",
@@ -67,13 +86,24 @@ class CostInputError(ValueError):
 
 @dataclass(frozen=True)
 class Workload:
-    """What the pipeline processes in a month. Defaults: ``pipeline_tools/data/workload.json``."""
+    """What the pipeline processes in a month. Defaults: ``pipeline_tools/data/workload.json``.
+
+    :param months: the stack's ages, in months, the report prices (each a bill of its own).
+    :param month: the age this workload prices. :default: the last of ``months``
+    :param record_types: the record types a day holds (one count total each).
+    """
 
     records_per_month: int
     duration_ms: Mapping[str, float]
     record_bytes: int
-    months: int
+    months: tuple[int, ...]
     failed_record_ratio: float
+    record_types: int = 10
+    month: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.month:
+            object.__setattr__(self, "month", self.months[-1])
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Workload:
@@ -113,18 +143,32 @@ class Workload:
             raise CostInputError(
                 f"workload duration_ms = {durations!r}: must map stage to milliseconds"
             )
+        months = raw["months"] if isinstance(raw["months"], list) else [raw["months"]]
+        ages = tuple(int(number("months", 1, 120, m)) for m in months)
+        if not ages or list(ages) != sorted(set(ages)):
+            raise CostInputError(
+                f"workload months = {raw['months']!r}: must be ages in months from 1 to 120, "
+                "in increasing order, e.g. [1, 12, 36]"
+            )
         return cls(
             records_per_month=int(number("records_per_month", 0, 1e12)),
             duration_ms={
                 k: number(f"duration_ms.{k}", 1, 900_000, v) for k, v in durations.items()
             },
             record_bytes=int(number("record_bytes", 200, 32_000)),
-            months=int(number("months", 1, 120)),
+            months=ages,
             failed_record_ratio=number("failed_record_ratio", 0, 1),
+            record_types=int(number("record_types", 1, 100_000, raw.get("record_types", 10))),
         )
 
-    def at(self, records_per_month: int) -> Workload:
-        return replace(self, records_per_month=records_per_month)
+    def at(self, records_per_month: int, month: int | None = None) -> Workload:
+        """The same workload at another volume, and at another age if given."""
+        return replace(self, records_per_month=records_per_month, month=month or self.month)
+
+    @property
+    def days(self) -> float:
+        """The stack's age in days."""
+        return self.month * DAYS_PER_MONTH
 
 
 # --- what the code consumes (measured) ------------------------------------------------------
@@ -141,8 +185,9 @@ class CodeUsage:
     :param item_bytes: size of a stored record item.
     :param items_expire: whether stored items carry the TTL attribute.
     :param custom_metrics: distinct EMF metrics the code emits.
-    :param marker_items: the other items written per record (its count marker), kept for ever.
+    :param marker_items: the other items written per record (its count markers).
     :param marker_item_bytes: the size of one of them.
+    :param markers_expire: whether the markers carry the TTL attribute.
     """
 
     write_units: float
@@ -154,6 +199,7 @@ class CodeUsage:
     custom_metrics: int
     marker_items: float = 0.0
     marker_item_bytes: float = 0.0
+    markers_expire: bool = False
 
 
 def measure(
@@ -186,6 +232,7 @@ def measure(
             custom_metrics=len(found.metrics),
             marker_items=found.marker_items_per_record,
             marker_item_bytes=found.marker_item_bytes,
+            markers_expire=found.markers_expire,
         )
 
     return usage(False), usage(True)
@@ -257,6 +304,16 @@ class FunctionModel:
 
 
 @dataclass(frozen=True)
+class RollupModel:
+    """The scheduled count roll-up: its memory, architecture and runs a month."""
+
+    memory_mb: int
+    architecture: str
+    runs_per_month: float
+    log_retention_days: int | None = None
+
+
+@dataclass(frozen=True)
 class StackModel:
     name: str
     functions: tuple[FunctionModel, ...]
@@ -272,6 +329,7 @@ class StackModel:
     #: Days a stored record is kept (the processor's RECORD_RETENTION_DAYS); None: for ever.
     record_retention_days: int | None = None
     naive: bool = False
+    rollup: RollupModel | None = None
 
 
 @dataclass(frozen=True)
@@ -372,7 +430,55 @@ def model_from_template(template: Mapping[str, Any], name: str = "stack") -> Sta
         composite_alarms=len(resources(template, "AWS::CloudWatch::CompositeAlarm")),
         dashboards=len(resources(template, "AWS::CloudWatch::Dashboard")),
         record_retention_days=_retention_days_of(stack),
+        rollup=_rollup_model(stack),
     )
+
+
+def _rollup_model(stack: StackTemplate) -> RollupModel | None:
+    """The function labelled ``count-rollup`` and the schedule of the rule that invokes it."""
+    functions = stack.resources("AWS::Lambda::Function")
+    found = [
+        (i, f["Properties"])
+        for i, f in functions.items()
+        if f.get("Metadata", {}).get(SUPPORT_METADATA_KEY) == "count-rollup"
+    ]
+    if not found:
+        return None
+    function_id, p = found[0]
+    aliases = {
+        i
+        for i, a in stack.resources("AWS::Lambda::Alias").items()
+        if ref_id(a["Properties"]["FunctionName"]) == function_id
+    }
+    schedules = [
+        r["Properties"]["ScheduleExpression"]
+        for r in stack.resources("AWS::Events::Rule").values()
+        if "ScheduleExpression" in r["Properties"]
+        and any(
+            ref_id(t["Arn"]) in aliases | {function_id} for t in r["Properties"].get("Targets", [])
+        )
+    ]
+    if len(schedules) != 1:
+        raise CostInputError(f"{function_id}: expected one schedule, found {len(schedules)}")
+    groups = stack.resources("AWS::Logs::LogGroup")
+    group_id = ref_id(p.get("LoggingConfig", {}).get("LogGroup"))
+    return RollupModel(
+        memory_mb=int(p.get("MemorySize", 128)),
+        architecture=(p.get("Architectures") or ["x86_64"])[0],
+        runs_per_month=SECONDS_PER_MONTH / _rate_seconds(schedules[0]),
+        log_retention_days=groups.get(group_id or "", {})
+        .get("Properties", {})
+        .get("RetentionInDays"),
+    )
+
+
+def _rate_seconds(expression: str) -> float:
+    """Seconds between runs of an EventBridge ``rate(N unit)`` schedule."""
+    match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression)
+    if match is None:
+        raise CostInputError(f"cannot price the schedule {expression!r}: expected rate(N unit)")
+    unit = {"minute": 60, "hour": 3600, "day": 86400}[match.group(2).rstrip("s")]
+    return int(match.group(1)) * unit
 
 
 def _retention_days_of(stack: StackTemplate) -> int | None:
@@ -505,6 +611,7 @@ def price(
     items = (
         *_lambda_items(model, workload, prices, invocations),
         *_table_items(model, usage, workload, prices),
+        _rollup_item(model, usage, workload, prices),
         _dead_letter_item(model, failed, prices),
         *_log_items(model, usage, workload, prices, invocations),
         *_cloudwatch_items(model, usage, prices),
@@ -601,29 +708,25 @@ def _table_requests(
 def _table_items(
     model: StackModel, usage: CodeUsage, workload: Workload, prices: Mapping[str, Any]
 ) -> tuple[LineItem, ...]:
-    """Requests, the records' and the count markers' storage, and their recovery."""
+    """Requests, the records' and the counts' storage, and their recovery, at the workload's
+    age (``workload.month``)."""
     ddb = prices["dynamodb"]
     valid = workload.records_per_month - workload.records_per_month * workload.failed_record_ratio
     retention_days = model.record_retention_days if usage.items_expire else None
     kept_months = (
-        workload.months
+        workload.month
         if retention_days is None
-        else min(workload.months, retention_days / DAYS_PER_MONTH)
+        else min(workload.month, retention_days / DAYS_PER_MONTH)
     )
     item_bytes = usage.item_bytes + ddb["item_overhead_bytes"]
     table_gb = valid * kept_months * item_bytes / GB
-    # The count markers never expire: after `months` months, that many months of them. The
-    # naive stack keeps one counter item per type and day instead (a few KB).
-    marker_bytes = usage.marker_item_bytes + ddb["item_overhead_bytes"]
-    marker_gb = (
-        0.0 if model.naive else valid * workload.months * usage.marker_items * marker_bytes / GB
-    )
     kept = (
         f"kept {retention_days} days)"
         if retention_days
-        else f"{workload.months} months, never expire)"
+        else f"{workload.month} months, never expire)"
     )
-    recovered = table_gb + marker_gb
+    count_gb, count_basis = _count_storage(model, usage, workload, prices)
+    recovered = table_gb + count_gb
     return (
         *_table_requests(model, usage, valid, prices),
         LineItem(
@@ -631,19 +734,105 @@ def _table_items(
             table_gb * ddb["storage_gb_month"],
             f"{table_gb:.2f} GB ({item_bytes:.0f} B an item, " + kept,
         ),
-        LineItem(
-            COUNT_STORAGE,
-            marker_gb * ddb["storage_gb_month"],
-            "one counter item per type and day"
-            if model.naive
-            else f"{marker_gb:.2f} GB ({usage.marker_items:g} a record, {marker_bytes:.0f} B "
-            f"each, {workload.months} months, never expire)",
-        ),
+        LineItem(COUNT_STORAGE, count_gb * ddb["storage_gb_month"], count_basis),
         LineItem(
             "DynamoDB point-in-time recovery",
             recovered * ddb["pitr_gb_month"] if model.point_in_time_recovery else 0.0,
-            f"{recovered:.2f} GB" if model.point_in_time_recovery else "off",
+            f"{recovered:.2f} GB: records {table_gb:.2f}, counts {count_gb:.2f}"
+            if model.point_in_time_recovery
+            else "off",
         ),
+    )
+
+
+def _count_storage(
+    model: StackModel, usage: CodeUsage, workload: Workload, prices: Mapping[str, Any]
+) -> tuple[float, str]:
+    """GB the counts keep at the workload's age, and how.
+
+    Both stacks keep a total item per day and type, a day's worth more each day (a few MB in
+    ten years). The markers (``pipeline_common/counts.py``) are on top: with the TTL attribute,
+    each is kept its life and DynamoDB's deletion delay, so their storage is a fixed number of
+    days' worth; without it, every marker ever written stays.
+    """
+    totals_gb = workload.days * workload.record_types * TOTAL_ITEM_BYTES / GB
+    totals = f"{workload.days * workload.record_types:,.0f} day totals"
+    if model.naive or not usage.marker_items:
+        return totals_gb, f"{totals_gb * 1e3:.2f} MB: {totals} (one counter per type and day)"
+    valid = workload.records_per_month * (1 - workload.failed_record_ratio)
+    marker_bytes = usage.marker_item_bytes + prices["dynamodb"]["item_overhead_bytes"]
+    marker_days = (
+        min(workload.days, count_layout().MARKER_DAYS + TTL_DELETION_DAYS)
+        if usage.markers_expire
+        else workload.days
+    )
+    markers = valid * usage.marker_items * marker_days / DAYS_PER_MONTH
+    lived = (
+        f"kept {marker_days:g} days: {count_layout().MARKER_DAYS} and TTL's deletion delay"
+        if usage.markers_expire
+        else f"{workload.month} months, never expire"
+    )
+    return (
+        totals_gb + markers * marker_bytes / GB,
+        f"{markers * marker_bytes / GB:.2f} GB of markers ({usage.marker_items:g} a record, "
+        f"{marker_bytes:.0f} B each, {lived}) and {totals}",
+    )
+
+
+def count_layout() -> Any:
+    """The counts' runtime module (``lambda_src/pipeline_common/counts.py``)."""
+    from pipeline_tools.counts import layout
+
+    return layout()
+
+
+def _rollup_item(
+    model: StackModel, usage: CodeUsage, workload: Workload, prices: Mapping[str, Any]
+) -> LineItem:
+    """The hourly roll-up, everything it causes: its invocations and duration, its DynamoDB
+    reads (each hour's markers by ``Query``, their records by strongly consistent
+    ``BatchGetItem``) and writes (a total per type, the watermark), and its logs."""
+    rollup = model.rollup
+    if rollup is None:
+        return LineItem(ROLLUP_LINE, 0.0, "no roll-up: counts are kept as counters")
+    layout, ddb, lam = count_layout(), prices["dynamodb"], prices["lambda"]
+    valid = workload.records_per_month * (1 - workload.failed_record_ratio)
+    markers = valid * usage.marker_items / rollup.runs_per_month  # one hour's
+    marker_bytes = usage.marker_item_bytes + ddb["item_overhead_bytes"]
+    record_units = math.ceil((usage.item_bytes + ddb["item_overhead_bytes"]) / READ_UNIT_BYTES)
+    query_pages = layout.SHARDS * max(
+        1, math.ceil(markers / layout.SHARDS * marker_bytes / READ_UNIT_BYTES)
+    )
+    batches = math.ceil(markers / layout.BATCH_GET_KEYS)
+    read_units = markers * record_units + query_pages + 1  # and the watermark's GetItem
+    write_units = workload.record_types + 1  # a total per type, the watermark
+    requests = 1 + query_pages + batches + write_units
+    seconds = (ROLLUP_RUN_MS + requests * DYNAMODB_REQUEST_MS) / 1000
+    runs = rollup.runs_per_month
+    log_gb = runs * ROLLUP_LOG_BYTES / GB
+    log_months = (
+        workload.month
+        if rollup.log_retention_days is None
+        else min(workload.month, rollup.log_retention_days / DAYS_PER_MONTH)
+    )
+    cw = prices["cloudwatch"]
+    usd = (
+        runs * lam["requests_per_million"] / 1e6
+        + runs
+        * seconds
+        * rollup.memory_mb
+        / 1024
+        * lam["duration_per_gb_second"][rollup.architecture]
+        + runs * read_units * ddb["on_demand_read_request_per_million"] / 1e6
+        + runs * write_units * ddb["on_demand_write_request_per_million"] / 1e6
+        + log_gb * (cw["logs_ingestion_per_gb"] + log_months * cw["logs_storage_per_gb_month"])
+    )
+    return LineItem(
+        ROLLUP_LINE,
+        usd,
+        f"{runs:,.0f} runs of {rollup.memory_mb} MB, {seconds:.1f} s each "
+        f"({requests:,} requests at {DYNAMODB_REQUEST_MS} ms, assumed); "
+        f"{runs * read_units:,.0f} RRU, {runs * write_units:,.0f} WRU",
     )
 
 
@@ -677,9 +866,9 @@ def _log_items(
     stored_gb = sum(
         log_gb[f.stage]
         * (
-            workload.months
+            workload.month
             if f.log_retention_days is None
-            else min(workload.months, f.log_retention_days / DAYS_PER_MONTH)
+            else min(workload.month, f.log_retention_days / DAYS_PER_MONTH)
         )
         for f in model.functions
     )
@@ -783,8 +972,8 @@ def break_even(
 def render(result: Report, markdown: bool = False) -> str:
     w, p = result.workload, result.prices
     title = (
-        f"{result.stack.model.name}: {w.records_per_month:,} records a month, "
-        f"{p['region']} list prices of {p['date']}"
+        f"{result.stack.model.name}: {w.records_per_month:,} records a month, month {w.month} "
+        f"of the stack's life, {p['region']} list prices of {p['date']}"
     )
     rows = [
         (i.name, i.usd, b.usd, i.detail)
@@ -819,10 +1008,12 @@ def render(result: Report, markdown: bool = False) -> str:
 
 
 def render_sweep(name: str, results: Sequence[Report], even: int | None, markdown: bool) -> str:
-    header = f"{name}: the bill by volume (record storage left out of both sides)"
+    """The bill by volume, at each age priced."""
+    header = f"{name}: the bill by volume and age (record storage left out of both sides)"
     rows = [
         (
             f"{r.workload.records_per_month:,}",
+            f"{r.workload.month}",
             f"${r.stack.compared:,.2f}",
             f"${r.baseline.compared:,.2f}",
             f"{r.ratio:.1%}",
@@ -835,18 +1026,88 @@ def render_sweep(name: str, results: Sequence[Report], even: int | None, markdow
         verdict = f"break-even: none needed, this stack is the cheaper one from {even:,} records"
     else:
         verdict = f"break-even: from {even:,} records a month this stack is the cheaper one"
+    verdict += f" (month {results[0].workload.month})" if results else ""
     if markdown:
         lines = [
             f"**{header}**",
             "",
-            "| records a month | this stack | naive stack | ratio |",
-            "| ---: | ---: | ---: | ---: |",
+            "| records a month | month | this stack | naive stack | ratio |",
+            "| ---: | ---: | ---: | ---: | ---: |",
         ]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         return "\n".join([*lines, "", verdict])
-    lines = [header, f"{'records':>15}{'this stack':>14}{'naive':>14}{'ratio':>9}"]
-    lines += [f"{a:>15}{b:>14}{c:>14}{d:>9}" for a, b, c, d in rows]
+    lines = [header, f"{'records':>15}{'month':>7}{'this stack':>14}{'naive':>14}{'ratio':>9}"]
+    lines += [f"{a:>15}{m:>7}{b:>14}{c:>14}{d:>9}" for a, m, b, c, d in rows]
     return "\n".join([*lines, verdict])
+
+
+#: Why a line of this stack's bill changes with the stack's age, for the lines that can.
+GROWS_BECAUSE = {
+    RECORD_STORAGE: "the records kept: up to their retention, or all without one",
+    COUNT_STORAGE: "markers fill their 9 days; then a total item a day and type",
+    "DynamoDB point-in-time recovery": "follows the table's size",
+    "CloudWatch Logs storage": "logs kept up to their retention, or for ever without one",
+}
+
+
+def by_age(results: Sequence[Report]) -> dict[str, str]:
+    """How each line of this stack's bill that changes with age changes: ``grows`` when it is
+    still dearer at the last age than at the one before, ``fills`` when it rose only before."""
+
+    def risen(a: LineItem, b: LineItem) -> bool:
+        return b.usd - a.usd > 0.005
+
+    first, before, last = (r.stack.items for r in (results[0], results[-2], results[-1]))
+    changes = {}
+    for a, b, c in zip(first, before, last, strict=True):
+        if risen(b, c):
+            changes[a.name] = "grows"
+        elif risen(a, c):
+            changes[a.name] = "fills, then flat"
+    return changes
+
+
+def render_ages(name: str, results: Sequence[Report], markdown: bool) -> str:
+    """This stack's bill line by line at each age priced, what grows and why, and the naive
+    stack's for comparison."""
+    months = [r.workload.month for r in results]
+    header = (
+        f"{name}: the bill by the stack's age, {results[0].workload.records_per_month:,} "
+        "records a month"
+    )
+    changes = by_age(results) if len(results) > 1 else {}
+    rows = [
+        (
+            item.name,
+            [f"${r.stack.items[i].usd:,.2f}" for r in results],
+            f"{changes[item.name]}: {GROWS_BECAUSE.get(item.name, 'see its basis')}"
+            if item.name in changes
+            else "",
+        )
+        for i, item in enumerate(results[0].stack.items)
+    ]
+    rows += [
+        ("total, record storage aside", [f"${r.stack.compared:,.2f}" for r in results], ""),
+        (
+            "naive stack, record storage aside",
+            [f"${r.baseline.compared:,.2f}" for r in results],
+            "",
+        ),
+        ("ratio", [f"{r.ratio:.1%}" for r in results], ""),
+    ]
+    if markdown:
+        lines = [
+            f"**{header}**",
+            "",
+            "| line item | " + " | ".join(f"month {m}" for m in months) + " | with age |",
+            "| --- | " + " | ".join("---:" for _ in months) + " | --- |",
+        ]
+        lines += [f"| {n} | " + " | ".join(v) + f" | {g} |" for n, v, g in rows]
+        return "\n".join(lines)
+    width = max(len(n) for n, *_ in rows) + 2
+    lines = [header, f"{'line item':<{width}}" + "".join(f"{f'month {m}':>12}" for m in months)]
+    lines += [f"{n:<{width}}" + "".join(f"{x:>12}" for x in v) + f"  {g}" for n, v, g in rows]
+    return "\n".join(lines)
 
 
 #: The bill's targets, as shares of the naive stack's (record storage out of both): at 1 M and
@@ -907,17 +1168,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             def bill(
                 volume: int,
+                month: int | None = None,
                 t: Mapping[str, Any] = template,
                 n: str = name,
                 u: CodeUsage = usage,
                 b: CodeUsage = naive,
             ) -> Report:
-                return report(t, n, workload.at(volume), prices, u, b)
+                return report(t, n, workload.at(volume, month), prices, u, b)
+
+            def first_month(volume: int) -> Report:
+                return bill(volume, workload.months[0])
 
             outputs.append(render(bill(workload.records_per_month), args.markdown))
+            if len(workload.months) > 1:
+                ages = [bill(workload.records_per_month, m) for m in workload.months]
+                outputs.append(render_ages(name, ages, args.markdown))
             if args.sweep:
-                results = [bill(v) for v in SWEEP]
-                outputs.append(render_sweep(name, results, break_even(bill), args.markdown))
+                results = [bill(v, m) for v in SWEEP for m in workload.months]
+                outputs.append(render_sweep(name, results, break_even(first_month), args.markdown))
             if args.chart and path == templates[-1]:
                 from pipeline_tools.cost_chart import chart
 

@@ -70,10 +70,6 @@ def _keep_records_for_ever(template: Template) -> None:
     for props in _functions(template):
         variables = props.get("Environment", {}).get("Variables", {})
         variables.pop("RECORD_RETENTION_DAYS", None)
-        variables.pop("RECORD_TTL_ATTRIBUTE", None)
-    for resource in template["Resources"].values():
-        if resource["Type"] == "AWS::DynamoDB::Table":
-            resource["Properties"].pop("TimeToLiveSpecification", None)
 
 
 def _plain_json_payload(template: Template) -> None:

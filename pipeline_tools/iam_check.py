@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,13 @@ from typing import Any
 import botocore.session
 from botocore import xform_name
 
-from pipeline_tools.template import StackTemplate, load_template, ref_id
+from pipeline_tools.template import FUNCTION, StackTemplate, load_template, ref_id, resources
+from serverless_stack.stages import SUPPORT_METADATA_KEY
 
 SHARED_PACKAGE = "pipeline_common"
+#: Support functions whose code calls AWS, by their ``pipeline:support`` label: the package
+#: under ``lambda_src`` that holds their handler.
+SUPPORT_PACKAGES = {"count-rollup": "rollup"}
 TRANSACT_ITEM_ACTIONS = {
     "Put": "PutItem",
     "Update": "UpdateItem",
@@ -71,9 +76,7 @@ def code_actions(package_dirs: list[Path], shared: Path | None = None) -> frozen
         (f, ast.parse(f.read_text(), str(f))) for d in package_dirs for f in sorted(d.rglob("*.py"))
     ]
     used = _shared_nodes(trees, shared) if shared is not None else []
-    service_trees = [t for _, t in trees] + [
-        ast.parse(f.read_text(), str(f)) for f in sorted(shared.rglob("*.py"))
-    ] if shared is not None else [t for _, t in trees]
+    service_trees = [t for _, t in trees] + [t for _, t in used]
     services = {s for tree in service_trees for s in _boto3_services(tree)}
     loader = botocore.session.get_session()
     operations: dict[str, tuple[str, str]] = {}
@@ -113,33 +116,42 @@ def _node_actions(file: Path, tree: ast.AST, operations: dict[str, tuple[str, st
     return actions
 
 
-def _shared_nodes(trees: list[tuple[Path, ast.AST]], shared: Path) -> list[tuple[Path, ast.AST]]:
+def _shared_nodes(
+    trees: Sequence[tuple[Path, ast.AST]], shared: Path
+) -> list[tuple[Path, ast.AST]]:
     """What the package uses of the shared package: whole modules it imports, or the names it
     imports from one and every top-level name those use, transitively."""
     wanted: dict[str, set[str] | None] = {}  # module -> names (None: all of it)
     for _, tree in trees:
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == shared.name:
-                for alias in node.names:
-                    wanted[alias.name] = None
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
-                f"{shared.name}."
-            ):
-                module = str(node.module).split(".", 1)[1]
-                if wanted.get(module, set()) is not None:
-                    wanted.setdefault(module, set()).update(a.name for a in node.names)
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.name.startswith(f"{shared.name}."):
-                        wanted[alias.name.split(".", 1)[1]] = None
+            for module, names in _shared_imports(node, shared.name):
+                if names is None or wanted.get(module, set()) is None:
+                    wanted[module] = None
+                else:
+                    wanted.setdefault(module, set()).update(names)  # type: ignore[union-attr]
     used: list[tuple[Path, ast.AST]] = []
     for module, names in sorted(wanted.items()):
         file = shared / f"{module}.py"
-        if not file.is_file():
-            continue
-        tree = ast.parse(file.read_text(), str(file))
-        used += [(file, node) for node in _reachable(tree, names)]
+        if file.is_file():
+            tree = ast.parse(file.read_text(), str(file))
+            used += [(file, node) for node in _reachable(tree, names)]
     return used
+
+
+def _shared_imports(node: ast.AST, package: str) -> list[tuple[str, set[str] | None]]:
+    """The shared package's modules ``node`` imports, each with the names it takes (None: the
+    whole module)."""
+    if isinstance(node, ast.ImportFrom) and node.module == package:
+        return [(alias.name, None) for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(f"{package}."):
+        return [(str(node.module).split(".", 1)[1], {a.name for a in node.names})]
+    if isinstance(node, ast.Import):
+        return [
+            (alias.name.split(".", 1)[1], None)
+            for alias in node.names
+            if alias.name.startswith(f"{package}.")
+        ]
+    return []
 
 
 def _reachable(tree: ast.Module, names: set[str] | None) -> list[ast.AST]:
@@ -182,17 +194,25 @@ def granted_actions(template: dict[str, Any], function_id: str) -> frozenset[str
     code must call: ``sqs:ReceiveMessage`` on the DLQ or ``lambda:UpdateAlias`` on the next
     stage's alias is reported, not excused.
     """
-    stage = StackTemplate.of(template).stage_by_function(function_id)
-    fn = stage.properties
+    stack = StackTemplate.of(template)
+    fn = stack.resources(FUNCTION)[function_id]["Properties"]
+    configs = [
+        c["Properties"]
+        for c in stack.resources("AWS::Lambda::EventInvokeConfig").values()
+        if ref_id(c["Properties"]["FunctionName"]) == function_id
+    ]
     needs: dict[str | None, frozenset[str]] = {
         ref_id(fn.get("LoggingConfig", {}).get("LogGroup")): LAMBDA_OWN_NEEDS["log group"],
-        stage.dead_letter_queue_id: LAMBDA_OWN_NEEDS["dead-letter queue"],
+        ref_id(fn.get("DeadLetterConfig", {}).get("TargetArn")): LAMBDA_OWN_NEEDS[
+            "dead-letter queue"
+        ],
         "*": LAMBDA_OWN_NEEDS["*"],
     }
-    for outcome in stage.async_config.get("DestinationConfig", {}).values():
-        needs[ref_id(outcome.get("Destination"))] = LAMBDA_OWN_NEEDS["destination"]
+    for config in configs:
+        for outcome in config.get("DestinationConfig", {}).values():
+            needs[ref_id(outcome.get("Destination"))] = LAMBDA_OWN_NEEDS["destination"]
     actions: set[str] = set()
-    for statement in StackTemplate.of(template).role_statements(str(stage.role_id)):
+    for statement in stack.role_statements(str(ref_id(fn.get("Role")))):
         listed = _as_list(statement["Action"])
         for target in _as_list(statement["Resource"]):
             key = "*" if target == "*" else ref_id(target)
@@ -215,6 +235,16 @@ def check(template: dict[str, Any], lambda_src: Path) -> list[StageCheck]:
                 granted_actions(template, stage.function_id),
             )
         )
+    for function_id, fn in resources(template, FUNCTION).items():
+        package = SUPPORT_PACKAGES.get(fn.get("Metadata", {}).get(SUPPORT_METADATA_KEY))
+        if package is not None:
+            results.append(
+                StageCheck(
+                    package,
+                    code_actions([lambda_src / package], lambda_src / SHARED_PACKAGE),
+                    granted_actions(template, function_id),
+                )
+            )
     return sorted(results, key=lambda r: r.stage)
 
 

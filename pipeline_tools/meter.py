@@ -139,6 +139,10 @@ class Metering:
 # --- the meter --------------------------------------------------------------------------------
 
 
+#: Reads of many items, sized from their response.
+MANY_ITEM_READS = ("Query", "Scan", "BatchGetItem")
+
+
 class DynamoDBMeter:
     """Sizes every DynamoDB call of a client, reading items through its own (unmetered) client."""
 
@@ -148,6 +152,7 @@ class DynamoDBMeter:
         self.write_units = 0.0
         self.read_units = 0.0
         self._before: list[tuple[str, dict[str, Any], int]] = []
+        self._params: Mapping[str, Any] = {}
 
     def attach(self, client: Any) -> None:
         client.meta.events.register("provide-client-params.dynamodb.*", self._before_call)
@@ -179,10 +184,13 @@ class DynamoDBMeter:
         if operation == "GetItem":
             table, k = self._key(params["TableName"], params["Key"])
             return [(table, k, "read")]
+        if operation in MANY_ITEM_READS:
+            return []  # sized from what they return (_after_call)
         raise NotImplementedError(f"the meter does not size {operation} yet")
 
     def _before_call(self, params: Mapping[str, Any], model: Any, **_: Any) -> None:
         operation = model.name
+        self._params = params
         self._before = [
             (
                 operation,
@@ -193,6 +201,8 @@ class DynamoDBMeter:
         ]
 
     def _after_call(self, model: Any, parsed: Mapping[str, Any], **_: Any) -> None:
+        if model.name in MANY_ITEM_READS:
+            self.read_units += self._many_item_read_units(model.name, self._params, parsed)
         factor = 2 if model.name == "TransactWriteItems" else 1
         for index, (operation, target, before) in enumerate(self._before):
             if target["kind"] == "read":
@@ -204,6 +214,27 @@ class DynamoDBMeter:
             size = max(before, after, _request_item_bytes(operation, target["params"], index))
             self.write_units += factor * write_units(size)
         self._before = []
+
+    def _many_item_read_units(
+        self, operation: str, params: Mapping[str, Any], parsed: Mapping[str, Any]
+    ) -> float:
+        """Read units of a ``Query`` or ``Scan`` page (the sum of its items' full sizes, rounded
+        up to 4 KB once) or of a ``BatchGetItem`` (each item rounded up on its own)
+        (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html).
+        A projection does not lower it: the full items are sized."""
+        if operation == "BatchGetItem":
+            units = 0.0
+            for table, items in parsed.get("Responses", {}).items():
+                consistent = bool(params["RequestItems"][table].get("ConsistentRead"))
+                for item in items:
+                    size = item_bytes(self._item(table, self._key(table, item)[1]))
+                    units += read_units(size, consistent=consistent)
+            return units
+        table = params["TableName"]
+        size = sum(
+            item_bytes(self._item(table, self._key(table, i)[1])) for i in parsed.get("Items", [])
+        )
+        return read_units(size, consistent=bool(params.get("ConsistentRead")))
 
 
 def _request_item_bytes(operation: str, params: Mapping[str, Any], index: int) -> int:

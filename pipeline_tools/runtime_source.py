@@ -8,6 +8,7 @@ the packages the in-process runner loads from a synthesized asset.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -22,5 +23,7 @@ def load(relative: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, LAMBDA_SRC / relative)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # Registered before it runs: a dataclass looks its module up in sys.modules.
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module

@@ -202,8 +202,11 @@ def _rollup(part: str) -> Callable[[PipelineStack], IConstruct]:
 
 ROLLUP_FINDINGS = (
     ("policy", "AwsSolutions::AwsSolutions-IAM5[Resource::*]", XRAY_REASON),
-    ("async-config", "Serverless::Serverless-LambdaAsyncFailureDestination",
-     FAILURE_DESTINATION_REASON),
+    (
+        "async-config",
+        "Serverless::Serverless-LambdaAsyncFailureDestination",
+        FAILURE_DESTINATION_REASON,
+    ),
     (
         "function",
         "Serverless::Serverless-LambdaTracing",

@@ -210,7 +210,6 @@ class PipelineStack(Stack):
             environment["TABLE_NAME"] = self.table.table_name
         if stage.stores_records:
             environment["PAYLOAD_ENCODING"] = settings.payload_encoding
-            environment["TTL_ATTRIBUTE"] = self.ttl_attribute
             if settings.record_retention_days:
                 environment["RECORD_RETENTION_DAYS"] = str(settings.record_retention_days)
         return environment
@@ -300,9 +299,12 @@ class PipelineStack(Stack):
             )
             for name, function in self.stages.items()
         }
-        self.alarms["rollup"] = self.monitoring.monitor_function(
-            "CountRollup", self.count_rollup.handler
-        )
+        self.rollup_alarms = [
+            *self.monitoring.monitor_function("CountRollup", self.count_rollup.handler),
+            self.monitoring.monitor_schedule(
+                "CountRollup", self.count_rollup.handler, every=ROLLUP_EVERY
+            ),
+        ]
         signals = self.settings.deployment.rollback_on
         for name, function in self.stages.items():
             if function.deployment is None or not signals:

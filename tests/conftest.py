@@ -152,9 +152,7 @@ def stored_and_counted(
     ]
     records = [i for i in items if i["pk"]["S"].startswith("RECORD#")]
     days = {parse_marker(i).day for i in items if i["pk"]["S"].startswith(MARKER_PREFIX)} | {
-        i["pk"]["S"][len(TOTAL_PREFIX) :]
-        for i in items
-        if i["pk"]["S"].startswith(TOTAL_PREFIX)
+        i["pk"]["S"][len(TOTAL_PREFIX) :] for i in items if i["pk"]["S"].startswith(TOTAL_PREFIX)
     }
     counts = {
         (record_type, day): n

@@ -58,3 +58,13 @@ def as_list(value: Any) -> list[Any]:
 def single(resources: Resources) -> tuple[str, dict[str, Any]]:
     assert len(resources) == 1, f"expected one resource, found {sorted(resources)}"
     return next(iter(resources.items()))
+
+
+def support_function_id(template: dict[str, Any], label: str) -> str:
+    """Logical ID of the support function labelled ``label`` (``pipeline:support``)."""
+    (found,) = [
+        i
+        for i, f in of_type(template, "AWS::Lambda::Function").items()
+        if f.get("Metadata", {}).get("pipeline:support") == label
+    ]
+    return found

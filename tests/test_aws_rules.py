@@ -20,7 +20,16 @@ import pytest
 from constructs_lib.powertools_layer import PARAMETER_PREFIX
 from serverless_stack.lambda_code import powertools_release
 from tests.conftest import assembly_of, pipeline_on_moto
-from tests.helpers import alias_ids, as_list, function_ids, of_type, props, ref_id, single
+from tests.helpers import (
+    alias_ids,
+    as_list,
+    function_ids,
+    of_type,
+    props,
+    ref_id,
+    single,
+    support_function_id,
+)
 
 ALARM = "AWS::CloudWatch::Alarm"
 DAY = 86400
@@ -150,10 +159,10 @@ def test_async_queue_alarms_watch_the_dimension_lambda_documents(template_json, 
     for alarm in alarms(template).values():
         by_metric.setdefault(alarm.get("MetricName", ""), []).append(alarm)
     assert "AsyncEventsDropped" not in by_metric
-    functions = function_ids(template)
+    functions = function_ids(template) | {"rollup": support_function_id(template, "count-rollup")}
     # Delivery failures only where there is a destination: the validator and the enricher.
     for metric, stages in (
-        ("DeadLetterErrors", ("validator", "enricher", "processor")),
+        ("DeadLetterErrors", ("validator", "enricher", "processor", "rollup")),
         ("DestinationDeliveryFailures", ("validator", "enricher")),
     ):
         dimensions = sorted(json.dumps(a["Dimensions"]) for a in by_metric[metric])
@@ -179,16 +188,19 @@ def replay_window_seconds(template: dict[str, Any]) -> int:
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
-def test_the_ttl_attribute_is_written_by_the_runtime_exactly_when_ttl_is_on(stacks, env):
+def test_the_ttl_attribute_is_written_by_the_runtime_where_items_expire(stacks, env):
     """DynamoDB deletes an item only when its TTL attribute holds epoch seconds in the past
     (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/time-to-live-ttl-before-you-start.html):
-    a TTL nobody writes deletes nothing. The processor's deployed code, run with the template's
-    own environment, must write the table's TTL attribute when TTL is on and nothing when it is
-    off; and records must outlive the replay window, or a late redrive would store one twice."""
+    a TTL nobody writes deletes nothing. TTL is always on, for the count markers; the
+    processor's deployed code, run with the template's own environment, must write the table's
+    TTL attribute on each marker, 7 days out, and on the record only with a retention; and
+    records must outlive the replay window, or a late redrive would store one twice."""
     assembly = assembly_of(stacks[env])
     template = assembly[2]
     _, table = single(of_type(template, "AWS::DynamoDB::Table"))
-    ttl = props(table).get("TimeToLiveSpecification")
+    ttl = props(table)["TimeToLiveSpecification"]
+    assert ttl["Enabled"] is True
+    attribute = ttl["AttributeName"]
     environment = processor_environment(template)
     record = {
         "id": f"ttl-{env}",
@@ -201,19 +213,22 @@ def test_the_ttl_attribute_is_written_by_the_runtime_exactly_when_ttl_is_on(stac
         before = datetime.now(UTC).timestamp()
         assert pipeline.functions["processor"].invoke(record, "r1")["status"] == "stored"
         after = datetime.now(UTC).timestamp()
-        item = pipeline.session.client("dynamodb").get_item(
-            TableName=pipeline.specs["processor"].environment["TABLE_NAME"],
-            Key={"pk": {"S": f"RECORD#{record['id']}"}, "sk": {"S": "RECORD"}},
-        )["Item"]
-    if ttl is None:
-        assert env == "prod", "dev keeps records 30 days (cdk.json)"
-        assert "RECORD_TTL_ATTRIBUTE" not in environment
-        assert "expires_at" not in item
+        client = pipeline.session.client("dynamodb")
+        items = [
+            i
+            for page in client.get_paginator("scan").paginate(
+                TableName=pipeline.specs["processor"].environment["TABLE_NAME"]
+            )
+            for i in page["Items"]
+            if record["id"] in json.dumps(i)
+        ]
+    (item,) = [i for i in items if i["pk"]["S"] == f"RECORD#{record['id']}"]
+    (marker,) = [i for i in items if i["pk"]["S"].startswith("MARKER#")]
+    assert int(before) + 7 * DAY - 1 <= int(marker[attribute]["N"]) <= int(after) + 7 * DAY
+    days = int(environment.get("RECORD_RETENTION_DAYS", 0))
+    if not days:
+        assert attribute not in item
         return
-    assert ttl["Enabled"] is True
-    attribute = ttl["AttributeName"]
-    assert environment["RECORD_TTL_ATTRIBUTE"] == attribute
-    days = int(environment["RECORD_RETENTION_DAYS"])
     assert days * DAY > replay_window_seconds(template)
     expires = int(item[attribute]["N"])
     assert int(before) + days * DAY - 1 <= expires <= int(after) + days * DAY

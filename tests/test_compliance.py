@@ -105,7 +105,9 @@ def test_removing_any_one_acknowledgment_reports_its_finding(tmp_path, ack, stac
     rule = rule_id.split("::", 1)[1]
     assert found[0] == rule
     stage = ack.name.split("-")[0]
-    expected_scope = "DeadLetterQueue" if stage == "dlq" else stage.capitalize()
+    expected_scope = {"dlq": "DeadLetterQueue", "count": "CountRollup"}.get(
+        stage, stage.capitalize()
+    )
     if "scaling-pause" in ack.name or "release-hook" in ack.name:
         pauses = stage in stacks[environment].scaling_pauses
         expected_scope += "ScalingPause" if pauses else "ReleaseProbe"
@@ -152,7 +154,7 @@ def test_an_account_that_enforces_the_log_controls_sets_them_and_needs_no_acknow
     assert exempt == {"ct-lambda-pr-3", "ct-sqs-pr-1"}, "the log controls are enforced and met"
     template = assembly.get_stack_by_name("DataPipeline-prod").template
     groups = [r for r in template["Resources"].values() if r["Type"] == "AWS::Logs::LogGroup"]
-    assert len(groups) == 6  # the three stages' and their three release hooks'
+    assert len(groups) == 7  # the three stages', their three release hooks' and the roll-up's
     assert all(g["Properties"]["RetentionInDays"] == 365 for g in groups)
     assert all(g["Properties"]["KmsKeyId"] == key for g in groups)
 

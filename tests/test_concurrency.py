@@ -5,7 +5,10 @@ moto applies one request at a time and never conflicts; the runner's rule
 does while one is in flight, and refuses what touches them
 (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html). Each
 processor is a thread with its own client; each of Lambda's three attempts is a round of its own
-(``pipeline_tools/runner/concurrent.py``). The expected counts are this file's arithmetic.
+(``pipeline_tools/runner/concurrent.py``). The counts are read twice: right after the runs,
+from the markers, and after two roll-ups at once and the markers' TTL
+(``pipeline_tools/bench/designs.py``, ``settle``), from the totals. The expected counts are
+this file's arithmetic.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pytest
 from moto import mock_aws
 
 from pipeline_common.retries import no_sdk_retries
-from pipeline_tools.bench.designs import DESIGNS, TABLE, counted
+from pipeline_tools.bench.designs import DESIGNS, TABLE, count_items, counted, settle
 from pipeline_tools.runner.concurrent import run_concurrently
 from pipeline_tools.runner.conflicts import TransactionConflicts
 from pipeline_tools.runner.provision import create_table
@@ -92,11 +95,21 @@ def test_2000_records_of_one_type_then_a_mix_none_in_the_dlq_counts_exact(table)
     assert set(ids) == {r["id"] for r in burst + mix}
     # Counts by this test's arithmetic: 2,000 orders on the 29th from the burst; the mix's
     # 1,000 records are 100 of each of the five types on each of the two days.
-    expected_29 = {t: 100 for t in types} | {"order": 2000 + 100}
-    assert counted(clients[0], "markers", "2026-11-29") == dict(sorted(expected_29.items()))
-    assert counted(clients[0], "markers", "2026-11-30") == {t: 100 for t in sorted(types)}
+    expected = {
+        "2026-11-29": dict(sorted(({t: 100 for t in types} | {"order": 2000 + 100}).items())),
+        "2026-11-30": {t: 100 for t in sorted(types)},
+    }
+    for day, counts in expected.items():
+        assert counted(clients[0], "markers", day) == counts
     # The conflict rule was applied to every write, and nothing ever held an item.
     assert rule.counts["single writes"] >= 2 * 3000 and rule.counts["transactions"] == 0
+    # Two roll-ups at once, under the same rule, then the markers' TTL: the same counts, now
+    # from a total per day and type (5 types on 2 days) and the roll-up's watermark.
+    aged = settle(clients, "markers")
+    for day, counts in expected.items():
+        assert counted(clients[0], "markers", day, aged) == counts
+    assert count_items(clients[0]) == 2 * 5 + 1
+    assert len(stored_ids(clients[0])) == 3000
 
 
 def test_under_the_same_rule_the_first_design_dead_letters_valid_records(table):

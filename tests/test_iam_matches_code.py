@@ -32,8 +32,17 @@ def test_code_and_grants_match_for_every_stage(template_json, env_name):
         "validator": True,
         "enricher": True,
         "processor": True,
+        "rollup": True,
     }
     assert results["enricher"].code == {"dynamodb:GetItem"}
+    # The roll-up reads markers and records, and adds to totals; it never puts or deletes.
+    assert results["rollup"].code == {
+        "dynamodb:BatchGetItem",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+        "dynamodb:UpdateItem",
+    }
     assert results["processor"].code == {"dynamodb:PutItem"}
     assert results["validator"].code == frozenset()
 
@@ -51,6 +60,20 @@ def test_a_new_api_call_without_a_grant_fails(template_json, src_copy):
     assert not result.ok
     assert result.code - result.granted == {"dynamodb:DeleteItem"}
     assert "called but not granted ['dynamodb:DeleteItem']" in result.describe()
+
+
+def test_a_roll_up_call_without_a_grant_fails_and_so_does_a_grant_it_stops_using(
+    template_json, src_copy
+):
+    """The roll-up is checked like a stage: its package and what it uses of pipeline_common."""
+    counts = src_copy / "pipeline_common" / "counts.py"
+    text = counts.read_text()
+    assert text.count("client.scan,") == 1
+    counts.write_text(text.replace("client.scan,", "client.delete_item,"))
+    result = by_stage(check(template_json["dev"], src_copy))["rollup"]
+    assert not result.ok
+    assert result.code - result.granted == {"dynamodb:DeleteItem"}
+    assert result.granted - result.code == {"dynamodb:Scan"}
 
 
 def test_a_new_transaction_item_without_a_grant_fails(template_json, src_copy):

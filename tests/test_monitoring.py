@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import cdk_context, synth_app
-from tests.helpers import STAGES, function_ids, of_type, props, single
+from tests.helpers import STAGES, function_ids, of_type, props, single, support_function_id
 
 ALIAS_ALARMS = [
     # metric, statistic field, statistic, threshold (None: from the timeout), stages
@@ -170,9 +170,9 @@ def test_alarm_count_is_what_the_readme_lists(template_json):
         # 2 DLQ; 2 table. prod adds the rollback alarms: each stage's new version's errors and
         # p99 duration (test_deployment.py); dev deploys all at once, with none. The count
         # roll-up has errors, throttles, p99 duration and DLQ writes (it retries, and has no
-        # destination).
+        # destination), and missed runs.
         rollback = 3 * 2 if env == "prod" else 0
-        rollup = 4
+        rollup = 5
         assert len(alarms(template_json[env])) == 3 * 3 + 2 + 2 + 1 + 2 + 2 + rollback + rollup
 
 
@@ -243,8 +243,16 @@ def test_monitoring_returns_each_stages_alarms_and_leaves_the_function_alone(sta
         "enricher": 5,
         "processor": 5,
     }
+    # The roll-up's errors, throttles, duration and DLQ delivery, and its missed runs.
+    assert [a.node.id for a in stack.rollup_alarms] == [
+        "CountRollupErrors",
+        "CountRollupThrottles",
+        "CountRollupDurationP99",
+        "CountRollupDeadLetterErrors",
+        "CountRollupNotRunning",
+    ]
     # and 6 rollback alarms (the new version's errors and duration, per stage)
-    assert len(stack.monitoring.alarms) == 18 + 6
+    assert len(stack.monitoring.alarms) == 18 + 5 + 6
     assert not hasattr(stack.stages["processor"], "alarms")
 
 
@@ -287,3 +295,32 @@ def test_any_function_can_be_monitored_with_any_alarm_action():
     assert duration["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": fn_id}}]
     topic_id = stack.get_logical_id(topic.node.default_child)
     assert all(a["AlarmActions"] == [{"Ref": topic_id}] for a in found)
+
+
+def test_a_roll_up_that_stops_running_pages_within_three_hours(template_json, env_name):
+    """The markers live 7 days: a roll-up that silently stops (a disabled rule, a deleted
+    target) must page long before. Lambda publishes Invocations only for a function that runs,
+    so the alarm counts a period with no data as a missed run (TreatMissingData breaching)."""
+    template = template_json[env_name]
+    rollup_id = support_function_id(template, "count-rollup")
+    (alarm,) = [
+        props(a)
+        for i, a in of_type(template, "AWS::CloudWatch::Alarm").items()
+        if "CountRollupNotRunning" in i
+    ]
+    assert alarm["MetricName"] == "Invocations" and alarm["Statistic"] == "Sum"
+    assert alarm["ComparisonOperator"] == "LessThanThreshold" and alarm["Threshold"] == 1
+    assert alarm["TreatMissingData"] == "breaching"
+    # Three hourly periods: the schedule's own period, three runs missed.
+    (rule,) = [
+        props(r)
+        for r in of_type(template, "AWS::Events::Rule").values()
+        if rollup_id in json.dumps(template["Resources"][props(r)["Targets"][0]["Arn"]["Ref"]])
+    ]
+    assert rule["ScheduleExpression"] == "rate(1 hour)"
+    assert alarm["Period"] == 3600 and alarm["EvaluationPeriods"] == 3
+    # On what the schedule invokes: the roll-up's live alias.
+    assert alarm["Dimensions"] == [
+        {"Name": "FunctionName", "Value": {"Ref": rollup_id}},
+        {"Name": "Resource", "Value": {"Fn::Join": ["", [{"Ref": rollup_id}, ":live"]]}},
+    ]

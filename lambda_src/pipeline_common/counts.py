@@ -45,6 +45,7 @@ This module imports nothing from the project: the operator tools load it by path
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections import Counter
@@ -280,13 +281,14 @@ def fold_hour(client: Any, table: str, hour: str, call: Call = direct) -> Counte
     """Add ``hour``'s counted markers to their days' totals, each (day, type) once; then move
     the watermark to ``hour``. What it added, by (day, type); nothing when already folded."""
     tally = Counter(
-        (m.day, m.type) for m in counted(client, table, hour_markers(client, table, hour, None, call), call)
+        (m.day, m.type)
+        for m in counted(client, table, hour_markers(client, table, hour, None, call), call)
     )
     added: Counter[tuple[str, str]] = Counter()
     for (day, record_type), n in sorted(tally.items()):
         if _add(client, table, call, day, record_type, n, hour):
             added[(day, record_type)] = n
-    _advance(client, table, call, hour)
+    advance(client, table, call, hour)
     return added
 
 
@@ -309,8 +311,10 @@ def _add(
     return True
 
 
-def _advance(client: Any, table: str, call: Call, hour: str) -> None:
-    try:
+def advance(client: Any, table: str, call: Call, hour: str) -> None:
+    """Move the watermark to ``hour``, unless it is there or further already."""
+    # A failed condition: another roll-up moved it as far or further.
+    with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
         call(
             "UpdateItem of the watermark",
             client.update_item,
@@ -321,8 +325,6 @@ def _advance(client: Any, table: str, call: Call, hour: str) -> None:
             ExpressionAttributeNames={"#hour": "hour"},
             ExpressionAttributeValues={":hour": {"S": hour}},
         )
-    except client.exceptions.ConditionalCheckFailedException:
-        pass  # another roll-up moved it as far or further
 
 
 def roll_up(
@@ -336,7 +338,7 @@ def roll_up(
     folded. With no watermark and no marker, the watermark starts at the last closed hour."""
     hours = closed_hours(client, table, now, call)
     if not hours and watermark(client, table, call) is None:
-        _advance(client, table, call, hour_of(now - timedelta(seconds=SEAL_SECONDS, hours=1)))
+        advance(client, table, call, hour_of(now - timedelta(seconds=SEAL_SECONDS, hours=1)))
     folded = []
     for hour in hours:
         if not more_time():

@@ -14,11 +14,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pipeline_common.invocation import accept, reject, stage_entry
 from pipeline_common.retries import RetryPolicy, dynamodb_client
 from pipeline_common.tracing import stage_tracer
-from processor.storage import RecordConflict, Retention, store
+from processor.storage import TTL_ATTRIBUTE, RecordConflict, Retention, store
 
 TABLE_NAME = os.environ["TABLE_NAME"]
-#: The table's TTL attribute: count markers always expire through it, records with a retention.
-TTL_ATTRIBUTE = os.environ.get("TTL_ATTRIBUTE", "expires_at")
 #: Set by the stack only when records expire (``record_retention_days``).
 RETENTION = (
     Retention(TTL_ATTRIBUTE, int(os.environ["RECORD_RETENTION_DAYS"]))
@@ -48,7 +46,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             PAYLOAD_ENCODING,
             retry=RETRY,
             deadline=RETRY.deadline(context),
-            ttl_attribute=TTL_ATTRIBUTE,
         )
     except RecordConflict as error:
         reject(error, logger, metrics)

@@ -42,15 +42,15 @@ import hashlib
 import json
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
 from pipeline_common.contract import canonical
+from pipeline_common.counts import marker_item, timestamp_text
 from pipeline_common.item_size import write_units
 from pipeline_common.retries import RetryPolicy
-from pipeline_common.counts import marker_item, timestamp_text
 from processor.keys import record_key
 
 #: The table's TTL attribute (``constructs_lib/data_table.py``), which markers always carry.
@@ -144,13 +144,11 @@ def store(
     *,
     retry: RetryPolicy | None = None,
     deadline: float | None = None,
-    ttl_attribute: str = TTL_ATTRIBUTE,
 ) -> StoreResult:
     """Store ``record`` and count it, exactly once; with ``retention``, it expires.
 
     :param retry: how transient failures are retried in-process. :default: ``RetryPolicy()``
     :param deadline: the ``retry.clock()`` time by which retries stop. :default: 30 s from now
-    :param ttl_attribute: the table's TTL attribute, which expires the marker.
     :raises RecordConflict: when its id is stored with different content.
     :raises StillTransient: when a put still fails transiently after the in-process retries,
         so that Lambda retries the invocation.
@@ -163,7 +161,7 @@ def store(
         "PutItem of the count marker",
         client.put_item,
         TableName=table_name,
-        Item=marker_item(record, now, ttl_attribute),
+        Item=marker_item(record, now, TTL_ATTRIBUTE),
     )
     try:
         retry.call(

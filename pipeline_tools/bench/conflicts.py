@@ -8,8 +8,11 @@ second, lowest first), N records go through 8 concurrent processors
 holds its items 20 ms) and Lambda's three attempts as rounds. It reports the valid records
 dead-lettered, the rate the processors achieved (this machine's moto is the limit, not
 DynamoDB), and the write units per stored record, sized by the meter's rules
-(``pipeline_tools/meter.py``) on the requests that completed. A design stops at its first rate
-with a dead-lettered record: that rate is its ceiling here.
+(``pipeline_tools/meter.py``) on the requests that completed. Then the table is aged past the
+markers' life (``designs.settle``: the roll-ups, then TTL's deletions): it reports the items
+left for counts per 1,000 records, the read units the roll-ups spent per record, and whether
+the counts read then are exact. A design stops at its first rate with a dead-lettered record:
+that rate is its ceiling here.
 
 A measurement, not a test; ``make bench`` runs it and writes the table into BENCHMARKS.md.
 """
@@ -37,6 +40,9 @@ class StorageRun:
     achieved_rate: float
     write_units_per_record: float
     conflicts: int
+    count_items_per_1000: float = 0.0
+    rollup_read_units_per_record: float = 0.0
+    counts_exact: bool = False
 
 
 def run(design: str, count: int, rate: float) -> StorageRun:
@@ -44,7 +50,7 @@ def run(design: str, count: int, rate: float) -> StorageRun:
     import boto3
     from moto import mock_aws
 
-    from pipeline_tools.bench.designs import DESIGNS, TABLE, runtime
+    from pipeline_tools.bench.designs import DESIGNS, TABLE, count_items, counted, runtime, settle
     from pipeline_tools.meter import DynamoDBMeter
     from pipeline_tools.runner.concurrent import run_concurrently
     from pipeline_tools.runner.conflicts import TransactionConflicts
@@ -74,7 +80,13 @@ def run(design: str, count: int, rate: float) -> StorageRun:
             meters.append(meter)
             clients.append(client)
         result = run_concurrently(DESIGNS[design](), clients, records, rate=rate)
-    stored = len(result.results)
+        stored = len(result.results)
+        written = sum(m.write_units for m in meters)
+        before = sum(m.read_units for m in meters)
+        aged = settle(clients, design)
+        rollup_reads = sum(m.read_units for m in meters) - before
+        kept = count_items(reader)
+        exact = counted(reader, design, "2026-11-29", aged) == ({"order": stored} if stored else {})
     return StorageRun(
         design=design,
         rate=rate,
@@ -82,8 +94,11 @@ def run(design: str, count: int, rate: float) -> StorageRun:
         stored=stored,
         dead_lettered=len(result.dead_letters),
         achieved_rate=result.attempts / result.seconds if result.seconds else 0.0,
-        write_units_per_record=sum(m.write_units for m in meters) / stored if stored else 0.0,
+        write_units_per_record=written / stored if stored else 0.0,
         conflicts=rule.counts["transactions cancelled"] + rule.counts["single writes rejected"],
+        count_items_per_1000=kept * 1000 / count,
+        rollup_read_units_per_record=rollup_reads / stored if stored else 0.0,
+        counts_exact=exact,
     )
 
 
@@ -106,13 +121,16 @@ def render(runs: list[StorageRun]) -> list[str]:
     """The BENCHMARKS.md table."""
     lines = [
         "| design | rate asked | achieved | valid records dead-lettered | conflicts | "
-        "write units / record |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "write units / record | count items / 1,000 records, aged | roll-up read units / "
+        "record | counts exact, aged |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in runs:
         lines.append(
             f"| {r.design} | {r.rate:g}/s | {r.achieved_rate:.0f}/s | "
-            f"{r.dead_lettered} of {r.records} | {r.conflicts} | {r.write_units_per_record:.2f} |"
+            f"{r.dead_lettered} of {r.records} | {r.conflicts} | {r.write_units_per_record:.2f} "
+            f"| {r.count_items_per_1000:g} | {r.rollup_read_units_per_record:.2f} | "
+            f"{'yes' if r.counts_exact else 'NO'} |"
         )
     return lines
 
