@@ -374,8 +374,7 @@ class PipelineMonitoring(Construct):
             1,
             f"no run in the last {missed_runs} scheduled periods: check the schedule rule",
             evaluation_periods=missed_runs,
-            comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-            missing=cloudwatch.TreatMissingData.BREACHING,
+            silence_breaches=True,
         )
 
     def _alarm(
@@ -388,18 +387,23 @@ class PipelineMonitoring(Construct):
         alarm_name: str | None = None,
         evaluation_periods: int | None = None,
         datapoints_to_alarm: int | None = None,
-        comparison: cloudwatch.ComparisonOperator = GT,
-        missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
+        silence_breaches: bool = False,
     ) -> cloudwatch.Alarm:
+        """An alarm above ``threshold``; with ``silence_breaches``, one *below* it, for which
+        missing data breaches too."""
         alarm = cloudwatch.Alarm(
             self,
             name,
             metric=metric,
             threshold=threshold,
-            comparison_operator=comparison,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
+            if silence_breaches
+            else GT,
             evaluation_periods=evaluation_periods or self.thresholds.evaluation_periods,
             datapoints_to_alarm=datapoints_to_alarm,
-            treat_missing_data=missing,
+            treat_missing_data=cloudwatch.TreatMissingData.BREACHING
+            if silence_breaches
+            else cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=f"{name}: {meaning}.",
             alarm_name=alarm_name,
         )

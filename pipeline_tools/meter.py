@@ -139,8 +139,9 @@ class Metering:
 # --- the meter --------------------------------------------------------------------------------
 
 
-#: Reads of many items, sized from their response.
-MANY_ITEM_READS = ("Query", "Scan", "BatchGetItem")
+#: Reads of many items, sized from their response. (A ``Scan`` is not: it is billed on every
+#: item it reads, before its filter, and the response holds only what passed.)
+MANY_ITEM_READS = ("Query", "BatchGetItem")
 
 
 class DynamoDBMeter:
@@ -218,7 +219,7 @@ class DynamoDBMeter:
     def _many_item_read_units(
         self, operation: str, params: Mapping[str, Any], parsed: Mapping[str, Any]
     ) -> float:
-        """Read units of a ``Query`` or ``Scan`` page (the sum of its items' full sizes, rounded
+        """Read units of a ``Query`` page (the sum of its items' full sizes, rounded
         up to 4 KB once) or of a ``BatchGetItem`` (each item rounded up on its own)
         (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html).
         A projection does not lower it: the full items are sized."""

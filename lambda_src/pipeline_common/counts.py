@@ -178,12 +178,16 @@ def counted(
             for i in ids[start : start + BATCH_GET_KEYS]
         ]
         request: dict[str, Any] = {
-            table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "id, stored_at"}
+            table: {
+                "Keys": keys,
+                "ConsistentRead": True,
+                "ProjectionExpression": "pk, sk, stored_at",
+            }
         }
         while request:
             answer = call("BatchGetItem", client.batch_get_item, RequestItems=request)
             for item in answer.get("Responses", {}).get(table, []):
-                stored[item["id"]["S"]] = item["stored_at"]["S"]
+                stored[item["pk"]["S"][len(RECORD_PREFIX) :]] = item["stored_at"]["S"]
             request = answer.get("UnprocessedKeys") or {}
     return [m for m in markers if stored.get(m.record_id) == m.stored_at]
 

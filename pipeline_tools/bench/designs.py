@@ -38,8 +38,10 @@ from botocore.exceptions import ClientError
 LAMBDA_SRC = Path(__file__).resolve().parents[2] / "lambda_src"
 TABLE = "bench"
 SHARDS = 16
-#: The moment :func:`settle` ages the table to: past every marker's life.
+#: How long after the roll-ups :func:`settle` applies TTL's deletions: past every marker's life.
 AGED = timedelta(days=8)
+#: Roll-ups :func:`settle` runs at once.
+ROLL_UPS_AT_ONCE = 2
 
 Store = Callable[[Any, dict[str, Any]], Any]
 
@@ -66,12 +68,15 @@ def markers() -> Store:
     return store
 
 
-def settle(clients: list[Any], design: str, now: datetime | None = None) -> datetime:
-    """Age the table of ``design`` past its markers' life: for ``markers``, two roll-ups at
-    once (one on each of the first two clients) when the hours written to are closed, then
-    the deletions TTL makes by :data:`AGED` later. The hourly runs in between fold empty hours
-    and add nothing, so they are not run (16 queries an hour). The moment to read the counts
-    at, for :func:`counted`."""
+def settle(
+    clients: list[Any], design: str, now: datetime | None = None, reader: Any = None
+) -> datetime:
+    """Age the table of ``design`` past its markers' life: for ``markers``, roll-ups at once
+    (one on each of the first :data:`ROLL_UPS_AT_ONCE` clients) when the hours written to are
+    closed, then the deletions TTL makes by :data:`AGED` later. The hourly runs in between
+    fold empty hours and add nothing, so they are not run (16 queries an hour). The moment
+    to read the counts at, for :func:`counted`. TTL's deletions are made through ``reader``
+    (default: the first client), as DynamoDB makes them: on no one's bill."""
     moment = (now or datetime.now(UTC)) + timedelta(hours=2)
     if design != "markers":
         return moment
@@ -88,14 +93,14 @@ def settle(clients: list[Any], design: str, now: datetime | None = None) -> date
         except BaseException as error:
             failures.append(error)
 
-    threads = [threading.Thread(target=roll_up, args=(c,)) for c in clients[:2]]
+    threads = [threading.Thread(target=roll_up, args=(c,)) for c in clients[:ROLL_UPS_AT_ONCE]]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     if failures:
         raise failures[0]
-    expire(clients[0], moment + AGED)
+    expire(reader or clients[0], moment + AGED)
     return moment
 
 
