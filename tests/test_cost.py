@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 
 from pipeline_tools.cost import (
+    COUNT_STORAGE,
     SECONDS_PER_MONTH,
     CodeUsage,
     CostInputError,
+    LineItem,
     Workload,
     capacity_of,
     load_prices,
@@ -93,7 +96,7 @@ SMALL_WORKLOAD = Workload(
     records_per_month=100_000,
     duration_ms={"validator": 100, "processor": 200},
     record_bytes=1900,
-    months=6,
+    months=(6,),
     failed_record_ratio=0.1,
 )
 #: What the meter would report for the small stack's code (chosen, not measured, here).
@@ -145,10 +148,12 @@ def test_small_stack_priced_by_hand_to_the_cent():
         "DynamoDB writes": 0.17,  # 90,000 x 3 WRU = 270,000 x $0.625/M = $0.16875
         # 90,000 items x 6 months x 1,024 B = 0.514984 GB x $0.25 = $0.1287
         "DynamoDB storage": 0.13,
-        # 90,000 markers x 6 months x 128 B = 0.064373 GB x $0.25 = $0.0161
-        "DynamoDB count-marker storage": 0.02,
-        # records and markers: 0.579357 GB x $0.20 = $0.1159
+        # 90,000 markers x 6 months x 128 B = 0.064373 GB, never expiring; and 6 x 30.4375
+        # days x 10 types = 1,826.25 day totals x 160 B = 0.000272 GB; 0.064645 GB x $0.25
+        "DynamoDB count storage": 0.02,
+        # records and counts: 0.579629 GB x $0.20 = $0.1159
         "DynamoDB point-in-time recovery": 0.12,
+        "Count roll-up": 0.00,  # none in this template
         "SQS requests": 0.01,  # 10,000 failures x 3 = 30,000 x $0.40/M = $0.012
         # validator 100,000 x 500 + 10,000 failed x 800 = 58,000,000 B; processor 90,000 x
         # 1,000 = 90,000,000 B; 148,000,000 B = 0.137835 GB x $0.50 = $0.0689
@@ -162,9 +167,9 @@ def test_small_stack_priced_by_hand_to_the_cent():
         "CloudWatch alarms": 1.10,
         "CloudWatch dashboards": 3.00,
     }
-    # The markers (+$0.016093) and their recovery (+$0.012874) on the previous $28.124004.
+    # The counts (+$0.016161) and their recovery (+$0.012929) on the previous $28.124004.
     assert round(result.stack.total, 2) == 28.15
-    assert round(result.stack.compared, 2) == round(28.152971 - 0.128746, 2)
+    assert result.stack.compared == pytest.approx(28.153094 - 0.128746, abs=1e-5)
 
 
 def test_small_stacks_naive_baseline_priced_by_hand_to_the_cent():
@@ -178,8 +183,9 @@ def test_small_stacks_naive_baseline_priced_by_hand_to_the_cent():
         "DynamoDB reads": 0.47,  # 45,000 RCU-s a month is far below 5 RCU: 5 x 730 h x $0.00013
         "DynamoDB writes": 2.37,  # likewise the 5 WCU floor: 5 x 730 h x $0.00065 = $2.3725
         "DynamoDB storage": 0.13,  # the same records, never expiring: 0.514984 GB x $0.25
-        "DynamoDB count-marker storage": 0.00,  # a counter item per type and day instead
+        "DynamoDB count storage": 0.00,  # 1,826.25 day totals: 0.000272 GB x $0.25 = $0.00007
         "DynamoDB point-in-time recovery": 0.00,
+        "Count roll-up": 0.00,
         "SQS requests": 0.00,
         # (100,000 + 10,000) x 300 + 90,000 x 300 = 60,000,000 B = 0.055879 GB x $0.50
         "CloudWatch Logs ingestion": 0.03,
@@ -189,8 +195,57 @@ def test_small_stacks_naive_baseline_priced_by_hand_to_the_cent():
         "CloudWatch dashboards": 0.00,
     }
     assert round(result.baseline.total, 2) == 4.42
-    # The comparison leaves record storage out of both sides: 28.024225 / 4.293831.
-    assert result.ratio == pytest.approx(28.024225 / 4.293831, rel=1e-5)
+    # The comparison leaves record storage out of both sides: 28.024348 / 4.293899.
+    assert result.ratio == pytest.approx(28.024348 / 4.293899, rel=1e-5)
+
+
+#: The small stack with a count roll-up: a 256 MB arm64 function labelled ``count-rollup``,
+#: invoked through its alias every hour, keeping its logs 7 days.
+ROLLUP_TEMPLATE = {
+    "Resources": {
+        **SMALL_TEMPLATE["Resources"],
+        "Rollup": {
+            "Type": "AWS::Lambda::Function",
+            "Metadata": {"pipeline:support": "count-rollup"},
+            "Properties": {
+                "MemorySize": 256,
+                "Architectures": ["arm64"],
+                "LoggingConfig": {"LogGroup": {"Ref": "RollupLogs"}},
+            },
+        },
+        "RollupLogs": {"Type": "AWS::Logs::LogGroup", "Properties": {"RetentionInDays": 7}},
+        "RollupAlias": {
+            "Type": "AWS::Lambda::Alias",
+            "Properties": {"FunctionName": {"Ref": "Rollup"}, "Name": "live"},
+        },
+        "RollupSchedule": {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "ScheduleExpression": "rate(1 hour)",
+                "Targets": [{"Arn": {"Ref": "RollupAlias"}, "Id": "Target0"}],
+            },
+        },
+    }
+}
+
+
+def test_expiring_markers_and_their_roll_up_priced_by_hand():
+    usage = replace(SMALL_USAGE, markers_expire=True)
+    result = report(ROLLUP_TEMPLATE, "small", SMALL_WORKLOAD, PRICES, usage, NAIVE_USAGE)
+    lines = {i.name: i.usd for i in result.stack.items}
+    # Markers kept 7 days and TTL's 2-day deletion delay: 90,000 x 9 / 30.4375 = 26,611.9
+    # markers x 128 B = 0.0031724 GB, and the 0.00027213 GB of day totals; x $0.25.
+    assert lines["DynamoDB count storage"] == pytest.approx(0.0034445 * 0.25, rel=1e-4)
+    # 730.5 runs (30.4375 days x 24). Each hour's 123.203 markers: 16 Query pages of 1 RRU
+    # (123.203 / 16 x 128 B is under 4 KB), their records by BatchGetItem at 1 RRU each (1,024
+    # B rounds up to 4 KB), the watermark's GetItem: 140.203 RRU; 10 totals and the watermark:
+    # 11 WRU; 1 + 16 + 2 batches + 11 = 30 requests x 10 ms + 200 ms = 0.5 s.
+    # Requests 730.5 x $0.20/M = $0.0001461; duration 730.5 x 0.5 s x 0.25 GB x $0.0000133334
+    # = $0.0012175; reads 102,418 RRU x $0.125/M = $0.0128023; writes 8,035.5 WRU x $0.625/M
+    # = $0.0050222; logs 730.5 x 1,200 B = 0.00081639 GB x ($0.50 + 7 / 30.4375 x $0.03)
+    # = $0.0004138.
+    assert lines["Count roll-up"] == pytest.approx(0.0196019, rel=1e-4)
+    assert {i.name: i.usd for i in result.baseline.items}["Count roll-up"] == 0
 
 
 def test_the_naive_table_is_sized_to_carry_the_load():
@@ -249,13 +304,31 @@ def test_schedule_walk_wraps_the_week_and_rejects_what_it_cannot_price():
         capacity_of(0, target)
 
 
-def test_prod_meets_its_cost_targets(prod_cost):
+def test_prod_meets_its_cost_targets_at_every_age(prod_cost):
     """The issue's targets at 100 ms an invocation, record storage out of both sides: at most
-    80 % of the naive stack at 1 M records a month, 40 % at 10 M, never above it from 1 M up."""
-    by_volume = {r.workload.records_per_month: r for r in prod_cost}
-    assert by_volume[1_000_000].ratio <= 0.80
-    assert by_volume[10_000_000].ratio <= 0.40
+    80 % of the naive stack at 1 M records a month, 40 % at 10 M, never above it from 1 M up;
+    in the stack's 1st, 12th and 36th month alike."""
+    by_volume = {(r.workload.records_per_month, r.workload.month): r for r in prod_cost}
+    assert {m for _, m in by_volume} == {1, 12, 36}
+    for month in (1, 12, 36):
+        assert by_volume[(1_000_000, month)].ratio <= 0.80
+        assert by_volume[(10_000_000, month)].ratio <= 0.40
     assert all(r.ratio < 1 for r in prod_cost)
+
+
+def test_prods_bill_does_not_grow_with_the_stacks_age(prod_cost):
+    """At 10 M records a month, month 36 within 2 % of month 12, record storage aside: nothing
+    the counts keep grows with the records ever stored (a total per day and type does grow,
+    by a few MB in three years)."""
+    by_volume = {(r.workload.records_per_month, r.workload.month): r for r in prod_cost}
+    for volume in (1_000_000, 10_000_000, 100_000_000):
+        twelve, thirty_six = by_volume[(volume, 12)].stack, by_volume[(volume, 36)].stack
+        assert thirty_six.compared <= twelve.compared * 1.02
+    counts = {
+        m: next(i.usd for i in by_volume[(10_000_000, m)].stack.items if i.name == COUNT_STORAGE)
+        for m in (1, 12, 36)
+    }
+    assert counts[36] - counts[12] < 0.01 and counts[12] - counts[1] < 0.01
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +346,11 @@ def prod_cost(prod_usage):
     name, template, usage, naive = prod_usage
     volumes = [1_000_000, 3_000_000, 10_000_000, 30_000_000, 100_000_000]
     workload = Workload.load()
-    return [report(template, name, workload.at(v), PRICES, usage, naive) for v in volumes]
+    return [
+        report(template, name, workload.at(v, m), PRICES, usage, naive)
+        for v in volumes
+        for m in workload.months
+    ]
 
 
 def test_prod_measured_usage_is_what_the_settings_promise(prod_usage):
@@ -284,10 +361,13 @@ def test_prod_measured_usage_is_what_the_settings_promise(prod_usage):
     assert all(b > 150 for b in naive.log_bytes.values())
     # Two puts of a unit each: the deflated record item (under 1 KB) and its count marker.
     assert usage.write_units == 2 and usage.item_bytes < 1024
-    assert usage.items_expire
-    # One marker per record, of keys alone: "pk" + "COUNT#<day>#<shard>" (19 characters),
-    # "sk" + "<type>#<id>" (the sample's types and ids are under 40 characters together).
-    assert usage.marker_items == 1 and usage.marker_item_bytes < 2 + 19 + 2 + 41
+    assert usage.items_expire and usage.markers_expire
+    # One marker per record, of keys and its expiry: "pk" + "MARKER#<hour>#<shard>" (23
+    # characters), "sk" + "<day>#<type>#<id>#<stored_at>" (10 + 27 characters and 3 #, the
+    # sample's types and ids under 40 characters together), "expires_at" + a number of 10
+    # digits (at most 21 bytes, DynamoDB's size rule).
+    assert usage.marker_items == 1
+    assert usage.marker_item_bytes < 2 + 23 + 2 + (10 + 27 + 3 + 40) + 10 + 21
 
 
 def test_cli_prints_terminal_and_markdown_tables(stacks, capsys, monkeypatch):
@@ -361,27 +441,37 @@ def test_every_lever_saves_money_in_prod(stacks, capsys):
 
 
 def test_the_readme_bills_are_a_fresh_run_of_the_cost_report(prod_usage, stacks):
-    """Every bill table in the README is what `make cost` prints now (MARKDOWN=1), for prod at
-    1 M, 10 M and 100 M records and its sweep, and for dev at 1 M and 10 M: no hand-typed
-    figure. Regenerate them with `MARKDOWN=1 python -m pipeline_tools.cost ...`."""
-    from pipeline_tools.cost import SWEEP, break_even, measure, render, render_sweep
+    """Every bill table on the cost page is what `make cost` prints now (MARKDOWN=1), for prod
+    at 1 M, 10 M and 100 M records in its 36th month, its bill by age at 10 M (months 1, 12 and
+    36) and its sweep at each age, and for dev at 1 M and 10 M: no hand-typed figure.
+    Regenerate them with `MARKDOWN=1 python -m pipeline_tools.cost ...`."""
+    from pipeline_tools.cost import SWEEP, break_even, measure, render, render_ages, render_sweep
     from tests.conftest import assembly_of
 
     readme = docs_text("cost")
     workload = Workload.load()
+    assert workload.months == (1, 12, 36) and workload.month == 36
     name, template, usage, naive = prod_usage
     dev_dir, dev_name, dev_template = assembly_of(stacks["dev"])
     dev_usage, dev_naive = measure(dev_dir, dev_name, dev_template, workload)
 
-    def bill(volume, t=template, n=name, u=usage, b=naive):
-        return report(t, n, workload.at(volume), PRICES, u, b)
+    def bill(volume, month=None, t=template, n=name, u=usage, b=naive):
+        return report(t, n, workload.at(volume, month), PRICES, u, b)
 
     tables = [render(bill(v), markdown=True) for v in (1_000_000, 10_000_000, 100_000_000)]
     tables += [
         render(report(dev_template, dev_name, workload.at(v), PRICES, dev_usage, dev_naive), True)
         for v in (1_000_000, 10_000_000)
     ]
-    tables.append(render_sweep(name, [bill(v) for v in SWEEP], break_even(bill), True))
+    tables.append(render_ages(name, [bill(10_000_000, m) for m in workload.months], True))
+    tables.append(
+        render_sweep(
+            name,
+            [bill(v, m) for v in SWEEP for m in workload.months],
+            break_even(lambda v: bill(v, 1)),
+            True,
+        )
+    )
     for table in tables:
         header = table.splitlines()[0]
         assert header in readme, header
@@ -411,29 +501,44 @@ def _same_figures(now: str, then: str) -> bool:
 
 
 def test_the_readme_prose_figures_are_the_fresh_bills_arithmetic(prod_cost):
-    """The figures the README quotes beside the bills, from prod's bills at 1 M, 10 M and
-    100 M: the count markers with their recovery (storage x (1 + $0.20 / $0.25)), the writes
-    the transaction doubled, the records' recovery (their storage x $0.20 / $0.25) and the six
-    rollback alarms ($0.10 each)."""
+    """The figures the cost page quotes beside the bills, from prod's bills at 1 M and 10 M in
+    the 36th month: the counts with their recovery (storage x (1 + $0.20 / $0.25)) and their
+    roll-up, the writes the transaction doubled, the records' recovery (their storage x $0.20 /
+    $0.25), the counts' share of the recovery, a month's more records kept for ever, and the
+    six rollback alarms ($0.10 each)."""
     readme = " ".join(docs_text().split())
-    by_volume = {r.workload.records_per_month: r.stack for r in prod_cost}
+    by_volume = {r.workload.records_per_month: r for r in prod_cost if r.workload.month == 36}
 
-    def line(volume: int, name: str) -> float:
-        return next(i.usd for i in by_volume[volume].items if i.name.startswith(name))
+    def line(volume: int, name: str) -> LineItem:
+        return next(i for i in by_volume[volume].stack.items if i.name.startswith(name))
 
     ratio = PRICES["dynamodb"]["pitr_gb_month"] / PRICES["dynamodb"]["storage_gb_month"]
-    markers = {v: line(v, "DynamoDB count-marker storage") * (1 + ratio) for v in by_volume}
+    counts = {
+        v: line(v, COUNT_STORAGE).usd * (1 + ratio) + line(v, "Count roll-up").usd
+        for v in by_volume
+    }
     assert (
-        f"by the 12th month ${markers[1_000_000]:.2f} a month at 1 M records and "
-        f"${markers[100_000_000]:.0f} at 100 M" in readme
+        f"${counts[1_000_000]:.2f} at 1 M and ${counts[10_000_000]:.2f} at 10 M a month" in readme
     )
-    assert f"${markers[1_000_000]:.2f} at 1 M and ${markers[10_000_000]:.2f} at 10 M" in readme
-    writes = {v: line(v, "DynamoDB writes") for v in by_volume}
-    assert f"the ${writes[1_000_000]:.2f} and ${writes[100_000_000]:.0f} a month" in readme
+    writes = {v: line(v, "DynamoDB writes").usd for v in by_volume}
     assert f"${writes[1_000_000]:.2f} and ${writes[10_000_000]:.2f} a month in doubled" in readme
-    records = {v: line(v, "DynamoDB storage") * ratio for v in by_volume}
+    records = {v: line(v, "DynamoDB storage").usd * ratio for v in by_volume}
     assert (
         f"recovery of the records, ${records[1_000_000]:.2f} at 1 M and "
         f"${records[10_000_000]:.2f} at 10 M" in readme
+    )
+    # The recovery line's basis: "14.43 GB: records 13.88, counts 0.55".
+    pitr = line(10_000_000, "DynamoDB point-in-time recovery")
+    table_gb, records_gb, counts_gb = map(float, re.findall(r"[0-9.]+", pitr.detail)[:3])
+    assert (
+        f"the counts are {counts_gb / table_gb:.0%} of what it protects at 10 M records a month "
+        f"({counts_gb:.2f} GB of {table_gb:.2f} GB), ${counts_gb * 0.20:.2f} of its "
+        f"${pitr.usd:.2f}" in readme
+    )
+    # A month of records kept for ever: the 60 days' storage over 60 / 30.4375 months.
+    month_gb = records_gb / (60 / (365.25 / 12))
+    assert (
+        f"records of 764 bytes are {month_gb:.2f} GB, ${month_gb * 0.25:.2f} of storage and "
+        f"${month_gb * 0.20:.2f} of recovery more each month" in readme
     )
     assert "the 6 rollback alarms on each new version, $0.60" in readme

@@ -231,10 +231,11 @@ def test_each_wildcard_reason_acknowledges_a_finding_of_the_toolchain(toolchain)
 
 def test_the_toolchains_bill_is_its_actions_builds_key_and_artifacts(toolchain):
     """Priced from the synthesized toolchain, by the test's own arithmetic: per run, the
-    billed actions are Source 1 + Synth 15 + SelfMutate 2 + 4 assets x 1 + dev Prepare 1 and
-    Deploy 3 + staging 2 Prepares and 2 Deploys (1 + 3 each, the smoke role's stack too) +
-    SmokeTest 3 + prod Prepare 1 and Deploy 12 = 50 minutes (the approval is free); the builds
-    Synth 15 + SelfMutate 2 + 4 assets + SmokeTest 3 = 24 minutes."""
+    billed actions are Source 1 + Synth 15 + SelfMutate 2 + 5 assets x 1 (the three stages',
+    the release hook's and the count roll-up's code) + dev Prepare 1 and Deploy 3 + staging 2
+    Prepares and 2 Deploys (1 + 3 each, the smoke role's stack too) + SmokeTest 3 + prod
+    Prepare 1 and Deploy 12 = 51 minutes (the approval is free); the builds Synth 15 +
+    SelfMutate 2 + 5 assets + SmokeTest 3 = 25 minutes."""
     from pipeline_tools.cost import load_prices
     from pipeline_tools.toolchain_cost import WORKLOAD_FILE, toolchain_bill
 
@@ -242,8 +243,8 @@ def test_the_toolchains_bill_is_its_actions_builds_key_and_artifacts(toolchain):
     workload = json.loads(WORKLOAD_FILE.read_text())
     assert workload["executions_per_month"] == 40
     bill = {i.name: round(i.usd, 2) for i in toolchain_bill(template, workload, load_prices())}
-    assert bill["CodePipeline V2 action minutes"] == round(40 * 50 * 0.002, 2)  # $4.00
-    assert bill["CodeBuild minutes"] == round(40 * 24 * 0.005, 2)  # $4.80
+    assert bill["CodePipeline V2 action minutes"] == round(40 * 51 * 0.002, 2)  # $4.08
+    assert bill["CodeBuild minutes"] == round(40 * 25 * 0.005, 2)  # $5.00
     assert bill["KMS key (cross-account artifacts)"] == 1.00
     # 40 runs x 40 MB, kept 30 days and as many again as old versions: 3.125 GB x $0.023
     assert bill["Artifact bucket (S3)"] == round(40 * 40 / 1024 * 2 * 0.023, 2)
