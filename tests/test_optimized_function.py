@@ -321,3 +321,39 @@ def test_arguments_after_scope_and_id_are_keyword_only():
             "Fn",
             lambda_.FunctionProps(code=CODE, handler="h", runtime=lambda_.Runtime.PYTHON_3_14),
         )
+
+
+def test_a_scheduled_function_is_invoked_through_its_alias_on_its_schedule():
+    """EventBridge invokes the target asynchronously
+    (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-run-lambda-schedule.html), so
+    the alias's async config (retries, event age, DLQ) applies to each run."""
+    from aws_cdk import aws_events as events
+    from aws_cdk.assertions import Template
+
+    from constructs_lib.scheduled_function import ScheduledFunction
+
+    stack = cdk.Stack(cdk.App(), "Scheduled")
+    scheduled = ScheduledFunction(
+        stack,
+        "Job",
+        function_props=lambda_.FunctionProps(
+            runtime=lambda_.Runtime.PYTHON_3_14, handler="index.handler", code=CODE
+        ),
+        schedule=events.Schedule.rate(cdk.Duration.hours(1)),
+    )
+    template = Template.from_stack(stack).to_json()
+    _, fn = single(of_type(template, "AWS::Lambda::Function"))
+    assert props(fn)["MemorySize"] == 256 and props(fn)["Timeout"] == 300
+    _, rule = single(of_type(template, "AWS::Events::Rule"))
+    assert props(rule)["ScheduleExpression"] == "rate(1 hour)"
+    alias_id, alias = single(of_type(template, "AWS::Lambda::Alias"))
+    assert props(alias)["Name"] == "live"
+    assert [ref_id(t["Arn"]) for t in props(rule)["Targets"]] == [alias_id]
+    # EventBridge may invoke the alias, and nothing else.
+    (permission,) = [
+        props(p)
+        for p in of_type(template, "AWS::Lambda::Permission").values()
+        if props(p)["Principal"] == "events.amazonaws.com"
+    ]
+    assert ref_id(permission["FunctionName"]) == alias_id
+    assert scheduled.rule is not None and scheduled.role is scheduled.handler.role

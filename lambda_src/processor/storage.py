@@ -1,8 +1,8 @@
 """Exactly-once storage: the attempt's count marker, then a conditional put of the record.
 
-Each attempt first puts its count marker (``pipeline_common/counts.py``: keys alone, stamped with
-the attempt's ``stored_at``, expiring after 7 days), then the record item, only if absent
-(``attribute_not_exists(pk)``), with that same ``stored_at``. A marker counts only when the
+Each attempt first puts its count marker (``pipeline_common/counts.py``: keys and an expiry,
+stamped with the attempt's ``stored_at``, expiring after 7 days), then the record item, only if
+absent (``attribute_not_exists(pk)``), with that same ``stored_at``. A marker counts only when the
 record item holds its ``stored_at``, so exactly one attempt's marker counts. Neither put is a
 transaction and no item is shared, so concurrent processors never conflict, and a record costs
 two writes of one unit each (a transaction costs two units per item,

@@ -1,7 +1,8 @@
 """Count roll-up Lambda: folds each closed hour's count markers into its days' totals.
 
-An EventBridge schedule runs it every hour (``constructs_lib/count_rollup.py``). It folds every
-closed hour after the watermark, in order (``pipeline_common/counts.py``), and stops a minute
+An EventBridge schedule runs it every hour (a ``ScheduledFunction``,
+``constructs_lib/scheduled_function.py``, wired by the stack). It folds every closed hour after
+the watermark, in order (``pipeline_common/counts.py``), and stops a minute
 before its timeout; the next run goes on from the watermark. Running it again, or beside itself,
 adds nothing twice. Transient DynamoDB conditions are retried in-process
 (``pipeline_common/retries.py``); what still fails raises, so Lambda retries the run, then sends
