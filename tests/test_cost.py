@@ -531,7 +531,8 @@ def test_the_readme_prose_figures_are_the_fresh_bills_arithmetic(prod_cost):
     pitr = line(10_000_000, "DynamoDB point-in-time recovery")
     table_gb, records_gb, counts_gb = map(float, re.findall(r"[0-9.]+", pitr.detail)[:3])
     assert (
-        f"the counts are {counts_gb / table_gb:.0%} of what it protects at 10 M records a month "
+        f"the counts are {counts_gb / table_gb * 100:.0f} % of what it protects at 10 M records "
+        "a month "
         f"({counts_gb:.2f} GB of {table_gb:.2f} GB), ${counts_gb * 0.20:.2f} of its "
         f"${pitr.usd:.2f}" in readme
     )

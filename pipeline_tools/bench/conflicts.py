@@ -46,26 +46,9 @@ class StorageRun:
     counts_exact: bool = False
 
 
-def run(design: str, count: int, rate: float) -> StorageRun:
-    """``count`` records of one type at ``rate`` a second through ``design``."""
-    import boto3
-    from moto import mock_aws
-
-    from pipeline_tools.bench.designs import (
-        DESIGNS,
-        ROLL_UPS_AT_ONCE,
-        TABLE,
-        count_items,
-        counted,
-        runtime,
-        settle,
-    )
-    from pipeline_tools.meter import DynamoDBMeter
-    from pipeline_tools.runner.concurrent import run_concurrently
-    from pipeline_tools.runner.conflicts import TransactionConflicts
-    from pipeline_tools.runner.provision import create_table
-
-    records = [
+def records_of_one_type(count: int) -> list[dict[str, Any]]:
+    """``count`` orders of one day, with a payload of about 220 bytes."""
+    return [
         {
             "id": f"r-{i:06d}",
             "type": "order",
@@ -75,30 +58,56 @@ def run(design: str, count: int, rate: float) -> StorageRun:
         }
         for i in range(count)
     ]
+
+
+def metered_processors(reader: Any, rule: Any) -> tuple[list[Any], list[Any]]:
+    """A client per processor, under ``rule``, without SDK retries, each with its meter."""
+    import boto3
+
+    from pipeline_tools.bench.designs import runtime
+    from pipeline_tools.meter import DynamoDBMeter
+
+    meters, clients = [], []
+    for _ in range(PROCESSORS):
+        client = boto3.client(
+            "dynamodb", region_name="us-east-1", config=runtime()[2].no_sdk_retries()
+        )
+        meter = DynamoDBMeter(reader, ["pk", "sk"])
+        meter.attach(client)
+        rule.enforce_on(client)
+        meters.append(meter)
+        clients.append(client)
+    return meters, clients
+
+
+def run(design: str, count: int, rate: float) -> StorageRun:
+    """``count`` records of one type at ``rate`` a second through ``design``."""
+    import boto3
+    from moto import mock_aws
+
+    from pipeline_tools.bench import designs
+    from pipeline_tools.runner.concurrent import run_concurrently
+    from pipeline_tools.runner.conflicts import TransactionConflicts
+    from pipeline_tools.runner.provision import create_table
+
     with mock_aws():
         reader = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(reader, TABLE)
-        no_sdk_retries = runtime()[2].no_sdk_retries()
+        create_table(reader, designs.TABLE)
         if design == "markers":
             # The roll-up's first run, at deployment: it starts its watermark on the empty table.
-            runtime()[1].roll_up(reader, TABLE, datetime.now(UTC))
+            designs.runtime()[1].roll_up(reader, designs.TABLE, datetime.now(UTC))
         rule = TransactionConflicts(window_seconds=WINDOW_SECONDS)
-        meters, clients = [], []
-        for _ in range(PROCESSORS):
-            client = boto3.client("dynamodb", region_name="us-east-1", config=no_sdk_retries)
-            meter = DynamoDBMeter(reader, ["pk", "sk"])
-            meter.attach(client)
-            rule.enforce_on(client)
-            meters.append(meter)
-            clients.append(client)
-        result = run_concurrently(DESIGNS[design](), clients, records, rate=rate)
+        meters, clients = metered_processors(reader, rule)
+        records = records_of_one_type(count)
+        result = run_concurrently(designs.DESIGNS[design](), clients, records, rate=rate)
         stored = len(result.results)
         written = sum(m.write_units for m in meters)
         before = sum(m.read_units for m in meters)
-        aged = settle(clients, design, reader=reader)
-        rollup_reads = (sum(m.read_units for m in meters) - before) / ROLL_UPS_AT_ONCE
-        kept = count_items(reader)
-        exact = counted(reader, design, "2026-11-29", aged) == ({"order": stored} if stored else {})
+        aged = designs.settle(clients, design, reader=reader)
+        rollup_reads = (sum(m.read_units for m in meters) - before) / designs.ROLL_UPS_AT_ONCE
+        kept = designs.count_items(reader)
+        found = designs.counted(reader, design, "2026-11-29", aged)
+        exact = found == ({"order": stored} if stored else {})
     return StorageRun(
         design=design,
         rate=rate,
