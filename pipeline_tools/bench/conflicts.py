@@ -10,7 +10,7 @@ dead-lettered, the rate the processors achieved (this machine's moto is the limi
 DynamoDB), and the write units per stored record, sized by the meter's rules
 (``pipeline_tools/meter.py``) on the requests that completed. Then the table is aged past the
 markers' life (``designs.settle``: the roll-ups, then TTL's deletions): it reports the items
-left for counts per 1,000 records, the read units a roll-up spent per record, and whether
+left for counts, the read units a roll-up spent per record, and whether
 the counts read then are exact. A design stops at its first rate with a dead-lettered record:
 that rate is its ceiling here.
 
@@ -41,7 +41,7 @@ class StorageRun:
     achieved_rate: float
     write_units_per_record: float
     conflicts: int
-    count_items_per_1000: float = 0.0
+    count_items: int = 0
     rollup_read_units_per_record: float = 0.0
     counts_exact: bool = False
 
@@ -117,7 +117,7 @@ def run(design: str, count: int, rate: float) -> StorageRun:
         achieved_rate=result.attempts / result.seconds if result.seconds else 0.0,
         write_units_per_record=written / stored if stored else 0.0,
         conflicts=rule.counts["transactions cancelled"] + rule.counts["single writes rejected"],
-        count_items_per_1000=kept * 1000 / count,
+        count_items=kept,
         rollup_read_units_per_record=rollup_reads / stored if stored else 0.0,
         counts_exact=exact,
     )
@@ -142,15 +142,15 @@ def render(runs: list[StorageRun]) -> list[str]:
     """The BENCHMARKS.md table."""
     lines = [
         "| design | rate asked | achieved | valid records dead-lettered | conflicts | "
-        "write units / record | count items / 1,000 records, aged | roll-up read units / "
-        "record | counts exact, aged |",
+        "write units / record | count items kept, aged | roll-up read units / record | "
+        "counts exact, aged |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in runs:
         lines.append(
             f"| {r.design} | {r.rate:g}/s | {r.achieved_rate:.0f}/s | "
             f"{r.dead_lettered} of {r.records} | {r.conflicts} | {r.write_units_per_record:.2f} "
-            f"| {r.count_items_per_1000:g} | {r.rollup_read_units_per_record:.2f} | "
+            f"| {r.count_items} | {r.rollup_read_units_per_record:.2f} | "
             f"{'yes' if r.counts_exact else 'NO'} |"
         )
     return lines
