@@ -543,3 +543,31 @@ def test_the_readme_prose_figures_are_the_fresh_bills_arithmetic(prod_cost):
         f"${month_gb * 0.20:.2f} of recovery more each month" in readme
     )
     assert "the 6 rollback alarms on each new version, $0.60" in readme
+
+
+def test_records_kept_for_ever_cost_their_storage_and_the_counts_cost_the_same(prod_usage):
+    """With ``record_retention_days`` unset the records never expire: their storage and its
+    recovery grow with the stack's age, the counts' lines do not (the markers expire whatever
+    the records do)."""
+    import copy
+
+    name, template, usage, naive = prod_usage
+    kept = copy.deepcopy(template)
+    for resource in kept["Resources"].values():
+        variables = resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
+        variables.pop("RECORD_RETENTION_DAYS", None)
+    workload = Workload.load()
+
+    def lines(t, month):
+        bill = report(t, name, workload.at(10_000_000, month), PRICES, usage, naive).stack
+        return {i.name: i.usd for i in bill.items}
+
+    for month in (12, 36):
+        retained, for_ever = lines(template, month), lines(kept, month)
+        assert for_ever[COUNT_STORAGE] == retained[COUNT_STORAGE]
+        assert for_ever["Count roll-up"] == retained["Count roll-up"]
+    # Kept for ever: 36 months of records against 12, three times the storage.
+    assert lines(kept, 36)["DynamoDB storage"] == pytest.approx(
+        3 * lines(kept, 12)["DynamoDB storage"]
+    )
+    assert lines(template, 36)["DynamoDB storage"] == lines(template, 12)["DynamoDB storage"]
