@@ -1189,7 +1189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.chart and path == templates[-1]:
                 from pipeline_tools.cost_chart import chart
 
-                chart([bill(v) for v in COST_TARGETS], args.chart, break_even(bill))
+                chart(
+                    [bill(v) for v in COST_TARGETS],
+                    args.chart,
+                    break_even(first_month),
+                    workload.months[0],
+                )
                 print(f"chart: {args.chart}", file=sys.stderr)
     except (CostInputError, FileNotFoundError, json.JSONDecodeError) as error:
         print(f"cost report: {error}", file=sys.stderr)

@@ -23,11 +23,13 @@ def _amounts(bill: Bill) -> dict[str, float]:
     return {_line(i.name): i.usd for i in bill.items if i.name != RECORD_STORAGE}
 
 
-def chart(results: Sequence[Report], path: Path, even: int | None = None) -> None:
+def chart(
+    results: Sequence[Report], path: Path, even: int | None = None, even_month: int = 1
+) -> None:
     """One panel per volume, each on its own linear axis: this stack's bill and the naive
     one's as two bars, stacked by line item (the same colour for an item everywhere; items
     under 5 % of both bars together as "everything else"), the ratio and its target in the
-    panel's title, break-even in the figure's."""
+    panel's title, break-even (priced in ``even_month``) in the figure's."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,9 +55,12 @@ def chart(results: Sequence[Report], path: Path, even: int | None = None) -> Non
         fontsize=8,
         frameon=False,
     )
-    title = f"{results[0].stack.model.name}: monthly bill, this stack against the naive one"
+    title = (
+        f"{results[0].stack.model.name}: monthly bill in month {results[0].workload.month}, "
+        "this stack against the naive one"
+    )
     if even is not None:
-        title += f" (break-even: from {even:,} records a month)"
+        title += f" (break-even: from {even:,} records a month, in month {even_month})"
     figure.suptitle(title)
     figure.tight_layout(rect=(0, 0, 0.8, 1))
     figure.savefig(path)
