@@ -353,8 +353,9 @@ def test_after_the_markers_ttl_the_counts_keep_an_item_per_day_and_type(client):
 
 def test_reading_a_day_costs_the_same_requests_for_10_records_as_for_200(client):
     """The reader's requests depend on the open hours (after the watermark) and the day's
-    types, not on its records: a ``GetItem`` of the watermark, a ``Query`` of the day's totals
-    and 16 of each open hour's markers, and a ``BatchGetItem`` only for markers pending."""
+    types, not on its records: a ``GetItem`` of the watermark, a ``Query`` of the day's totals,
+    16 of each open hour's markers and 16 of the previous layout's, and a ``BatchGetItem``
+    only for markers pending."""
     for i in range(200):
         day = "2026-11-28" if i < 10 else "2026-11-29"
         put(client, record(i, ("order", "refund")[i % 2], day), BASE + timedelta(seconds=9 * i))
@@ -372,4 +373,38 @@ def test_reading_a_day_costs_the_same_requests_for_10_records_as_for_200(client)
     open_hours = len(counts.open_hours(client, TABLE, now))
     assert open_hours == 1  # hour 12: the watermark is at 11
     assert requests["2026-11-28"] == requests["2026-11-29"]
-    assert requests["2026-11-29"] == {"GetItem": 1, "Query": 1 + 16 * open_hours}
+    assert requests["2026-11-29"] == {"GetItem": 1, "Query": 1 + 16 * open_hours + 16}
+
+
+def test_a_table_written_by_the_previous_layout_keeps_its_counts(client):
+    """Before this layout, the processor put the record, then a marker of keys alone,
+    ``COUNT#<day>#<shard>`` / ``<type>#<id>``, never expiring. Those days still count: the
+    reader adds the old markers to the totals. A record stored then and delivered again now is
+    a duplicate, and counts once."""
+    old = [record(i, ("order", "refund")[i % 3 == 0], "2026-11-20") for i in range(9)]
+    for rec in old:
+        assert put(client, rec, BASE - timedelta(days=9)) == "stored"
+    # As the previous release left the table: its markers, and none of this layout's.
+    for page in client.get_paginator("scan").paginate(TableName=TABLE):
+        for item in page["Items"]:
+            if item["pk"]["S"].startswith(counts.MARKER_PREFIX):
+                client.delete_item(TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]})
+    for rec in old:
+        shard = counts.shard_of(rec["id"])
+        client.put_item(
+            TableName=TABLE,
+            Item={
+                "pk": {"S": f"COUNT#2026-11-20#{shard:02d}"},
+                "sk": {"S": f"{rec['type']}#{rec['id']}"},
+            },
+        )
+    # After the upgrade: a redelivery of an old record, and new records for the same day.
+    assert put(client, old[0], BASE) == "duplicate"
+    for i in range(4):
+        assert put(client, record(50 + i, "order", "2026-11-20"), BASE) == "stored"
+    expected = {"2026-11-20": {"order": 6 + 4, "refund": 3}}
+    assert read(client, Counter({("2026-11-20", "order"): 1}), BASE) == expected
+    roll_up(client, BASE + timedelta(hours=1, minutes=25))
+    assert read(client, Counter({("2026-11-20", "order"): 1}), BASE + timedelta(hours=2)) == (
+        expected
+    )

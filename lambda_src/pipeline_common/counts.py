@@ -37,7 +37,8 @@ their day's total.
 **Reading a day** (:func:`daily_counts`) is exact at the moment it reads: the watermark, the
 day's totals (one ``Query``, O(types)), then the day's markers in the hours the roll-up has not
 folded yet (16 ``Query`` calls an open hour, usually one or two hours), checked as the roll-up
-checks them and skipped where the total already holds their hour.
+checks them and skipped where the total already holds their hour; and the previous layout's
+markers of the day, for a table written before this one (:func:`legacy_counts`).
 
 This module imports nothing from the project: the operator tools load it by path
 (``pipeline_tools/runtime_source.py``).
@@ -56,6 +57,9 @@ from typing import Any
 
 MARKER_PREFIX = "MARKER#"
 TOTAL_PREFIX = "COUNTS#"
+#: The previous layout's markers, ``COUNT#<day>#<shard>`` / ``<type>#<id>``: one per stored
+#: record, never expiring. Nothing writes them any more; the reader still counts them.
+LEGACY_PREFIX = "COUNT#"
 WATERMARK_KEY = {"pk": {"S": "ROLLUP#WATERMARK"}, "sk": {"S": "WATERMARK"}}
 #: The record items' key prefix (``processor/keys.py``), which a marker is checked against.
 RECORD_PREFIX = "RECORD#"
@@ -262,7 +266,27 @@ def daily_counts(
     for hour in hours:
         pending = counted(client, table_name, hour_markers(client, table_name, hour, day))
         counts.update(m.type for m in pending if folded.get(m.type, (0, ""))[1] < m.hour)
+    counts.update(legacy_counts(client, table_name, day))
     return dict(sorted(counts.items()))
+
+
+def legacy_counts(client: Any, table: str, day: str, call: Call = direct) -> Counter[str]:
+    """What the previous layout counted for ``day``: its markers (one per record it stored,
+    written after the record), by type. A record it stored is a duplicate to this layout, whose
+    marker never counts, so no record is counted in both. 16 ``Query`` calls, empty for a day
+    stored after the upgrade."""
+    return Counter(
+        item["sk"]["S"].rsplit("#", 1)[0]
+        for shard in range(SHARDS)
+        for item in _query(
+            client,
+            table,
+            call,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"{LEGACY_PREFIX}{day}#{shard:02d}"}},
+            ProjectionExpression="pk, sk",
+        )
+    )
 
 
 def check_day(day: str) -> None:
