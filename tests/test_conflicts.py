@@ -89,3 +89,26 @@ def test_reads_and_sequential_requests_never_conflict(clients):
         first.transact_write_items(TransactItems=[put("hot")])
         second.transact_write_items(TransactItems=[put("hot")])
     assert rule.counts["transactions cancelled"] == 0
+
+
+def test_a_failing_after_call_handler_on_any_operation_releases_the_requests_hold(clients):
+    """A handler of ``after-call.dynamodb.*`` that raises (a meter, an injected lost response)
+    runs before the operation's own handlers: the rule must release the backend there too, or
+    every other processor waits for ever (the storage bench once hung so)."""
+    _, (first, second) = clients
+
+    def fails(**_):
+        raise RuntimeError("a handler after the call failed")
+
+    first.meta.events.register("after-call.dynamodb.*", fails)
+    with pytest.raises(RuntimeError, match="a handler after the call failed"):
+        first.get_item(TableName=TABLE, Key=item("a"))
+    answered = []
+    thread = threading.Thread(
+        target=lambda: answered.append(second.get_item(TableName=TABLE, Key=item("a"))),
+        daemon=True,
+    )
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the other processor waits on a hold nobody releases"
+    assert answered and "Item" not in answered[0]

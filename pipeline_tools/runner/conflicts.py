@@ -58,11 +58,14 @@ class TransactionConflicts:
         # request refused on the way holds nothing.
         events.register("provide-client-params.dynamodb", self._remember)
         events.register("before-call.dynamodb", self._apply)
-        # First of all after-call handlers (the most specific name, registered first), so that
-        # one that raises (an injected lost response) cannot keep the request's hold.
-        for operation in client.meta.service_model.operation_names:
-            events.register_first(f"after-call.dynamodb.{operation}", self._finish)
-            events.register_first(f"after-call-error.dynamodb.{operation}", self._finish)
+        # First of all after-call handlers, so that one that raises (an injected lost
+        # response, a meter) cannot keep the request's hold: botocore calls the handlers of
+        # ``after-call.dynamodb.*`` before those of the operation's own name, each list in its
+        # order of registration, so the hold is released on both, and at most once.
+        for event in ("after-call", "after-call-error"):
+            events.register_first(f"{event}.dynamodb.*", self._finish)
+            for operation in client.meta.service_model.operation_names:
+                events.register_first(f"{event}.dynamodb.{operation}", self._finish)
 
     def held(self) -> int:
         """How many items ongoing transactions hold now."""
