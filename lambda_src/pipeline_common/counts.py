@@ -148,24 +148,34 @@ def _query(client: Any, table: str, call: Call, **params: Any) -> Iterator[dict[
             return
 
 
+def _under(
+    client: Any, table: str, pk: str, call: Call, sk_prefix: str = "", keys_only: bool = False
+) -> Iterator[dict[str, Any]]:
+    """The items of partition ``pk`` (whose sort key starts with ``sk_prefix``, if given)."""
+    condition, values = "pk = :pk", {":pk": {"S": pk}}
+    if sk_prefix:
+        condition += " AND begins_with(sk, :prefix)"
+        values[":prefix"] = {"S": sk_prefix}
+    extra = {"ProjectionExpression": "pk, sk"} if keys_only else {}
+    return _query(
+        client,
+        table,
+        call,
+        KeyConditionExpression=condition,
+        ExpressionAttributeValues=values,
+        **extra,
+    )
+
+
 def hour_markers(
     client: Any, table: str, hour: str, day: str | None = None, call: Call = direct
 ) -> list[Marker]:
     """The markers of ``hour`` (of one ``day`` only, if given), from its 16 partition keys."""
-    condition, values = "pk = :pk", {}
-    if day is not None:
-        condition, values = "pk = :pk AND begins_with(sk, :day)", {":day": {"S": f"{day}#"}}
+    prefix = f"{day}#" if day is not None else ""
     return [
         parse_marker(item)
         for shard in range(SHARDS)
-        for item in _query(
-            client,
-            table,
-            call,
-            KeyConditionExpression=condition,
-            ExpressionAttributeValues={":pk": {"S": marker_pk(hour, shard)}, **values},
-            ProjectionExpression="pk, sk",
-        )
+        for item in _under(client, table, marker_pk(hour, shard), call, prefix, keys_only=True)
     ]
 
 
@@ -242,13 +252,7 @@ def totals(client: Any, table: str, day: str, call: Call = direct) -> dict[str, 
     """The folded totals of ``day``: type -> (count, the last hour folded into it)."""
     return {
         item["sk"]["S"]: (int(item["count"]["N"]), item["folded_to"]["S"])
-        for item in _query(
-            client,
-            table,
-            call,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": f"{TOTAL_PREFIX}{day}"}},
-        )
+        for item in _under(client, table, f"{TOTAL_PREFIX}{day}", call)
     }
 
 
@@ -278,14 +282,7 @@ def legacy_counts(client: Any, table: str, day: str, call: Call = direct) -> Cou
     return Counter(
         item["sk"]["S"].rsplit("#", 1)[0]
         for shard in range(SHARDS)
-        for item in _query(
-            client,
-            table,
-            call,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": f"{LEGACY_PREFIX}{day}#{shard:02d}"}},
-            ProjectionExpression="pk, sk",
-        )
+        for item in _under(client, table, f"{LEGACY_PREFIX}{day}#{shard:02d}", call, keys_only=True)
     )
 
 
