@@ -10,14 +10,14 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 # A quiet `cdk synth` still ends with a blank line on standard error: drop blank lines there.
 NO_BLANK_LINES = 2> >(grep -v '^$$' >&2)
 
-.PHONY: install synth synth-toolchain synth-all test lint typecheck checkov cost cost-chart rightsize deploy-local destroy-local bench clean
+.PHONY: install synth synth-toolchain synth-all synth-example test lint typecheck checkov cost cost-chart rightsize deploy-local destroy-local bench clean
 
 install: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt lambda_src/requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt lambda_src/requirements.txt pyproject.toml lib/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --editable .
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --editable lib --editable .
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -37,6 +37,10 @@ synth-toolchain: install
 ## synth-all: the dev, staging and prod templates in cdk.out (cdk-nag runs on each)
 synth-all: install
 	@for env in dev staging prod; do cdk synth --quiet -c environment=$$env $(NO_BLANK_LINES) >&2 || exit 1; done
+
+## synth-example: the example app of docs/constructs.md, synthesized in examples/orders/cdk.out
+synth-example: install
+	cd examples/orders && cdk synth --quiet $(NO_BLANK_LINES)
 
 ## cost: the complete monthly bill of dev, staging and prod against the naive stack, measured
 ## from the code, with the 1 M / 10 M / 100 M sweep (WORKLOAD=file.json, RECORDS=N; MARKDOWN=1
@@ -89,7 +93,7 @@ lint:
 	ruff format --check .
 
 typecheck:
-	mypy app.py constructs_lib serverless_stack pipeline_tools lambda_src
+	mypy app.py lib/src/constructs_lib serverless_stack pipeline_tools lambda_src
 
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache .venv-checkov

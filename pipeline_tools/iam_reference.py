@@ -115,7 +115,7 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
         "aws-cdk-lib's LambdaDeploymentGroup grants each hook this action on its deployment "
         "group, as AWS's own hook tutorial scopes it (tutorial-lambda-sam-template); the "
         "reference lists no resource type for it, so the release hook holds it on '*' too "
-        "(constructs_lib/release_probe.py) and reports whichever way CodeDeploy authorises it."
+        "(constructs_lib.release_probe) and reports whichever way CodeDeploy authorises it."
     ),
 }
 

@@ -14,7 +14,7 @@ whose one-line message names the key, the value and what is allowed; unknown key
 too, so a typo never silently falls back to a default.
 
 The model is the only place the settings are checked. The limits come from
-``constructs_lib/limits.py``; the auto-scaling block parses straight into the construct's own
+``constructs_lib.limits``; the auto-scaling block parses straight into the construct's own
 ``ProvisionedConcurrencyScaling`` and the alarms block into ``AlarmThresholds``, so the stack
 passes them on as they are. ``python -m serverless_stack.config`` writes the JSON Schema that
 ``cdk.json`` points editors at (``settings.schema.json``); a test keeps it current.

@@ -30,11 +30,6 @@ _ALWAYS_EXCLUDED = (
 _POWERTOOLS_PIN = re.compile(r"^aws-lambda-powertools(\[[\w,]+\])?==(?P<release>[^\s;#]+)", re.M)
 
 
-#: The deployment hook that probes a new version before it takes traffic, and pauses
-#: provisioned-concurrency scaling during a shift: its own asset, boto3 only
-#: (``lambda_src/release_hook``).
-RELEASE_HOOK = "release_hook"
-RELEASE_HOOK_HANDLER = f"{RELEASE_HOOK}.handler.lambda_handler"
 #: The hourly count roll-up (``lambda_src/rollup``): its own package and ``pipeline_common``.
 ROLLUP = "rollup"
 ROLLUP_HANDLER = f"{ROLLUP}.handler.lambda_handler"
@@ -45,23 +40,12 @@ def stage_code(stage: str) -> lambda_.Code:
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
     others = [name for name in STAGES if name != stage]
-    return lambda_.Code.from_asset(
-        str(LAMBDA_SRC), exclude=[*others, RELEASE_HOOK, ROLLUP, *_ALWAYS_EXCLUDED]
-    )
-
-
-def release_hook_code() -> lambda_.Code:
-    """The asset of the release hook: ``lambda_src/release_hook/`` alone."""
-    return lambda_.Code.from_asset(
-        str(LAMBDA_SRC), exclude=[*STAGES, "pipeline_common", ROLLUP, *_ALWAYS_EXCLUDED]
-    )
+    return lambda_.Code.from_asset(str(LAMBDA_SRC), exclude=[*others, ROLLUP, *_ALWAYS_EXCLUDED])
 
 
 def rollup_code() -> lambda_.Code:
     """The asset of the count roll-up: ``lambda_src/rollup/`` and ``pipeline_common/``."""
-    return lambda_.Code.from_asset(
-        str(LAMBDA_SRC), exclude=[*STAGES, RELEASE_HOOK, *_ALWAYS_EXCLUDED]
-    )
+    return lambda_.Code.from_asset(str(LAMBDA_SRC), exclude=[*STAGES, *_ALWAYS_EXCLUDED])
 
 
 def stage_handler(stage: str) -> str:

@@ -33,10 +33,8 @@ from constructs_lib.scaling_pause import ScalingPause
 from constructs_lib.scheduled_function import ScheduledFunction
 from serverless_stack.config import EnvironmentSettings, PipelineConfig
 from serverless_stack.lambda_code import (
-    RELEASE_HOOK_HANDLER,
     ROLLUP_HANDLER,
     powertools_release,
-    release_hook_code,
     rollup_code,
     stage_code,
     stage_handler,
@@ -261,10 +259,8 @@ class PipelineStack(Stack):
         hook = kind(
             self,
             f"{stage.construct_id}{kind.__name__}",
-            function_props=lambda_.FunctionProps(
-                code=release_hook_code(),
-                handler=RELEASE_HOOK_HANDLER,
-                runtime=RUNTIME,
+            # The hook's code, handler and runtime are the ones the constructs ship.
+            function_props=lambda_.FunctionOptions(
                 architecture=self.architecture,
                 dead_letter_queue=self.dead_letter_queue,
             ),

@@ -13,7 +13,7 @@ from serverless_stack.stages import STAGES
 from tests.conftest import ROOT
 
 #: The project's own code outside the tests and the handlers (lambda_src/ is checked for length).
-PRODUCT_AND_TOOLS = ("app.py", "constructs_lib", "serverless_stack", "pipeline_tools", "examples")
+PRODUCT_AND_TOOLS = ("app.py", "lib", "serverless_stack", "pipeline_tools", "examples")
 MAX_FUNCTION_LINES = 60
 
 

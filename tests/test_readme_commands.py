@@ -41,6 +41,7 @@ COVERED = {
         "tests/test_local_deploy.py"
     ),
     "make install": "every make target",
+    "make synth-example": "tests/test_example.py (from a fresh shell)",
     "npx cdk synth -c synth=toolchain": "make synth-toolchain, here (its recipe)",
     ".venv/bin/python -m pipeline_tools.toolchain_cost": "tests/test_toolchain.py (the bill)",
     "npx cdk synth -c environment=<env>": "npx cdk synth -c environment=prod, here",

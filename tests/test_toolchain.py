@@ -326,7 +326,7 @@ def test_the_synth_step_gets_a_zip_without_git_and_ci_runs_in_the_same_tree(tool
     runs_git = re.compile(r"""["']git["']\s*,|\bgit (ls-files|rev-parse|describe|log)\b""")
     callers = [
         path.relative_to(ROOT).as_posix()
-        for folder in ("tests", "pipeline_tools", "serverless_stack", "constructs_lib")
+        for folder in ("tests", "pipeline_tools", "serverless_stack", "lib")
         for path in (ROOT / folder).rglob("*.py")
         if runs_git.search(path.read_text()) and path.name != "test_toolchain.py"
     ]

@@ -329,6 +329,6 @@ def copy_project(target: Path) -> Path:
     """A copy of what ``cdk deploy`` needs (to change a handler without touching the repo)."""
     for name in ("app.py", "cdk.json"):
         shutil.copy2(ROOT / name, target / name)
-    for name in ("constructs_lib", "serverless_stack", "lambda_src"):
+    for name in ("lib", "serverless_stack", "lambda_src"):
         shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
     return target

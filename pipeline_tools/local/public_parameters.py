@@ -2,7 +2,7 @@
 
 The stack resolves the Powertools layer at deploy time from the public SSM parameter
 ``/aws/service/powertools/python/<arch>/<python3.N>/<release>`` (see
-``constructs_lib/powertools_layer.py``). moto ships some of AWS's public parameters (AMIs,
+``constructs_lib.powertools_layer``). moto ships some of AWS's public parameters (AMIs,
 regions) but not these, so a deploy into the emulator would fail to resolve the template's
 parameter. ``install`` makes the emulator answer each such name the way AWS does, with a layer
 version ARN of AWS's Powertools publisher account, in the requested region and partition

@@ -40,7 +40,7 @@ def provision(template: Mapping[str, Any], session: Any, prefix: str = "pipeline
     return physical
 
 
-#: The key schema of the stack's table (``constructs_lib/data_table.py``): ``pk`` and ``sk``.
+#: The key schema of the stack's table (``constructs_lib.data_table``): ``pk`` and ``sk``.
 KEY_ATTRIBUTES = ("pk", "sk")
 
 

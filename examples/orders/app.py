@@ -1,7 +1,8 @@
 """Using the constructs in another project: an EventBridge rule to an OptimizedFunction.
 
-From this project's root: `python examples/orders_stack.py` synthesizes it into
-`cdk.out-example/`. In your own project, install the constructs (see the README) and copy this.
+A complete CDK app: this file, ``cdk.json`` (the app command and the feature flags) and
+``store_order/handler.py`` (the function's code). Copy the folder into your project, install
+``requirements.txt`` into your environment and run ``cdk synth`` there (docs/constructs.md).
 """
 
 from pathlib import Path
@@ -16,6 +17,9 @@ from constructs import Construct
 from constructs_lib.alarm_topic import AlarmTopic
 from constructs_lib.monitoring import PipelineMonitoring
 from constructs_lib.optimized_function import OptimizedFunction, ProvisionedConcurrencyScaling
+
+#: The function's code, next to this file (so the app synthesizes from any working directory).
+HANDLER_CODE = Path(__file__).resolve().parent / "store_order"
 
 
 class OrdersStack(Stack):
@@ -32,7 +36,7 @@ class OrdersStack(Stack):
             "StoreOrder",
             # Any lambda.Function prop: merged over the construct's defaults (arm64, 30 s, ...).
             function_props=lambda_.FunctionProps(
-                code=lambda_.Code.from_asset(str(Path(__file__).parent / "orders")),
+                code=lambda_.Code.from_asset(str(HANDLER_CODE)),
                 handler="handler.lambda_handler",
                 runtime=lambda_.Runtime.PYTHON_3_14,
                 memory_size=256,  # required: size it from Max Memory Used
@@ -52,6 +56,6 @@ class OrdersStack(Stack):
 
 
 if __name__ == "__main__":
-    app = App(outdir="cdk.out-example")
+    app = App()  # writes to cdk.out/, where the CDK CLI reads it
     OrdersStack(app, "OrdersExample")
     app.synth()

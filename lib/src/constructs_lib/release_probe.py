@@ -12,7 +12,8 @@ stops the deployment before traffic moves; CloudFormation then rolls the alias b
 (https://docs.aws.amazon.com/codedeploy/latest/userguide/reference-appspec-file-structure-hooks.html#appspec-hooks-lambda;
 the pattern of AWS's tutorial, whose hook gets the new version in its environment:
 https://docs.aws.amazon.com/codedeploy/latest/userguide/tutorial-lambda-sam-create-lambda-hooks.html).
-The hook's code is the caller's (``lambda_src/release_hook`` in this project).
+The hook's code comes with this package (``constructs_lib/handlers/release_hook``, deployed as
+its own asset and never imported here); a caller may give other code in ``function_props``.
 
 Its role holds ``lambda:InvokeFunction`` on exactly the new version, and
 ``PutLifecycleEventHookExecutionStatus`` on the deployment group (granted by aws-cdk-lib's
@@ -28,6 +29,7 @@ Use: create it first, pass ``probe.function`` as the ``pre_traffic_hook`` of the
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import Duration
@@ -39,7 +41,13 @@ from constructs import Construct
 
 from constructs_lib.optimized_function import OptimizedFunction, props_of
 
-__all__ = ["HOOK_DEFAULTS", "ReleaseProbe"]
+__all__ = ["HOOK_DEFAULTS", "HOOK_HANDLER", "ReleaseProbe", "hook_code"]
+
+#: The folder this package ships the hook's code in: ``release_hook/`` (boto3 only, which the
+#: Lambda Python runtime provides).
+HOOK_CODE = Path(__file__).resolve().parent / "handlers"
+#: The shipped hook's handler.
+HOOK_HANDLER = "release_hook.handler.lambda_handler"
 
 #: The hook's props where the caller gives none. Its timeout covers the probed version's own
 #: (the probe waits for it) with a margin for the hook's own calls.
@@ -51,6 +59,13 @@ HOOK_DEFAULTS: dict[str, Any] = {
 }
 #: What the hook needs beyond the probed version's timeout: its client set-up and its report.
 HOOK_MARGIN_SECONDS = 30
+
+
+def hook_code() -> lambda_.Code:
+    """The shipped hook's code, as a new asset (an asset belongs to one stack)."""
+    return lambda_.Code.from_asset(
+        str(HOOK_CODE), exclude=["**/__pycache__", "**/*.pyc", "**/.mypy_cache"]
+    )
 
 
 class ReleaseProbe(Construct):
@@ -65,14 +80,16 @@ class ReleaseProbe(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        function_props: lambda_.FunctionProps,
+        function_props: lambda_.FunctionOptions | lambda_.FunctionProps | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_WEEK,
         log_encryption_key: kms.IKey | None = None,
     ) -> None:
         """
-        :param function_props: the hook's props: its ``code`` (this project:
-            ``lambda_src/release_hook``), ``handler`` and ``runtime``, and where a failed
-            event goes (``dead_letter_queue``); merged over :data:`HOOK_DEFAULTS`.
+        :param function_props: the hook's props (``FunctionOptions``, or ``FunctionProps``
+            with code of the caller's own), merged over :data:`HOOK_DEFAULTS` and the
+            shipped code (``code``: :func:`hook_code`, ``handler``: :data:`HOOK_HANDLER`,
+            ``runtime``: Python 3.14); for example its ``architecture`` and where a failed
+            event goes (``dead_letter_queue``). :default: the shipped hook, as it is
         :param log_retention: the hook's log retention. :default: 7 days
         :param log_encryption_key: a KMS key for the hook's logs. :default: none
         """
@@ -80,12 +97,22 @@ class ReleaseProbe(Construct):
         self.hook = OptimizedFunction(
             self,
             "Hook",
-            function_props=lambda_.FunctionProps(**{**HOOK_DEFAULTS, **props_of(function_props)}),
+            function_props=lambda_.FunctionProps(**self._props(function_props)),
             log_retention=log_retention,
             log_encryption_key=log_encryption_key,
         )
         self.function = self.hook.function
         self.target: OptimizedFunction | None = None
+
+    @staticmethod
+    def _props(
+        function_props: lambda_.FunctionOptions | lambda_.FunctionProps | None,
+    ) -> dict[str, Any]:
+        given = props_of(function_props) if function_props is not None else {}
+        shipped = {"handler": HOOK_HANDLER, "runtime": lambda_.Runtime.PYTHON_3_14}
+        if "code" not in given:
+            shipped["code"] = hook_code()
+        return {**HOOK_DEFAULTS, **shipped, **given}
 
     def attach(self, target: OptimizedFunction) -> None:
         """Probe each new version of ``target`` (an ``OptimizedFunction`` with a deployment)

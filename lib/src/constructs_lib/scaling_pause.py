@@ -5,8 +5,8 @@ versions, so an Application Auto Scaling action that fires during a canary fails
 scheduled action is not run again. This construct adds, for one ``OptimizedFunction`` whose
 provisioned concurrency is auto-scaled and whose deployments are gradual:
 
-* the release probe's hook (``ReleaseProbe``, which it extends; its code is the caller's:
-  ``lambda_src/release_hook`` in this project), run by CodeDeploy *before traffic moves*: once
+* the release probe's hook (``ReleaseProbe``, which it extends, with the code this package
+  ships in ``constructs_lib/handlers/release_hook``), run by CodeDeploy *before traffic moves*: once
   the new version answers its probe, it suspends the scalable target's dynamic and scheduled
   scaling;
 * an EventBridge rule on the end of this group's deployments (success, failure or stop) that

@@ -2,7 +2,7 @@
 
 Plain data with no CDK in it, like ``scaling.py``: the settings model parses the ``deployment``
 block of ``cdk.json`` straight into :class:`DeploymentSettings`, and the stack turns it into an
-``OptimizedFunction`` deployment preference (``constructs_lib/deployment.py``).
+``OptimizedFunction`` deployment preference (``constructs_lib.deployment``).
 """
 
 from __future__ import annotations

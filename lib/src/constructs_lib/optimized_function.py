@@ -68,9 +68,10 @@ OWNED_PROPS = {
 _FIELDS = tuple(inspect.signature(lambda_.FunctionProps.__init__).parameters)[1:]
 
 
-def props_of(function_props: lambda_.FunctionProps) -> dict[str, Any]:
-    """The props a caller set, by name (a jsii struct keeps unset props as ``None``)."""
-    values = {name: getattr(function_props, name) for name in _FIELDS}
+def props_of(function_props: lambda_.FunctionOptions) -> dict[str, Any]:
+    """The props a caller set, by name (a jsii struct keeps unset props as ``None``);
+    ``FunctionOptions`` (no ``code``, ``handler`` or ``runtime``) or ``FunctionProps``."""
+    values = {name: getattr(function_props, name, None) for name in _FIELDS}
     return {name: value for name, value in values.items() if value is not None}
 
 
