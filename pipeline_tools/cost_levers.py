@@ -20,13 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_tools.cost import (
-    CodeUsage,
-    Workload,
-    load_prices,
-    measure,
-    report,
-)
+from pipeline_tools.bill.pricing import load_prices, report
+from pipeline_tools.bill.usage import CodeUsage, measure
+from pipeline_tools.bill.workload import Workload
 from pipeline_tools.template import load_template
 
 VOLUMES = (1_000_000, 10_000_000)

@@ -24,7 +24,9 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from pipeline_tools import runtime_source
-from pipeline_tools.operate import Invoker, Pipeline, receive_all, release, send
+from pipeline_tools.dead_letters import receive_all, release
+from pipeline_tools.operations import send
+from pipeline_tools.pipeline import Invoker, Pipeline
 from serverless_stack.stages import STORING_STAGE
 
 #: How long records may take end to end, and how often to look.
@@ -105,7 +107,7 @@ def smoke(
             if "Item"
             in dynamodb.get_item(TableName=table_name, Key=keys.record_key(i), ConsistentRead=True)
         }
-        received = receive_all(sqs, pipeline)
+        received = receive_all(sqs, pipeline.dead_letter_queue_url, pipeline.failed_stage)
         mine = [x for x in received if (x.record_id or "").startswith(f"smoke-{run}-")]
         # Everything else in the DLQ is someone else's: visible again at once, untouched.
         release(sqs, pipeline.dead_letter_queue_url, [x for x in received if x not in mine])

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_tools.cost import GB, PRICES_FILE, LineItem, load_prices
+from pipeline_tools.bill.pricing import GB, PRICES_FILE, LineItem, load_prices
 from pipeline_tools.template import load_template, resources
 
 WORKLOAD_FILE = Path(__file__).resolve().parent / "data" / "toolchain_workload.json"

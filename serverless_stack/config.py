@@ -16,8 +16,8 @@ too, so a typo never silently falls back to a default.
 The model is the only place the settings are checked. The limits come from
 ``constructs_lib.limits``; the auto-scaling block parses straight into the construct's own
 ``ProvisionedConcurrencyScaling`` and the alarms block into ``AlarmThresholds``, so the stack
-passes them on as they are. ``python -m serverless_stack.config`` writes the JSON Schema that
-``cdk.json`` points editors at (``settings.schema.json``); a test keeps it current.
+passes them on as they are. ``python -m serverless_stack.settings_schema`` writes the JSON Schema
+that ``cdk.json`` points editors at; one-line errors come from ``settings_errors``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import sys
-import types
-import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
 from pydantic import (
@@ -49,6 +46,7 @@ from constructs_lib.alarm_thresholds import AlarmThresholds
 from constructs_lib.deployment_settings import DeploymentSettings
 from constructs_lib.limits import LimitError
 from constructs_lib.scaling import ProvisionedConcurrencyScaling
+from serverless_stack.settings_errors import ConfigError, config_error
 from serverless_stack.stages import CRITICAL_STAGE, STAGE_TABLE
 
 DEFAULT_ENVIRONMENT = "dev"
@@ -57,7 +55,6 @@ CONTEXT_KEY = "pipeline"
 #: Environments held to production rules (warm critical stage, retained and protected data).
 PRODUCTION_ENVIRONMENTS = frozenset({"prod"})
 PRODUCTION_MIN_PROCESSOR_CONCURRENCY = 2
-SCHEMA_FILE = Path(__file__).resolve().parent / "settings.schema.json"
 
 #: How long a failed event can come back: the DLQ keeps a message 14 days (the SQS maximum) and
 #: Lambda keeps an async event up to its maximum event age before that. A record kept for less
@@ -93,16 +90,6 @@ RENAMED_KEYS = {
 }
 
 
-class ConfigError(ValueError):
-    """A setting in ``cdk.json`` is missing, unknown or out of range."""
-
-    def __init__(self, key: str, value: object, allowed: str) -> None:
-        super().__init__(f"invalid setting {key} = {value!r}: {allowed}")
-        self.key = key
-        self.value = value
-        self.allowed = allowed
-
-
 # --- value types: pydantic checks them, and they describe themselves in the JSON Schema --------
 
 
@@ -112,7 +99,7 @@ _KMS_KEY_ARN = (
 )
 # AWS tag values: letters, digits, spaces and + - = . _ : / @, at most 256 characters.
 _TAG_VALUE = r"^[\w\s+\-=.:/@]{1,256}$"
-_ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
 Email = Annotated[str, StringConstraints(pattern=_EMAIL)]
 #: An SNS topic of the caller's (an organisation's on-call or chat topic).
@@ -335,7 +322,7 @@ def load_config(environment: object, context: object) -> PipelineConfig:
         )
     if not isinstance(name, str) or name not in context:
         raise ConfigError("environment", name, f"must be one of {', '.join(sorted(context))}")
-    if not _ENV_NAME.match(name):
+    if not ENV_NAME.match(name):
         raise ConfigError(
             "environment", name, "must be lowercase letters, digits and '-', at most 20"
         )
@@ -349,7 +336,7 @@ def load_config(environment: object, context: object) -> PipelineConfig:
             json.dumps(_with_default_memory(block)), strict=True
         )
     except ValidationError as error:
-        raise config_error(key, error) from None
+        raise config_error(key, error, EnvironmentSettings, _ALLOWED) from None
     config = PipelineConfig(name, settings)
     if config.is_production:
         _production_rules(config, key)
@@ -430,170 +417,3 @@ def _production_rules(config: PipelineConfig, key: str) -> None:
             False,
             "production tables must be deletion-protected: true",
         )
-
-
-# --- one-line errors ---------------------------------------------------------------------------
-
-
-_TYPE_WORDS = {
-    "int_type": "must be an integer",
-    "int_from_float": "must be an integer",
-    "float_type": "must be a number",
-    "string_type": "must be a string",
-    "bool_type": "must be true or false",
-    "tuple_type": "must be a list",
-    "list_type": "must be a list",
-    "dataclass_type": "must be an object",
-    "model_type": "must be an object",
-    "dict_type": "must be an object",
-    "missing": "required",
-}
-
-
-def config_error(key: str, error: ValidationError, root: Any = None) -> ConfigError:
-    """The first problem pydantic found in ``root`` (default: the environment settings), as one
-    line naming key, value and what is allowed."""
-    root = root or EnvironmentSettings
-    problem = error.errors(include_url=False)[0]
-    loc = [str(part) for part in problem["loc"]]
-    value = problem.get("input")
-    kind = problem["type"]
-    raised = (problem.get("ctx") or {}).get("error")
-    if isinstance(raised, LimitError):
-        loc, value, allowed = [*loc, raised.argument], raised.value, raised.allowed
-    elif kind in ("extra_forbidden", "unexpected_keyword_argument"):
-        allowed = f"unknown key; allowed keys: {', '.join(_allowed_keys(loc[:-1], root))}"
-    elif kind == "missing":
-        value, allowed = None, "required"
-    else:
-        allowed = _allowed_text(problem, [part for part in loc if not part.isdigit()], root)
-    return ConfigError(".".join([key, *_join_indexes(loc)]), value, allowed)
-
-
-def _allowed_text(problem: Any, named: list[str], root: Any) -> str:
-    """What the field allows: its own words, its choices, its bounds, or pydantic's."""
-    kind = problem["type"]
-    annotation = _field_types(_kind_at(named[:-1], root), extras=True).get(named[-1])
-    if kind == "value_error":
-        return str(problem["msg"]).removeprefix("Value error, ")
-    if named[-1] in _ALLOWED:
-        return _ALLOWED[named[-1]]
-    if kind == "literal_error":
-        return f"must be one of {', '.join(map(str, get_args(_unwrap(annotation))))}"
-    bounded = limits.bounds_of(annotation) != (None, None)
-    if kind in ("greater_than_equal", "less_than_equal") or (kind in _TYPE_WORDS and bounded):
-        return _range_text(named, root)
-    if kind in ("too_short", "too_long"):
-        return f"must be 1 to {(problem.get('ctx') or {}).get('max_length', 64)} characters"
-    return _TYPE_WORDS.get(kind) or problem["msg"].removeprefix("Value error, ")
-
-
-def _join_indexes(loc: list[str]) -> list[str]:
-    """``["schedule", "0", "cron"]`` -> ``["schedule[0]", "cron"]``."""
-    joined: list[str] = []
-    for part in loc:
-        if part.isdigit() and joined:
-            joined[-1] += f"[{part}]"
-        else:
-            joined.append(part)
-    return joined
-
-
-def _range_text(loc: list[str], root: Any) -> str:
-    """``must be a number from 0.1 to 0.9``, from the ``Ge``/``Le`` bounds of the field."""
-    *parent, name = [part for part in loc if not part.isdigit()]
-    annotation = _field_types(_kind_at(parent, root), extras=True)[name]
-    low, high = limits.bounds_of(annotation)
-    word = "an integer" if _unwrap(annotation) is int else "a number"
-    if low is not None and high is not None:
-        return f"must be {word} from {low} to {high}"
-    return f"must be {word} of at least {low}" if low is not None else f"must be at most {high}"
-
-
-def _kind_at(loc: list[str], root: Any) -> Any:
-    kind: Any = root
-    for part in loc:
-        if not part.isdigit():
-            kind = _field_types(kind).get(part)
-    return kind
-
-
-def _allowed_keys(loc: list[str], root: Any) -> list[str]:
-    """The keys the model accepts at ``loc`` (for the unknown-key message)."""
-    return list(_field_types(_kind_at(loc, root)))
-
-
-def _field_types(kind: Any, *, extras: bool = False) -> dict[str, Any]:
-    """Field name -> annotation of a settings model or dataclass (with ``Annotated`` extras)."""
-    kind = _unwrap(kind)
-    if isinstance(kind, type) and issubclass(kind, BaseModel):
-        return {
-            n: Annotated[(f.annotation, *f.metadata)] if extras and f.metadata else f.annotation
-            for n, f in kind.model_fields.items()
-        }
-    if dataclasses.is_dataclass(kind):
-        hints = typing.get_type_hints(kind, include_extras=extras)
-        return {f.name: hints[f.name] for f in dataclasses.fields(kind)}
-    return {}
-
-
-def _unwrap(kind: Any) -> Any:
-    """``X | None``, ``Annotated[X, ...]`` and ``tuple[X, ...]`` -> ``X``."""
-    while True:
-        origin = get_origin(kind)
-        if origin is Annotated:
-            kind = get_args(kind)[0]
-        elif origin in (types.UnionType, typing.Union):
-            kind = next(a for a in get_args(kind) if a is not type(None))
-        elif origin is tuple:
-            kind = get_args(kind)[0]
-        else:
-            return kind
-
-
-# --- the JSON Schema that cdk.json points editors at --------------------------------------------
-
-
-def json_schema() -> dict[str, Any]:
-    """The schema of ``cdk.json``: its ``context.pipeline`` environments are settings blocks."""
-    settings = EnvironmentSettings.model_json_schema(ref_template="#/$defs/{model}")
-    definitions = settings.pop("$defs", {})
-    definitions["EnvironmentSettings"] = settings
-    # A block holds only what differs: the functions, and each one's memory, are defaulted.
-    for name in ("EnvironmentSettings", "StageFunctions", "FunctionSettings"):
-        definitions[name].pop("required", None)
-    from serverless_stack import toolchain_config  # it builds on this module
-
-    toolchain = toolchain_config.json_schema()
-    definitions.update(toolchain.pop("$defs", {}))
-    definitions["ToolchainSettings"] = toolchain
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "cdk.json of the cost-optimized serverless pipeline",
-        "description": "Generated by `python -m serverless_stack.config`; do not edit by hand.",
-        "type": "object",
-        "properties": {
-            "context": {
-                "type": "object",
-                "properties": {
-                    CONTEXT_KEY: {
-                        "type": "object",
-                        "description": "One settings block per environment (-c environment=NAME)",
-                        "propertyNames": {"pattern": _ENV_NAME.pattern},
-                        "additionalProperties": {"$ref": "#/$defs/EnvironmentSettings"},
-                    },
-                    toolchain_config.CONTEXT_KEY: {"$ref": "#/$defs/ToolchainSettings"},
-                },
-            }
-        },
-        "$defs": definitions,
-    }
-
-
-def render_json_schema() -> str:
-    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
-
-
-if __name__ == "__main__":
-    SCHEMA_FILE.write_text(render_json_schema())
-    print(f"wrote {SCHEMA_FILE}", file=sys.stderr)

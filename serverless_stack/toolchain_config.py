@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from serverless_stack.config import ConfigError, config_error
+from serverless_stack.settings_errors import ConfigError, config_error
 
 CONTEXT_KEY = "toolchain"
 #: The environments the pipeline deploys, in order; the smoke test follows the second, and the
@@ -86,5 +86,5 @@ def load_toolchain(context: object) -> ToolchainSettings:
 
 
 def json_schema() -> dict[str, Any]:
-    """The schema of the ``toolchain`` block (``serverless_stack/config.py`` embeds it)."""
+    """The schema of the ``toolchain`` block (``serverless_stack.settings_schema`` embeds it)."""
     return ToolchainSettings.model_json_schema(ref_template="#/$defs/{model}")

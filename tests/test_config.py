@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from constructs_lib.alarm_thresholds import AlarmThresholds
 from constructs_lib.scaling import ProvisionedConcurrencyScaling
-from serverless_stack.config import SCHEMA_FILE, ConfigError, load_config, render_json_schema
+from serverless_stack.config import ConfigError, load_config
+from serverless_stack.settings_schema import SCHEMA_FILE, render_json_schema
 from tests.conftest import ROOT, cdk_context, docs_text
 
 
@@ -300,7 +301,7 @@ def test_every_error_is_one_line():
 
 def test_the_checked_in_json_schema_is_the_models():
     """Editors complete and check cdk.json from this file; regenerate it with
-    ``python -m serverless_stack.config`` when the settings change."""
+    ``python -m serverless_stack.settings_schema`` when the settings change."""
     assert SCHEMA_FILE.read_text() == render_json_schema()
 
 

@@ -13,20 +13,17 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline_tools.cost import (
+from pipeline_tools.bill.model import capacity_of, model_from_template
+from pipeline_tools.bill.pricing import (
     COUNT_STORAGE,
-    SECONDS_PER_MONTH,
-    CodeUsage,
-    CostInputError,
     LineItem,
-    Workload,
-    capacity_of,
     load_prices,
-    main,
-    model_from_template,
     report,
     traces_recorded,
 )
+from pipeline_tools.bill.usage import CodeUsage
+from pipeline_tools.bill.workload import SECONDS_PER_MONTH, CostInputError, Workload
+from pipeline_tools.cost import main
 from tests.conftest import docs_text
 
 PRICES = load_prices()
@@ -334,7 +331,7 @@ def test_prods_bill_does_not_grow_with_the_stacks_age(prod_cost):
 @pytest.fixture(scope="module")
 def prod_usage(stacks):
     """prod's template and its code metered once for the module: (name, template, usage, naive)."""
-    from pipeline_tools.cost import measure
+    from pipeline_tools.bill.usage import measure
     from tests.conftest import assembly_of
 
     directory, name, template = assembly_of(stacks["prod"])
@@ -445,7 +442,9 @@ def test_the_readme_bills_are_a_fresh_run_of_the_cost_report(prod_usage, stacks)
     at 1 M, 10 M and 100 M records in its 36th month, its bill by age at 10 M (months 1, 12 and
     36) and its sweep at each age, and for dev at 1 M and 10 M: no hand-typed figure.
     Regenerate them with `MARKDOWN=1 python -m pipeline_tools.cost ...`."""
-    from pipeline_tools.cost import SWEEP, break_even, measure, render, render_ages, render_sweep
+    from pipeline_tools.bill.pricing import SWEEP, break_even
+    from pipeline_tools.bill.render import render, render_ages, render_sweep
+    from pipeline_tools.bill.usage import measure
     from tests.conftest import assembly_of
 
     readme = docs_text("cost")

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from enricher.enrichment import category_key
-from pipeline_tools.operate import RunnerInvoker, redrive, runner_pipeline
-from pipeline_tools.runner.runner import read_dead_letters
+from pipeline_tools.dead_letters import peek
+from pipeline_tools.operations import redrive
+from pipeline_tools.pipeline import RunnerInvoker, runner_pipeline
 from tests.conftest import docs_text, stored_and_counted
 from tests.fault_injection import fail_after, fail_before
 
@@ -203,7 +204,7 @@ def test_thousand_records_with_faults_nothing_lost_nothing_twice(
 
     outcomes = pipeline.run(events)
     in_dlq_after_the_run = len(
-        read_dead_letters(pipeline.sqs, pipeline.specs["validator"].dead_letter_queue_url)
+        peek(pipeline.sqs, pipeline.specs["validator"].dead_letter_queue_url)
     )
 
     # The operator's fix: the faults that exhausted retries end, and the DLQ is redriven.
@@ -215,7 +216,7 @@ def test_thousand_records_with_faults_nothing_lost_nothing_twice(
     invoker.finish()
 
     stored, counters = stored_and_counted(ddb, table)
-    letters = read_dead_letters(pipeline.sqs, pipeline.specs["validator"].dead_letter_queue_url)
+    letters = peek(pipeline.sqs, pipeline.specs["validator"].dead_letter_queue_url)
 
     valid = {e["id"]: e for e in events if _key(e) not in reasons}
     # The count's day is the record's UTC day, computed here, not by the code under test.
@@ -253,8 +254,8 @@ def test_thousand_records_with_faults_nothing_lost_nothing_twice(
     # the validator's crashes were redriven with the rest (a crash is not a rejection).
     assert len(letters) == MALFORMED
     for letter in letters:
-        assert reasons[_key(letter["event"])] in letter["error_message"]
-        assert letter["error_code"] == "200" and letter["request_id"]
+        assert reasons[_key(letter.event)] in letter.error
+        assert letter.error_code == "200" and letter.request_id
     # Nothing lost: in = stored + duplicate deliveries + left in the DLQ (each counted once).
     assert len(stored) + duplicate_deliveries + MALFORMED == TOTAL
     assert status["lost"] == 0

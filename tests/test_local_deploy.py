@@ -96,7 +96,7 @@ def test_records_flow_through_the_deployed_code(emulator):
     assert result.counters == {("order", "2026-11-29"): 2, ("signup", "2026-11-29"): 1}
     statuses = [o.result.get("status") for o in result.outcomes if isinstance(o.result, dict)]
     assert statuses.count("duplicate") == 1
-    reasons = {letter["event"]["id"]: letter["error_message"] for letter in result.dead_letters}
+    reasons = {letter.event["id"]: letter.error for letter in result.dead_letters}
     assert set(reasons) == {"bad id", "order-0003"}
     assert "id: must be 1-128 characters" in reasons["bad id"]
     assert "timestamp: not an ISO-8601" in reasons["order-0003"]
@@ -149,7 +149,7 @@ def test_operator_commands_work_on_the_emulator(emulator, tmp_path, capsys):
     assert "3 messages in the DLQ (left there)" in capsys.readouterr().out
 
     # What the AWS-side command reads of a deployed stack, read here from the emulator.
-    from pipeline_tools.operate import deployed_pipeline
+    from pipeline_tools.pipeline import deployed_pipeline
 
     with aws_pointed_at(emulator):
         ops, invoker = deployed_pipeline(boto3.Session(region_name="us-east-1"), STACK)

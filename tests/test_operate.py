@@ -10,15 +10,10 @@ from typing import Any
 
 import pytest
 
-from pipeline_tools.operate import (
-    RecordFileError,
-    RunnerInvoker,
-    dead_letters,
-    read_records,
-    redrive,
-    runner_pipeline,
-    send,
-)
+from pipeline_tools.dead_letters import peek
+from pipeline_tools.operations import redrive, send
+from pipeline_tools.pipeline import RunnerInvoker, runner_pipeline
+from pipeline_tools.records_file import RecordFileError, read_records
 from tests.conftest import load_event, stored_and_counted
 from tests.fault_injection import fail_before
 
@@ -116,13 +111,15 @@ def test_redrive_after_a_fix_stores_each_record_exactly_once(pipeline):
     invoker.finish()
     assert summary.sent == 31 and not summary.refused
 
-    letters = dead_letters(pipeline.sqs, ops)
+    letters = peek(pipeline.sqs, ops.dead_letter_queue_url, ops.failed_stage)
     assert Counter(letter.failed_stage for letter in letters) == {
         "processor": len(broken),
         "validator": 1,
     }
     assert {letter.record_id for letter in letters if letter.failed_stage == "processor"} == broken
-    assert len(dead_letters(pipeline.sqs, ops)) == len(broken) + 1, "listing consumes nothing"
+    assert (
+        len(peek(pipeline.sqs, ops.dead_letter_queue_url, ops.failed_stage)) == len(broken) + 1
+    ), "listing consumes nothing"
     assert queue_depth(pipeline) == len(broken) + 1
 
     dry = redrive(pipeline.sqs, ops, invoker, dry_run=True)
@@ -165,7 +162,7 @@ def test_a_message_whose_redrive_is_refused_stays_in_the_queue(pipeline):
     assert result.redriven == 0 and len(result.refused) == 1
     assert "Rate exceeded" in result.refused[0][1]
     assert queue_depth(pipeline) == 1
-    (letter,) = dead_letters(pipeline.sqs, ops)
+    (letter,) = peek(pipeline.sqs, ops.dead_letter_queue_url, ops.failed_stage)
     assert letter.failed_stage == "validator" and letter.record_id == "bad id"
     assert "id: must be 1-128 characters" in letter.error
 
@@ -184,9 +181,9 @@ def test_max_limits_a_redrive(pipeline):
 def test_the_lambda_invoker_sends_json_async_to_the_alias_and_retries_throttling(monkeypatch):
     from botocore.exceptions import ClientError
 
-    from pipeline_tools import operate
+    from pipeline_tools import pipeline as pipeline_module
 
-    monkeypatch.setattr(operate.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(pipeline_module.time, "sleep", lambda seconds: None)
     calls: list[dict[str, Any]] = []
 
     class Lambda:
@@ -196,7 +193,7 @@ def test_the_lambda_invoker_sends_json_async_to_the_alias_and_retries_throttling
                 raise ClientError({"Error": {"Code": "TooManyRequestsException"}}, "Invoke")
             return {"StatusCode": 202}
 
-    invoker = operate.LambdaInvoker(Lambda(), {"validator": "arn:fn:validator:live"})
+    invoker = pipeline_module.LambdaInvoker(Lambda(), {"validator": "arn:fn:validator:live"})
     invoker.invoke("validator", RECORD)
     assert len(calls) == 3
     assert calls[-1]["FunctionName"] == "arn:fn:validator:live"
@@ -208,7 +205,7 @@ def test_the_lambda_invoker_sends_json_async_to_the_alias_and_retries_throttling
             raise ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "Invoke")
 
     with pytest.raises(ClientError):
-        operate.LambdaInvoker(Refusing(), {"validator": "x"}).invoke("validator", RECORD)
+        pipeline_module.LambdaInvoker(Refusing(), {"validator": "x"}).invoke("validator", RECORD)
 
 
 # --- one line, never a traceback, on the AWS path ----------------------------------------------
@@ -275,7 +272,7 @@ def test_redrive_max_and_send_parallel_take_a_whole_number_from_1(capsys, value)
 
 
 def test_a_refusal_names_the_record_as_people_count_from_1():
-    from pipeline_tools.operate import SendSummary
+    from pipeline_tools.operations import SendSummary
 
     summary = SendSummary(sent=2, refused=[(0, "TooManyRequestsException: slow down")])
     assert summary.line() == (

@@ -27,7 +27,7 @@ RUN = [
     ".venv/bin/python -m pipeline_tools.iam_check cdk.out/DataPipeline-dev.template.json"
     " lambda_src",
     "make rightsize",
-    ".venv/bin/python -m serverless_stack.config",
+    ".venv/bin/python -m serverless_stack.settings_schema",
     ".venv/bin/pipeline --help",
     "make synth-toolchain",
 ]

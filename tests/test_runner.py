@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline_tools.runner.runner import PayloadTooLarge, read_dead_letters
+from pipeline_tools.dead_letters import peek
+from pipeline_tools.runner.runner import PayloadTooLarge
 from tests.conftest import sample_record, stored_and_counted
 
 
@@ -31,8 +32,8 @@ def test_a_response_that_is_not_json_is_a_function_error(pipeline, monkeypatch):
     assert outcome.status == "dead_lettered" and outcome.stage == "processor"
     assert "Runtime.MarshalError: Unable to marshal response" in outcome.error
     assert pipeline.invocations["processor"] == 3, "a function error is retried twice"
-    (letter,) = read_dead_letters(pipeline.sqs, pipeline.specs["processor"].dead_letter_queue_url)
-    assert "Runtime.MarshalError" in letter["error_message"]
+    (letter,) = peek(pipeline.sqs, pipeline.specs["processor"].dead_letter_queue_url)
+    assert "Runtime.MarshalError" in letter.error
 
 
 def test_stages_see_json_not_python_objects(pipeline, monkeypatch):
@@ -80,8 +81,8 @@ def test_the_invocation_record_has_lambdas_shape(pipeline, monkeypatch):
 
     monkeypatch.setattr(module, "enrich", fail)
     pipeline.run([sample_record()])
-    (letter,) = read_dead_letters(pipeline.sqs, pipeline.specs["enricher"].dead_letter_queue_url)
-    event = letter["event"]
+    (letter,) = peek(pipeline.sqs, pipeline.specs["enricher"].dead_letter_queue_url)
+    event = letter.event
     assert event["version"] == "1.0" and event["timestamp"].endswith("Z")
     context = event["requestContext"]
     assert context["functionArn"] == pipeline.specs["validator"].arn
@@ -145,7 +146,7 @@ def run_with_template(dev_assembly, mutate, events):
         specs = specs_from_template(template, asset_dirs(directory, name), physical)
         runner = AsyncPipeline(specs, session.client("sqs"))
         outcomes = runner.run(events)
-        letters = read_dead_letters(runner.sqs, specs["validator"].dead_letter_queue_url)
+        letters = peek(runner.sqs, specs["validator"].dead_letter_queue_url)
         return outcomes, runner, letters
 
 

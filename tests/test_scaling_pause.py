@@ -332,7 +332,7 @@ def test_a_schedule_that_is_not_weekly_is_refused_at_synth():
 def test_dead_letters_name_a_deployment_event_and_redrive_leaves_it(tmp_path):
     """A deployment event the hook could not act on lands in the DLQ (which pages); the operator
     commands say what it is and never send it to a stage."""
-    from pipeline_tools.operate import Pipeline
+    from pipeline_tools.pipeline import Pipeline
 
     pipeline = Pipeline(
         dead_letter_queue_url="q",

@@ -236,7 +236,7 @@ def test_the_toolchains_bill_is_its_actions_builds_key_and_artifacts(toolchain):
     Prepares and 2 Deploys (1 + 3 each, the smoke role's stack too) + SmokeTest 3 + prod
     Prepare 1 and Deploy 12 = 51 minutes (the approval is free); the builds Synth 15 +
     SelfMutate 2 + 5 assets + SmokeTest 3 = 25 minutes."""
-    from pipeline_tools.cost import load_prices
+    from pipeline_tools.bill.pricing import load_prices
     from pipeline_tools.toolchain_cost import WORKLOAD_FILE, toolchain_bill
 
     _, template, _ = toolchain

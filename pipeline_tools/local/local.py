@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_tools.counts import daily_counts, print_counts
+from pipeline_tools.dead_letters import DeadLetter, peek
 from pipeline_tools.local.deployed import DeployedStack, specs_from_deployment
-from pipeline_tools.operate import RunnerInvoker, run_command, runner_pipeline
-from pipeline_tools.runner.runner import AsyncPipeline, Outcome, read_dead_letters
+from pipeline_tools.operate import run_command
+from pipeline_tools.pipeline import RunnerInvoker, runner_pipeline
+from pipeline_tools.runner.runner import AsyncPipeline, Outcome
 from pipeline_tools.runner.runtime import environment_variables
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,7 +214,7 @@ class DriveResult:
     stored: list[dict[str, Any]]
     #: ``{(type, day): n}`` for the days of the stored records, read by ``counts``' reader.
     counters: dict[tuple[str, str], int]
-    dead_letters: list[dict[str, Any]]
+    dead_letters: list[DeadLetter]
     notes: list[str]
 
 
@@ -270,7 +272,7 @@ def drive(emulator: Emulator, environment: str, records: list[Any]) -> DriveResu
             for day in days
             for record_type, n in daily_counts(ddb, table, day).items()
         }
-        letters = read_dead_letters(session.client("sqs"), stack.outputs["DlqUrl"])
+        letters = peek(session.client("sqs"), stack.outputs["DlqUrl"])
         return DriveResult(outcomes, stored, counters, letters, notes)
 
 
@@ -319,9 +321,7 @@ def render_drive(result: DriveResult, sent: int) -> str:
     lines.append(f"Duplicates recognised (stored nothing): {duplicates}")
     lines.append(f"Dead-letter queue ({len(result.dead_letters)}):")
     for letter in result.dead_letters:
-        event = letter["event"]
-        record_id = event.get("id") if isinstance(event, dict) else event
-        lines.append(f"  {record_id!r}: {letter['error_message']}")
+        lines.append(f"  {letter.record_id!r}: {letter.error}")
     return "\n".join(lines)
 
 

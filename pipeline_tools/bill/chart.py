@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline_tools.cost import COST_TARGETS, RECORD_STORAGE, Bill, Report
+from pipeline_tools.bill.pricing import COST_TARGETS, RECORD_STORAGE, Bill, Report
 
 EVERYTHING_ELSE = "everything else"
 
