@@ -14,11 +14,8 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
-from serverless_stack.compliance import (
-    acknowledge_findings,
-    attach_rule_packs,
-    skip_checkov_checks,
-)
+from serverless_stack.checkov_skips import skip_checkov_checks
+from serverless_stack.compliance import acknowledge_findings, attach_rule_packs
 from serverless_stack.config import PipelineConfig
 from serverless_stack.stack import PipelineStack
 

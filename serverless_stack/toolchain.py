@@ -32,12 +32,12 @@ from cdklabs.cdk_validator_cfnguard import CfnGuardValidator
 from constructs import Construct
 
 from serverless_stack.assembly import add_pipeline, stack_name
-from serverless_stack.compliance import (
+from serverless_stack.config import load_config
+from serverless_stack.control_tower import (
     control_tower_exemptions,
     control_tower_rules_for,
     resource_types,
 )
-from serverless_stack.config import load_config
 from serverless_stack.toolchain_compliance import (
     TOOLCHAIN_EXEMPTIONS,
     acknowledge_toolchain,

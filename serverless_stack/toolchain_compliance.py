@@ -18,7 +18,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
-from serverless_stack.compliance import ControlExemption
+from serverless_stack.control_tower import ControlExemption
 
 #: (finding pattern, reason): the first pattern that matches a finding's id gives its reason.
 IAM5_REASONS: tuple[tuple[str, str], ...] = (
@@ -95,7 +95,7 @@ WRITE_WITHOUT_CONSTRAINTS = ("/Assets/FileRole/",)
 
 
 #: Control Tower controls CDK Pipelines' artifact bucket and key do not meet, with the reason.
-#: Disabled by rule, as the stack's own exemptions are (``compliance.ControlExemption``).
+#: Disabled by rule, as the stack's own exemptions are (``control_tower.ControlExemption``).
 TOOLCHAIN_EXEMPTIONS: tuple[ControlExemption, ...] = (
     ControlExemption(
         "ct-s3-pr-2",

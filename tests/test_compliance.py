@@ -8,7 +8,8 @@ from pathlib import Path
 import aws_cdk as cdk
 import pytest
 
-from serverless_stack.compliance import ACKNOWLEDGMENTS, CONTROL_TOWER_EXEMPTIONS
+from serverless_stack.compliance import ACKNOWLEDGMENTS
+from serverless_stack.control_tower import CONTROL_TOWER_EXEMPTIONS
 from tests.conftest import cdk_context
 
 
@@ -147,8 +148,8 @@ def test_an_account_that_enforces_the_log_controls_sets_them_and_needs_no_acknow
     report = json.loads((tmp_path / "validation-report.json").read_text())
     assert {p["conclusion"] for p in report["pluginReports"]} == {"success"}
     assert "cdk-validator-cfnguard" not in {p["pluginName"] for p in report["pluginReports"]}
-    from serverless_stack.compliance import control_tower_exemptions
     from serverless_stack.config import load_config
+    from serverless_stack.control_tower import control_tower_exemptions
 
     exempt = {e.rule for e in control_tower_exemptions(load_config("prod", settings))}
     assert exempt == {"ct-lambda-pr-3", "ct-sqs-pr-1"}, "the log controls are enforced and met"
@@ -175,7 +176,7 @@ def test_each_control_tower_exemption_is_needed(tmp_path, exemption):
 
 
 def test_dev_staging_and_prod_pass_control_tower_with_exactly_the_exemptions(stacks):
-    from serverless_stack.compliance import control_tower_exemptions
+    from serverless_stack.control_tower import control_tower_exemptions
 
     for stack in stacks.values():
         rules = {e.rule for e in control_tower_exemptions(stack.config)}
@@ -207,7 +208,7 @@ def test_control_tower_runs_every_rule_that_evaluates_a_resource_type_of_the_sta
     """Only the rules about the stack's own resource types are loaded (cfn-guard takes about 5 s
     for all of them): the types read from each synthesized template select the same rules as
     the construct tree did, so no rule about a type in the template is left out."""
-    from serverless_stack.compliance import (
+    from serverless_stack.control_tower import (
         control_tower_rules,
         control_tower_rules_for,
         resource_types,

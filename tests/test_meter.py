@@ -15,14 +15,11 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from pipeline_tools.meter import (
-    DynamoDBMeter,
-    LogMeter,
-    StageUsage,
-    item_bytes,
-    sample_records,
-)
+from pipeline_tools.dynamodb_meter import DynamoDBMeter, item_bytes
+from pipeline_tools.log_meter import LogMeter
+from pipeline_tools.meter import StageUsage
 from pipeline_tools.runner.provision import create_table
+from pipeline_tools.sample_records import sample_records
 
 TABLE = "meter-test"
 

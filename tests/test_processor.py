@@ -204,7 +204,8 @@ def test_a_record_stored_before_digests_existed_is_still_recognised(pipeline):
 def test_deflate_encoding_compresses_only_where_it_saves_a_write_unit():
     """``payload_encoding: deflate``: a payload that would start another KB is stored as its
     zlib-compressed JSON text, losslessly; a small one stays readable JSON text."""
-    from pipeline_tools.meter import item_bytes, sample_records, write_units
+    from pipeline_tools.dynamodb_meter import item_bytes, write_units
+    from pipeline_tools.sample_records import sample_records
     from processor.storage import read_payload
 
     (big,) = sample_records(1, 1024)
@@ -220,7 +221,7 @@ def test_deflate_encoding_compresses_only_where_it_saves_a_write_unit():
 
 
 def test_a_deflated_record_is_a_duplicate_or_a_conflict_like_any_other(pipeline, monkeypatch):
-    from pipeline_tools.meter import sample_records
+    from pipeline_tools.sample_records import sample_records
 
     module = pipeline.module("processor")
     monkeypatch.setattr(module, "PAYLOAD_ENCODING", "deflate")

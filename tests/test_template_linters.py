@@ -9,7 +9,7 @@ from pathlib import Path
 import aws_cdk as cdk
 import pytest
 
-from serverless_stack.compliance import CHECKOV_SKIPS
+from serverless_stack.checkov_skips import CHECKOV_SKIPS
 from tests.conftest import ENVIRONMENTS, ROOT
 from tests.helpers import of_type, props, ref_id, single
 

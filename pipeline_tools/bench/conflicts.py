@@ -8,10 +8,10 @@ second, lowest first), N records go through 8 concurrent processors
 holds its items 20 ms) and Lambda's three attempts as rounds. It reports the valid records
 dead-lettered, the rate the processors achieved (this machine's moto is the limit, not
 DynamoDB), and the write units per stored record, sized by the meter's rules
-(``pipeline_tools/meter.py``) on the requests that completed. Then the table is aged past the
-markers' life (``designs.settle``: the roll-ups, then TTL's deletions): it reports the items
-left for counts, the read units a roll-up spent per record, and whether
-the counts read then are exact. A design stops at its first rate with a dead-lettered record:
+(``pipeline_tools/dynamodb_meter.py``) on the requests that completed. Then the table is aged
+past the markers' life (``designs.settle``: the roll-ups, then TTL's deletions): it reports the
+items left for counts, the read units a roll-up spent per record, and whether the counts read
+then are exact. A design stops at its first rate with a dead-lettered record:
 that rate is its ceiling here.
 
 A measurement, not a test; ``make bench`` runs it and writes the table into BENCHMARKS.md.
@@ -65,7 +65,7 @@ def metered_processors(reader: Any, rule: Any) -> tuple[list[Any], list[Any]]:
     import boto3
 
     from pipeline_tools.bench.designs import runtime
-    from pipeline_tools.meter import DynamoDBMeter
+    from pipeline_tools.dynamodb_meter import DynamoDBMeter
 
     meters, clients = [], []
     for _ in range(PROCESSORS):

@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline_tools.runner.iam import RolePolicy
 from pipeline_tools.runner.spec import FunctionSpec
-from pipeline_tools.template import StackTemplate, Stage, resources
+from pipeline_tools.template import StackTemplate, Stage, resolve, resources
 
 
 class DeployedCodeMismatch(RuntimeError):
@@ -149,13 +149,10 @@ def _arns(
 def _fetch_code(
     s3: Any, account: str, code: dict[str, Any], expected_sha: str, target: Path
 ) -> None:
-    bucket, key = code["S3Bucket"], code["S3Key"]
-    if isinstance(bucket, dict):  # Fn::Sub of the bootstrap bucket, as the deploy resolved it
-        bucket = (
-            bucket["Fn::Sub"]
-            .replace("${AWS::AccountId}", account)
-            .replace("${AWS::Region}", s3.meta.region_name)
-        )
+    # The bootstrap bucket is a Fn::Sub of the account and region, as the deploy resolved it.
+    pseudo = {"AWS::AccountId": account, "AWS::Region": s3.meta.region_name}
+    bucket = resolve(code["S3Bucket"], {}, target.name, pseudo, strict=True)
+    key = resolve(code["S3Key"], {}, target.name, pseudo, strict=True)
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     actual = base64.b64encode(hashlib.sha256(body).digest()).decode()
     if actual != expected_sha:
