@@ -3,6 +3,7 @@ conflict rule and the test suite, each against its floor or baseline in the same
 interleaved repetitions; writes BENCHMARKS.md.
 
 Usage: ``make bench`` (or ``python -m pipeline_tools.bench.run [--repeat N] [--skip-suite]``).
+Each process is timed by pyperf (``pipeline_tools/bench/timing.py``).
 It is not a test.
 """
 
@@ -18,13 +19,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 from pipeline_tools.bench import conflicts
 from pipeline_tools.bench.designs import DESIGNS
+from pipeline_tools.bench.timing import Command, interleaved, summary
 from pipeline_tools.template import asset_dirs
 from serverless_stack.stages import STAGES
 
@@ -32,8 +32,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 NODE = ROOT / "node_modules" / ".bin" / "node"
 TARGETS = {"synth": 2.0, "import": 1.3, "asset_kb": 64, "suite": 8.0, "write_units": 2.0}
-STORAGE_RECORDS = 300
-STORAGE_RATES = (50.0, 400.0)
 
 
 def env() -> dict[str, str]:
@@ -47,70 +45,42 @@ def env() -> dict[str, str]:
     return {**os.environ, "PATH": path, "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def timed(command: list[str], extra_env: dict[str, str] | None = None, cwd: Path = ROOT) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(
-        command, cwd=cwd, env={**env(), **(extra_env or {})}, capture_output=True, text=True
-    )
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(command)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
-        )
-    return elapsed
+def cdk_synth(out: Path, *args: str) -> Command:
+    """``cdk synth`` of this app (or with ``--app``, another) into ``out``, as a timed process."""
+    return Command((str(CDK), "synth", "--quiet", *args, "-o", str(out)), cwd=ROOT)
 
 
-def interleaved(runs: dict[str, Callable[[], float]], repeat: int) -> dict[str, list[float]]:
-    """Run each measurement ``repeat`` times, alternating, so load hits all of them alike."""
-    samples: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeat):
-        for name, run in runs.items():
-            samples[name].append(run())
-    return samples
-
-
-def stats(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
-
-
-def empty_synth(out: Path) -> float:
+def empty_synth(out: Path) -> Command:
     """The floor: ``cdk synth`` of pipeline_tools/bench/empty_app.py, same CLI, same Node."""
-    return timed(
-        [
-            str(CDK),
-            "synth",
-            "--quiet",
-            "--app",
-            f"{sys.executable} pipeline_tools/bench/empty_app.py",
-            "-o",
-            str(out),
-        ]
-    )
+    return cdk_synth(out, "--app", f"{sys.executable} pipeline_tools/bench/empty_app.py")
 
 
 def synth_benchmark(repeat: int, out: Path) -> dict[str, list[float]]:
-    app_out, empty_out = out / "app", out / "empty"
     return interleaved(
         {
-            "empty app synth": lambda: empty_synth(empty_out),
-            "this app synth (dev)": lambda: timed(
-                [str(CDK), "synth", "--quiet", "-o", str(app_out)]
-            ),
+            "empty app synth": empty_synth(out / "empty"),
+            "this app synth (dev)": cdk_synth(out / "app"),
         },
         repeat,
+        out / "synth.json",
+        env(),
     )
+
+
+#: What a handler's import is measured against: the interpreter starting with nothing to import
+#: (subtracted from every import), and ``import boto3``, the floor of a function that calls AWS.
+START_UP = "python start-up"
 
 
 def import_benchmark(
-    repeat: int, code_dirs: dict[str, Path], environments: dict[str, dict[str, str]]
+    repeat: int,
+    code_dirs: dict[str, Path],
+    environments: dict[str, dict[str, str]],
+    results: Path,
 ) -> dict[str, list[float]]:
-    """Fresh interpreters; each measures its own import with perf_counter (no start-up noise),
-    under the stage's own environment variables from prod's template (so a PassThrough stage
-    imports with ``POWERTOOLS_TRACE_DISABLED``, as in Lambda)."""
-    probe = (
-        "import time, sys; t = time.perf_counter(); import {module}; "
-        "sys.stdout.write(str(time.perf_counter() - t))"
-    )
+    """Fresh interpreters importing each stage's handler, under the stage's own environment
+    variables from prod's template (so a PassThrough stage imports with
+    ``POWERTOOLS_TRACE_DISABLED``, as in Lambda), interleaved with the floors."""
     lambda_env = {
         "TABLE_NAME": "bench",
         "AWS_ACCESS_KEY_ID": "x",
@@ -119,30 +89,20 @@ def import_benchmark(
         "PYTHONDONTWRITEBYTECODE": "1",
     }
 
-    def measure(
-        module: str, path: Path | None, variables: dict[str, str] | None = None
-    ) -> Callable[[], float]:
-        def run() -> float:
-            extra = {**lambda_env, **(variables or {})}
-            if path:
-                extra["PYTHONPATH"] = str(path)
-            result = subprocess.run(
-                [sys.executable, "-c", probe.format(module=module)],
-                env={**env(), **extra},
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            return float(result.stdout)
+    def probe(
+        module: str | None, path: Path | None = None, variables: dict[str, str] | None = None
+    ) -> Command:
+        extra = {**lambda_env, **(variables or {})}
+        if path:
+            extra["PYTHONPATH"] = str(path)
+        return Command((sys.executable, "-c", f"import {module}" if module else "pass"), extra)
 
-        return run
-
-    runs = {"import boto3": measure("boto3", None)}
+    commands = {START_UP: probe(None), "import boto3": probe("boto3")}
     for stage in STAGES:
-        runs[f"import {stage}.handler"] = measure(
+        commands[f"import {stage}.handler"] = probe(
             f"{stage}.handler", code_dirs[stage], environments[stage]
         )
-    return interleaved(runs, repeat)
+    return interleaved(commands, repeat, results, env())
 
 
 def stage_settings(out: Path, stack: str) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
@@ -193,40 +153,33 @@ def main() -> int:
         synth = synth_benchmark(args.repeat, work)
         sizes = asset_sizes(work / "app")
         # Imports as prod runs them: its assets, its environment variables, its tracing modes.
-        timed([str(CDK), "synth", "--quiet", "-c", "environment=prod", "-o", str(work / "prod")])
+        prod = cdk_synth(work / "prod", "-c", "environment=prod")
+        subprocess.run(prod.argv, cwd=ROOT, env=env(), check=True, capture_output=True)
         code_dirs = _stage_dirs(work / "prod", "DataPipeline-prod")
         environments, tracing = stage_settings(work / "prod", "DataPipeline-prod")
         print("imports ...", flush=True)
-        imports = import_benchmark(args.repeat * 3, code_dirs, environments)
+        imports = import_benchmark(args.repeat * 3, code_dirs, environments, work / "imports.json")
         print("storage designs under the conflict rule ...", flush=True)
         storage = conflicts.ladder(
             list(DESIGNS),
-            STORAGE_RECORDS,
-            STORAGE_RATES,
+            conflicts.RECORDS,
+            conflicts.RATES,
             lambda line: print(line, flush=True),
         )
         suite: dict[str, list[float]] = {}
         if not args.skip_suite:
             print("test suite ...", flush=True)
+            pytest = (sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
             suite = interleaved(
                 {
-                    "empty app synth (suite floor)": lambda: empty_synth(work / "empty2"),
-                    "test suite (pytest)": lambda: timed(
-                        [
-                            sys.executable,
-                            "-m",
-                            "pytest",
-                            "-q",
-                            "-p",
-                            "no:cacheprovider",
-                            "-n",
-                            "2",
-                            "--dist",
-                            "loadfile",
-                        ]
+                    "empty app synth (suite floor)": empty_synth(work / "empty2"),
+                    "test suite (pytest)": Command(
+                        (*pytest, "-n", "2", "--dist", "loadfile"), cwd=ROOT
                     ),
                 },
                 1,
+                work / "suite.json",
+                env(),
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -242,15 +195,18 @@ def _stage_dirs(out: Path, stack: str) -> dict[str, Path]:
 
 
 def _row(name: str, values: list[float], unit: str = "s", scale: float = 1.0) -> str:
-    s = stats(values)
+    s = summary(values)
+    spread = f"± {s.stdev * scale:.3f} {unit}" if s.stdev is not None else "-"
     return (
-        f"| {name} | {s['min'] * scale:.3f} {unit} | {s['median'] * scale:.3f} {unit} | "
-        f"{s['max'] * scale:.3f} {unit} | {len(values)} |"
+        f"| {name} | {s.median * scale:.3f} {unit} | {spread} | {s.min * scale:.3f} {unit} "
+        f"| {s.max * scale:.3f} {unit} | {len(values)} |"
     )
 
 
-def _ratio(a: list[float], b: list[float]) -> float:
-    return statistics.median(a) / statistics.median(b)
+def _ratio(a: list[float], b: list[float], floor: list[float] | None = None) -> float:
+    """The ratio of the medians; with ``floor``, of each median less the floor's."""
+    base = statistics.median(floor) if floor else 0.0
+    return (statistics.median(a) - base) / (statistics.median(b) - base)
 
 
 def _met(value: float, target: float) -> str:
@@ -271,7 +227,7 @@ def _target_rows(
         f"{_met(synth_ratio, TARGETS['synth'])} |"
     ]
     for stage in STAGES:
-        r = _ratio(imports[f"import {stage}.handler"], imports["import boto3"])
+        r = _ratio(imports[f"import {stage}.handler"], imports["import boto3"], imports[START_UP])
         # The target holds where a stage does not trace; a traced stage imports the X-Ray SDK.
         applies = tracing[stage] == "PassThrough"
         target = f"≤ {TARGETS['import']}×" if applies else "none (traced)"
@@ -311,7 +267,7 @@ def _storage_rows(storage: list[conflicts.StorageRun]) -> list[str]:
         f"{dead} | 0 | {'yes' if dead == 0 else 'no'} |",
         f"| storage (markers): write units per record | {units:.2f} | ≤ "
         f"{TARGETS['write_units']:g} | {_met(units, TARGETS['write_units'])} |",
-        f"| storage (markers): count items kept for {STORAGE_RECORDS} records of a day and "
+        f"| storage (markers): count items kept for {conflicts.RECORDS} records of a day and "
         f"type, after the markers' TTL | {kept} | ≤ 2 | {'yes' if bounded else 'no'} |",
         f"| storage (markers): counts exact after roll-ups and TTL | {'yes' if exact else 'no'} "
         f"| yes | {'yes' if exact else 'no'} |",
@@ -333,13 +289,15 @@ def render(
         "Written by `make bench` (`pipeline_tools/bench/run.py`). "
         f"Machine: {machine['cores']} cores, "
         f"{machine['machine']}, Python {machine['python']}, Node {machine['node']} "
-        "(the project's pinned Node 22). Repetitions are interleaved and medians compared, so "
-        "load on this shared machine hits both sides of each ratio alike.",
+        "(the project's pinned Node 22). Each figure is whole processes timed by pyperf "
+        "(`pipeline_tools/bench/timing.py`), its repetitions interleaved with its floor's, and "
+        "medians compared, so load on this shared machine hits both sides of each ratio alike. "
+        "An import's ratio is of the medians less the interpreter's start-up.",
         "",
         "## Figures",
         "",
-        "| measurement | min | median | max | runs |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| measurement | median | spread (stdev) | min | max | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
         *(_row(name, values) for name, values in synth.items()),
         *(_row(name, values, "ms", 1000) for name, values in imports.items()),
         *(_row(name, values) for name, values in suite.items()),
@@ -353,7 +311,7 @@ def render(
         "",
         "## Storage designs under DynamoDB's conflict rule",
         "",
-        f"{STORAGE_RECORDS} records of one type and day per run, 8 processors at once, a "
+        f"{conflicts.RECORDS} records of one type and day per run, 8 processors at once, a "
         "transaction holding its items 20 ms, Lambda's three attempts as rounds "
         "(`python -m pipeline_tools.bench.conflicts`). A design stops at its first rate that "
         'dead-letters a valid record. "Achieved" is what this machine\'s moto sustained. '
