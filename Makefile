@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 # A quiet `cdk synth` still ends with a blank line on standard error: drop blank lines there.
 NO_BLANK_LINES = 2> >(grep -v '^$$' >&2)
 
-.PHONY: install synth synth-toolchain synth-all synth-example test lint typecheck checkov cost cost-chart rightsize deploy-local destroy-local bench clean
+.PHONY: install synth synth-toolchain synth-all synth-example api-docs test lint typecheck checkov cost cost-chart rightsize deploy-local destroy-local bench clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -41,6 +41,11 @@ synth-all: install
 ## synth-example: the example app of docs/constructs.md, synthesized in examples/orders/cdk.out
 synth-example: install
 	cd examples/orders && cdk synth --quiet $(NO_BLANK_LINES)
+
+## api-docs: the constructs' API reference, from their docstrings (pdoc), in docs/api/index.html
+## (PDOC_ALLOW_EXEC: importing aws-cdk-lib starts jsii's Node process)
+api-docs: install
+	PDOC_ALLOW_EXEC=1 pdoc --docformat restructuredtext -o docs/api constructs_lib
 
 ## cost: the complete monthly bill of dev, staging and prod against the naive stack, measured
 ## from the code, with the 1 M / 10 M / 100 M sweep (WORKLOAD=file.json, RECORDS=N; MARKDOWN=1

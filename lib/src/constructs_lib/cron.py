@@ -47,7 +47,17 @@ class CronError(ValueError):
 
 @dataclass(frozen=True)
 class Cron:
-    """A parsed expression; ``None`` for a field given as ``?`` or a special (L, W, #) form."""
+    """A parsed expression; ``None`` for a field given as ``?`` or a special (L, W, #) form.
+
+    :param expression: the expression as given, ``M H DOM MON DOW YEAR``.
+    :param minutes: the minutes it fires at, 0-59.
+    :param hours: the hours (UTC) it fires at, 0-23.
+    :param days_of_month: the days of the month, 1-31; ``None`` for ``?`` or L/W forms.
+    :param months: the months, 1-12.
+    :param days_of_week: the days of the week, 1 = Sunday ... 7 = Saturday; ``None`` for ``?``
+        or L/# forms.
+    :param years: the years, 1970-2199.
+    """
 
     expression: str
     minutes: frozenset[int]

@@ -94,6 +94,10 @@ class SafeDeployment(Construct):
         alias: lambda_.Alias,
         preference: DeploymentPreference,
     ) -> None:
+        """
+        :param alias: the alias CodeDeploy shifts to each new version (a ``live`` alias).
+        :param preference: how it shifts: the config, the rollback alarms and the hooks.
+        """
         super().__init__(scope, construct_id)
         self.alarms: list[cloudwatch.IAlarm] = []
         self.role = iam.Role(

@@ -123,8 +123,12 @@ def check_fields(instance: Any, label: str = "") -> None:
 class LimitError(ValueError):
     """A value outside what AWS (or the construct) accepts, naming the argument.
 
-    ``argument`` is the field's own name, ``label`` where it sits (``schedule['Night'].cron``);
-    the settings model reads ``argument``, ``value`` and ``allowed`` to name the ``cdk.json`` key.
+    The settings model reads ``argument``, ``value`` and ``allowed`` to name the ``cdk.json`` key.
+
+    :param argument: the field's own name.
+    :param value: the value given.
+    :param allowed: what the field allows, in words (``must be from 1 to 10``).
+    :param label: where the field sits (``schedule['Night'].cron``). :default: none
     """
 
     def __init__(self, argument: str, value: object, allowed: str, *, label: str = "") -> None:

@@ -11,5 +11,6 @@ from constructs import IConstruct
 
 
 def stack_path(construct: IConstruct) -> str:
+    """``construct``'s path from its stack's name on (``DataPipeline-dev/Enricher``)."""
     stack = Stack.of(construct)
     return stack.stack_name + construct.node.path[len(stack.node.path) :]
