@@ -147,3 +147,20 @@ def test_the_constructs_import_nothing_of_the_app_its_tools_or_the_runtime_code(
                 f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in forbidden
             ]
     assert found == []
+
+
+def test_the_readme_says_who_runs_each_tool():
+    """Every module and package of pipeline_tools is in the README's table, with who runs it."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("**The tools, and who runs each**")
+    table = text[start : text.index("\n## ", start)]
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| `")]
+    named = {name for row in rows for name in re.findall(r"`([\w/]+(?:\.py|/))`", row[0])}
+    tools = ROOT / "pipeline_tools"
+    entries = {p.name for p in tools.glob("*.py") if p.name != "__init__.py"} | {
+        f"{p.name}/" for p in tools.iterdir() if (p / "__init__.py").is_file()
+    }
+    assert entries - named == set(), "modules the README does not place"
+    assert named - entries - {"concurrent.py"} == set(), "the README names modules that are gone"
+    for row in rows:
+        assert re.search(r"\b(user|CI|tests)\b", row[-1]), row

@@ -42,6 +42,7 @@ COVERED = {
     ),
     "make install": "every make target",
     "make synth-example": "tests/test_example.py (from a fresh shell)",
+    "make api-docs": "tests/test_api_reference.py (its pdoc command)",
     "npx cdk synth -c synth=toolchain": "make synth-toolchain, here (its recipe)",
     ".venv/bin/python -m pipeline_tools.toolchain_cost": "tests/test_toolchain.py (the bill)",
     "npx cdk synth -c environment=<env>": "npx cdk synth -c environment=prod, here",

@@ -83,6 +83,9 @@ class DeploymentPreference:
 class SafeDeployment(Construct):
     """A CodeDeploy deployment group on one alias, with a role of exactly what it needs.
 
+    :param alias: the alias CodeDeploy shifts to each new version (a ``live`` alias).
+    :param preference: how it shifts: the config, the rollback alarms and the hooks.
+
     Attributes: ``group`` (the ``LambdaDeploymentGroup``), ``role``, ``alarms``.
     """
 
@@ -94,10 +97,6 @@ class SafeDeployment(Construct):
         alias: lambda_.Alias,
         preference: DeploymentPreference,
     ) -> None:
-        """
-        :param alias: the alias CodeDeploy shifts to each new version (a ``live`` alias).
-        :param preference: how it shifts: the config, the rollback alarms and the hooks.
-        """
         super().__init__(scope, construct_id)
         self.alarms: list[cloudwatch.IAlarm] = []
         self.role = iam.Role(
