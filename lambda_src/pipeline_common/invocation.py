@@ -19,7 +19,7 @@ from pipeline_common.contract import InvalidRecord, validate
 from pipeline_common.regressions import count_regression, is_regression
 
 #: The release probe a deployment's pre-traffic hook sends a new version, and the answer of a
-#: version that imported and initialised (``constructs_lib/handlers/release_hook``).
+#: version that imported and initialised (``lambda_src/release_hook/handler.py``).
 PROBE_EVENT = {"releaseProbe": True}
 PROBE_ANSWER = {"releaseProbe": "ok"}
 

@@ -53,7 +53,7 @@ from pipeline_common.item_size import write_units
 from pipeline_common.retries import RetryPolicy
 from processor.keys import record_key
 
-#: The table's TTL attribute (``constructs_lib.data_table``), which markers always carry.
+#: The table's TTL attribute (``constructs_lib/data_table.py``), which markers always carry.
 TTL_ATTRIBUTE = "expires_at"
 #: ``json``: the payload as JSON text; ``deflate``: compressed where it saves a write unit.
 PAYLOAD_ENCODINGS = ("json", "deflate")

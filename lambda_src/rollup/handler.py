@@ -1,7 +1,7 @@
 """Count roll-up Lambda: folds each closed hour's count markers into its days' totals.
 
 An EventBridge schedule runs it every hour (a ``ScheduledFunction``,
-``constructs_lib.scheduled_function``, wired by the stack). It folds every closed hour after
+``constructs_lib/scheduled_function.py``, wired by the stack). It folds every closed hour after
 the watermark, in order (``pipeline_common/counts.py``), and stops a minute
 before its timeout; the next run goes on from the watermark. Running it again, or beside itself,
 adds nothing twice. Transient DynamoDB conditions are retried in-process
