@@ -2,7 +2,8 @@
 
 A complete CDK app: this file, ``cdk.json`` (the app command and the feature flags) and
 ``store_order/handler.py`` (the function's code). Copy the folder into your project, install
-``requirements.txt`` into your environment and run ``cdk synth`` there (docs/constructs.md).
+the constructs into its environment (``requirements.txt`` pins them; docs/constructs.md says
+from where) and run ``cdk synth`` there.
 """
 
 from pathlib import Path
