@@ -212,22 +212,38 @@ def test_the_example_copied_into_an_empty_folder_synthesizes_with_cdk_synth(cons
     assert "!!" not in result.stderr, result.stderr[:2000]
 
 
-SCALING_PAUSE_APP = """
-from aws_cdk import App, Stack, aws_lambda as lambda_, aws_codedeploy as codedeploy
+CONSUMER_APP = """
+from aws_cdk import App, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_lambda as lambda_
+from constructs_lib.alarm_topic import AlarmTopic
+from constructs_lib.data_table import DataTable
+from constructs_lib.dead_letter_queue import dead_letter_queue
 from constructs_lib.deployment import DeploymentPreference, deployment_config
+from constructs_lib.monitoring import PipelineMonitoring
 from constructs_lib.optimized_function import OptimizedFunction
+from constructs_lib.powertools_layer import powertools_layer
+from constructs_lib.release_probe import ReleaseProbe
 from constructs_lib.scaling import ProvisionedConcurrencyScaling
 from constructs_lib.scaling_pause import ScalingPause
+from constructs_lib.scheduled_function import ScheduledFunction
 
 app = App()
-stack = Stack(app, "Paused")
+stack = Stack(app, "Consumer")
+code = lambda_.Code.from_inline("def handler(event, context): return event")
+common = dict(code=code, handler="index.handler", runtime=lambda_.Runtime.PYTHON_3_14)
+layer = powertools_layer(
+    stack, "Powertools", release="3.37.0", runtime=lambda_.Runtime.PYTHON_3_14,
+    architecture=lambda_.Architecture.ARM_64,
+)
+table = DataTable(stack, "Table", removal_policy=RemovalPolicy.DESTROY, deletion_protection=False)
+queue = dead_letter_queue(stack, "Failures")
 pause = ScalingPause(stack, "Pause")
 scaling = ProvisionedConcurrencyScaling(min_capacity=1, max_capacity=4)
 fn = OptimizedFunction(
     stack, "Worker",
     function_props=lambda_.FunctionProps(
-        code=lambda_.Code.from_inline("def handler(event, context): return event"),
-        handler="index.handler", runtime=lambda_.Runtime.PYTHON_3_14, memory_size=256,
+        **common, memory_size=256, layers=[layer], dead_letter_queue=queue
     ),
     provisioned_concurrency=scaling,
     deployment=DeploymentPreference(
@@ -236,26 +252,52 @@ fn = OptimizedFunction(
     ),
 )
 pause.attach(fn, scaling)
+probe = ReleaseProbe(stack, "Probe")
+probed = OptimizedFunction(
+    stack, "Probed",
+    function_props=lambda_.FunctionProps(**common, memory_size=128),
+    deployment=DeploymentPreference(
+        config=deployment_config("all_at_once"), pre_traffic_hook=probe.function
+    ),
+)
+probe.attach(probed)
+ScheduledFunction(
+    stack, "Hourly", function_props=lambda_.FunctionProps(**common),
+    schedule=events.Schedule.rate(Duration.hours(1)),
+)
+monitoring = PipelineMonitoring(
+    stack, "Monitoring", alarm_action=AlarmTopic(stack, "Alarms"), dashboard=False
+)
+monitoring.monitor_function("Worker", fn)
 app.synth()
 """
 
 
-def test_a_stack_with_scaling_pause_synthesizes_with_the_hook_code_the_wheel_ships(
+def test_every_construct_synthesizes_from_the_wheel_and_the_hooks_deploy_its_code(
     consumer, tmp_path
 ):
-    (tmp_path / "app.py").write_text(SCALING_PAUSE_APP)
+    (tmp_path / "app.py").write_text(CONSUMER_APP)
     _run(["python", "app.py"], tmp_path, {**consumer, "CDK_OUTDIR": str(tmp_path / "out")})
-    template = json.loads((tmp_path / "out" / "Paused.template.json").read_text())
+    template = json.loads((tmp_path / "out" / "Consumer.template.json").read_text())
     hooks = [
         r["Properties"]
         for r in template["Resources"].values()
         if r["Type"] == "AWS::Lambda::Function"
         and r["Properties"].get("Handler") == "release_hook.handler.lambda_handler"
     ]
-    assert len(hooks) == 1
-    asset = hooks[0]["Code"]["S3Key"].removesuffix(".zip")
-    shipped = tmp_path / "out" / f"asset.{asset}" / "release_hook" / "handler.py"
-    assert shipped.read_text() == (PACKAGE / "handlers" / "release_hook" / "handler.py").read_text()
+    assert len(hooks) == 2  # ScalingPause's and ReleaseProbe's
+    for hook in hooks:
+        asset = hook["Code"]["S3Key"].removesuffix(".zip")
+        shipped = tmp_path / "out" / f"asset.{asset}" / "release_hook" / "handler.py"
+        assert shipped.read_text() == (PACKAGE / "handlers/release_hook/handler.py").read_text()
+    types = {r["Type"] for r in template["Resources"].values()}
+    assert {
+        "AWS::DynamoDB::Table",
+        "AWS::Events::Rule",
+        "AWS::CodeDeploy::DeploymentGroup",
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        "AWS::SNS::Topic",
+    } <= types
 
 
 def test_the_docs_give_the_library_install_and_pin():
