@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 OPERATOR_COMMANDS = ("send", "dead-letters", "redrive", "counts", "smoke")
+#: The operator commands' own options, which come before the command.
+OPERATOR_OPTIONS = ("--stack", "--role-arn")
 
 
 def _tools() -> dict[str, Callable[[list[str]], int]]:
@@ -47,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tools = _tools()
     if args[0] in tools:
         return tools[args[0]](args[1:])
-    if args[0] in OPERATOR_COMMANDS or args[0] == "--stack" or args[0].startswith("--stack="):
+    if args[0] in OPERATOR_COMMANDS or args[0].split("=")[0] in OPERATOR_OPTIONS:
         from pipeline_tools.operate import main as operate
 
         return operate(args)

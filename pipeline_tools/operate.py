@@ -31,6 +31,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from pipeline_tools.arguments import OneLineParser
+from pipeline_tools.aws_errors import explain
 from pipeline_tools.dead_letters import peek
 from pipeline_tools.operations import finish, redrive, send
 from pipeline_tools.pipeline import Invoker, Pipeline, deployed_pipeline
@@ -46,6 +48,17 @@ def _positive(text: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"{number} is below 1")
     return number
+
+
+def _day(text: str) -> str:
+    """An argparse type: a real date as YYYY-MM-DD, checked before any AWS call."""
+    from pipeline_tools.counts import layout
+
+    try:
+        layout().check_day(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def add_commands(commands: Any) -> None:
@@ -74,14 +87,12 @@ def add_commands(commands: Any) -> None:
         "--timeout", type=_positive, default=180, help="seconds to wait (default 180)"
     )
     counts_cmd = commands.add_parser("counts", help="the records stored per type on a UTC day")
-    counts_cmd.add_argument("--day", required=True, help="the UTC day, as YYYY-MM-DD")
+    counts_cmd.add_argument("--day", required=True, type=_day, help="the UTC day, as YYYY-MM-DD")
 
 
 def main(argv: Iterable[str] | None = None) -> int:
     """Against a deployed stack, with your AWS credentials (``AWS_ENDPOINT_URL`` is honoured)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline_tools.operate", description=__doc__.split("\n")[0]
-    )
+    parser = OneLineParser(prog="pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("--stack", default="DataPipeline-dev", help="default DataPipeline-dev")
     parser.add_argument(
         "--role-arn", help="assume this role first (the pipeline's smoke step, cross-account)"
@@ -117,43 +128,36 @@ def _session(session: Any, role_arn: str | None) -> Any:
 
 
 def _on_aws(args: argparse.Namespace) -> int:
+    """Run the command on AWS; every AWS-side failure becomes one ``OperatorError`` line."""
     import boto3
-    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+    from botocore.exceptions import BotoCoreError, ClientError
 
+    region = None
     try:
         session = _session(boto3.Session(), args.role_arn)
-        if args.command == "counts":
-            from pipeline_tools.counts import print_counts
-            from pipeline_tools.local.deployed import DeployedStack
+        region = session.region_name
+        return _command_on_aws(args, session)
+    except (BotoCoreError, ClientError) as error:
+        line = explain(error, stack=args.stack, region=region) or str(error)
+        raise OperatorError(line) from None
 
-            table = DeployedStack.read(session, args.stack).outputs["TableName"]
-            return print_counts(session.client("dynamodb"), table, args.day)
-        pipeline, invoker = deployed_pipeline(session, args.stack)
-        if args.command == "smoke":
-            from pipeline_tools.local.deployed import DeployedStack
-            from pipeline_tools.smoke import run_smoke
 
-            table = DeployedStack.read(session, args.stack).outputs["TableName"]
-            dynamodb = session.client("dynamodb")
-            return run_smoke(args, session.client("sqs"), dynamodb, table, pipeline, invoker)
-        return run_command(args, session.client("sqs"), pipeline, invoker)
-    except NoRegionError:
-        raise OperatorError(
-            "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or a region in your profile"
-        ) from None
-    except NoCredentialsError:
-        raise OperatorError(
-            "no AWS credentials: set AWS_PROFILE, or run `aws configure` / `aws sso login`"
-        ) from None
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        message = error.response.get("Error", {}).get("Message", str(error))
-        if code == "ValidationError" and "does not exist" in message:
-            raise OperatorError(
-                f"stack {args.stack!r} does not exist in {session.region_name}: deploy it, or "
-                "pass --stack NAME (default DataPipeline-dev)"
-            ) from None
-        raise OperatorError(f"{code or 'AWS error'}: {message}") from None
+def _command_on_aws(args: argparse.Namespace, session: Any) -> int:
+    if args.command == "counts":
+        from pipeline_tools.counts import print_counts
+        from pipeline_tools.local.deployed import DeployedStack
+
+        table = DeployedStack.read(session, args.stack).outputs["TableName"]
+        return print_counts(session.client("dynamodb"), table, args.day)
+    pipeline, invoker = deployed_pipeline(session, args.stack)
+    if args.command == "smoke":
+        from pipeline_tools.local.deployed import DeployedStack
+        from pipeline_tools.smoke import run_smoke
+
+        table = DeployedStack.read(session, args.stack).outputs["TableName"]
+        dynamodb = session.client("dynamodb")
+        return run_smoke(args, session.client("sqs"), dynamodb, table, pipeline, invoker)
+    return run_command(args, session.client("sqs"), pipeline, invoker)
 
 
 def run_command(

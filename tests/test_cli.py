@@ -42,7 +42,7 @@ def test_operator_commands_reach_aws_and_say_what_is_missing(monkeypatch, capsys
 def test_local_commands_reach_the_emulator_tool(monkeypatch, capsys):
     from pipeline_tools.local import __main__ as local
 
-    monkeypatch.setattr(local.Emulator, "running", staticmethod(lambda: None))
+    monkeypatch.setattr(local.Emulator, "kept", staticmethod(lambda: None))
     assert cli.main(["local", "down"]) == 0
     assert capsys.readouterr().out == "No emulator is running: nothing to destroy.\n"
 

@@ -7,8 +7,12 @@ redeploy, destroy.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
+import subprocess
 
 import boto3
 import pytest
@@ -17,6 +21,7 @@ from pipeline_tools.local.deployed import DeployedStack
 from pipeline_tools.local.emulator_gaps import find_gaps, split_gaps
 from pipeline_tools.local.local import (
     SAMPLE_RECORDS,
+    STATE_FILE,
     Emulator,
     aws_environment,
     aws_pointed_at,
@@ -28,6 +33,8 @@ from pipeline_tools.local.local import (
     free_port,
     stack_name,
 )
+from tests.conftest import ROOT
+from tests.test_readme_commands import ordinary_path
 
 STACK = stack_name("dev")
 
@@ -138,8 +145,11 @@ def test_operator_commands_work_on_the_emulator(emulator, tmp_path, capsys):
     ]
     assert main(["counts", "--day", "2026-11-30"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "1 records stored on 2026-11-30 (1 types)"
-    assert main(["counts", "--day", "30/11/2026"]) == 2
-    assert capsys.readouterr().err == "error: day: '30/11/2026' is not a date as YYYY-MM-DD\n"
+    with pytest.raises(SystemExit) as refused:  # argparse's usage error, before any call
+        main(["counts", "--day", "30/11/2026"])
+    assert refused.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "day: '30/11/2026' is not a date as YYYY-MM-DD" in line
 
     assert main(["redrive", "--dry-run"]) == 0
     assert "would redrive 0; skipped 3 validator rejections" in capsys.readouterr().out
@@ -288,8 +298,59 @@ def test_destroy_leaves_nothing_of_the_stack(emulator, session):
 def test_a_second_destroy_local_has_nothing_to_do_and_says_so(monkeypatch, capsys):
     from pipeline_tools.local import __main__ as cli
 
-    monkeypatch.setattr(cli.Emulator, "running", staticmethod(lambda: None))
+    monkeypatch.setattr(cli.Emulator, "kept", staticmethod(lambda: None))
     assert cli.main(["down"]) == 0
     assert capsys.readouterr().out == "No emulator is running: nothing to destroy.\n"
     assert cli.main(["dead-letters"]) == 1  # the other commands need one
     assert "No emulator is running" in capsys.readouterr().err
+
+
+def _killed_emulator() -> Emulator:
+    """An emulator kept as `make deploy-local KEEP=1` keeps one, then killed (SIGKILL: no
+    clean-up of its own), its record left behind."""
+    server = Emulator(free_port())
+    server.start()
+    assert server.pid is not None and STATE_FILE.is_file()
+    os.killpg(server.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(server.pid, 0)
+    return server
+
+
+def _as_typed(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """``command`` from a fresh shell: the user's PATH, no venv activated."""
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        env={"HOME": os.environ.get("HOME", "/root"), "PATH": ordinary_path()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_killed_emulator_gets_one_line_and_make_destroy_local_recovers():
+    """After the kept emulator dies, an operator command says so in one line, and
+    `make destroy-local` clears its record without an error (run last: one state file)."""
+    _killed_emulator()
+    result = _as_typed([str(ROOT / ".venv" / "bin" / "pipeline"), "local", "dead-letters"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "has stopped" in line and "make deploy-local KEEP=1" in line
+    assert not STATE_FILE.exists()
+
+    _killed_emulator()
+    result = _as_typed(["make", "--no-print-directory", "destroy-local"])
+    assert result.returncode == 0, result.stderr
+    assert "has stopped" in result.stdout and "Error" not in result.stderr
+    assert not STATE_FILE.exists()
+
+
+def test_deploy_local_after_a_killed_emulator_starts_a_new_one(monkeypatch):
+    from pipeline_tools.local import __main__ as cli
+
+    _killed_emulator()
+    started = []
+    monkeypatch.setattr(cli, "up", lambda *args: started.append(args) or 0)
+    assert cli.main(["up", "--keep"]) == 0  # not "an emulator is already running"
+    assert started and not STATE_FILE.exists()

@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipeline_tools.arguments import OneLineParser
 from pipeline_tools.local.deployed import DeployedStack
 from pipeline_tools.local.emulator_gaps import find_gaps, render, split_gaps
 from pipeline_tools.local.local import (
@@ -82,9 +83,7 @@ def up(environment: str, port: int, keep: bool, records: Path) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline_tools.local", description=__doc__.split("\n")[0]
-    )
+    parser = OneLineParser(prog="pipeline local", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     up_parser = commands.add_parser("up", help="start, bootstrap, deploy, drive the samples")
     up_parser.add_argument("--keep", action="store_true", help="leave the emulator running")
@@ -105,9 +104,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        running = Emulator.running()
+        kept = Emulator.kept()
+        stopped = kept is not None and not kept.answers()
+        if stopped and kept is not None:
+            # It exited (killed, the machine restarted) or hangs: its stack is gone with it.
+            # Stop what may be left of its process group, and clear its record.
+            kept.stop()
+        running = None if stopped else kept
         if args.command != "up":
-            return _on_running(running, args)
+            return _on_running(running, args, stopped=stopped)
         if running:
             print("An emulator is already running: `make destroy-local` first.", file=sys.stderr)
             return 1
@@ -120,14 +125,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _on_running(emulator: Emulator | None, args: argparse.Namespace) -> int:
+#: Said when the emulator a ``make deploy-local KEEP=1`` left has exited since.
+STOPPED = "The emulator `make deploy-local KEEP=1` left has stopped (its stack went with it)"
+
+
+def _on_running(
+    emulator: Emulator | None, args: argparse.Namespace, *, stopped: bool = False
+) -> int:
     """``drive``, an operator command or ``down``, on the emulator that is running."""
     if emulator is None and args.command == "down":
-        # A second `make destroy-local`: what it would do is already done.
-        print("No emulator is running: nothing to destroy.")
+        # A second `make destroy-local`, or one after the emulator died: nothing is left to do.
+        print(
+            f"{STOPPED}: nothing to destroy."
+            if stopped
+            else "No emulator is running: nothing to destroy."
+        )
         return 0
     if emulator is None:
-        print("No emulator is running: start one with `make deploy-local KEEP=1`.", file=sys.stderr)
+        said = STOPPED if stopped else "No emulator is running"
+        print(f"{said}: start one with `make deploy-local KEEP=1`.", file=sys.stderr)
         return 1
     if args.command == "drive":
         sent = read_records(args.records)

@@ -97,9 +97,17 @@ class Emulator:
         STATE_FILE.unlink(missing_ok=True)
         self.pid = None
 
+    def answers(self) -> bool:
+        """Whether the emulator answers on its port (its process may have exited)."""
+        try:
+            urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2).close()
+        except OSError:
+            return False
+        return True
+
     @classmethod
-    def running(cls) -> Emulator | None:
-        """The emulator a previous ``up --keep`` left running, if any."""
+    def kept(cls) -> Emulator | None:
+        """The emulator a previous ``up --keep`` recorded, alive or not."""
         if not STATE_FILE.is_file():
             return None
         state = json.loads(STATE_FILE.read_text())
