@@ -10,9 +10,15 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 # A quiet `cdk synth` still ends with a blank line on standard error: drop blank lines there.
 NO_BLANK_LINES = 2> >(grep -v '^$$' >&2)
 
-.PHONY: install synth synth-toolchain synth-all synth-example api-docs test lint typecheck checkov cost cost-chart rightsize deploy-local destroy-local bench clean
+.PHONY: help install synth synth-toolchain synth-all synth-example api-docs test lint typecheck checkov cost cost-chart rightsize deploy-local destroy-local bench clean
 
+## install: the pinned packages in .venv, the CDK CLI and Node 22 in node_modules
 install: $(VENV)/.installed node_modules/.installed
+
+## help: the targets, one line each
+help:
+	@awk '/^## [a-z-]+: / { sub(/^## /, ""); name = $$0; sub(/: .*/, "", name); \
+	  text = substr($$0, length(name) + 3); printf "make %-15s %s\n", name, text }' $(firstword $(MAKEFILE_LIST))
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt lambda_src/requirements.txt pyproject.toml lib/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +35,8 @@ synth: install
 	cdk synth --quiet -c environment=$(ENV) $(NO_BLANK_LINES)
 	python -m pipeline_tools.summary cdk.out/DataPipeline-$(ENV).template.json
 
-## synth-toolchain: the toolchain (DataPipeline-Toolchain) and its dev, staging and prod stage
-## assemblies in cdk.out (cdk-nag runs on each)
+## synth-toolchain: the toolchain (DataPipeline-Toolchain) and its stage assemblies in cdk.out
+## (dev, staging and prod; cdk-nag runs on each)
 synth-toolchain: install
 	cdk synth --quiet -c synth=toolchain $(NO_BLANK_LINES)
 
@@ -42,14 +48,14 @@ synth-all: install
 synth-example: install
 	cd examples/orders && cdk synth --quiet $(NO_BLANK_LINES)
 
-## api-docs: the constructs' API reference, from their docstrings (pdoc), in docs/api/index.html
+## api-docs: the constructs' API reference from their docstrings (pdoc), in docs/api/
 ## (PDOC_ALLOW_EXEC: importing aws-cdk-lib starts jsii's Node process)
 api-docs: install
 	PDOC_ALLOW_EXEC=1 pdoc --docformat restructuredtext -o docs/api constructs_lib
 
-## cost: the complete monthly bill of dev, staging and prod against the naive stack, measured
-## from the code, with the 1 M / 10 M / 100 M sweep (WORKLOAD=file.json, RECORDS=N; MARKDOWN=1
-## prints clean Markdown on stdout, progress goes to stderr), then the toolchain's own bill
+## cost: the monthly bill of dev, staging and prod against the naive stack, and the toolchain's
+## (measured from the code, with the 1 M / 10 M / 100 M sweep; WORKLOAD=file.json, RECORDS=N;
+## MARKDOWN=1 prints clean Markdown on stdout, progress goes to stderr)
 cost: synth-all synth-toolchain
 	@python -m pipeline_tools.cost --sweep $(if $(WORKLOAD),--workload $(WORKLOAD)) \
 	  $(if $(RECORDS),--records-per-month $(RECORDS))
@@ -60,12 +66,12 @@ cost: synth-all synth-toolchain
 cost-chart: synth-all
 	@python -m pipeline_tools.cost --chart docs/cost-prod.png cdk.out/DataPipeline-prod.template.json
 
-## rightsize: memory recommendations from REPORT log lines (LOGS="file ..."; default: the samples)
+## rightsize: memory recommendations from REPORT log lines (LOGS="file ..."; default: samples)
 rightsize: install
 	python -m pipeline_tools.rightsize $(or $(LOGS),tests/data/*-report.log)
 
-## deploy-local: the real `cdk deploy` into a local emulator, records driven through the deployed
-## code, results printed; the emulator stops after (KEEP=1 leaves it running)
+## deploy-local: the real `cdk deploy` into a local emulator, then records through the code
+## (results printed; the emulator stops after, KEEP=1 leaves it running)
 deploy-local: install
 	python -m pipeline_tools.local up $(if $(KEEP),--keep)
 
@@ -73,7 +79,7 @@ deploy-local: install
 destroy-local: install
 	python -m pipeline_tools.local down
 
-## bench: synth, import, asset-size and test-suite benchmarks against their floors -> BENCHMARKS.md
+## bench: the benchmarks against their floors (pyperf), into BENCHMARKS.md
 bench: install
 	python -m pipeline_tools.bench.run
 
@@ -87,18 +93,21 @@ test: install lint typecheck
 	.venv-checkov/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
-## checkov: checkov on the synthesized dev, staging and prod templates, the toolchain and its
-## stage assemblies; fails on any failed check
+## checkov: checkov on every synthesized template; fails on any failed check
+## (dev, staging and prod, the toolchain and its stage assemblies)
 checkov: synth-all synth-toolchain .venv-checkov/.installed
 	.venv-checkov/bin/checkov --directory cdk.out --framework cloudformation --compact \
 	  --quiet --skip-download
 
+## lint: ruff's lint and format checks
 lint:
 	ruff check .
 	ruff format --check .
 
+## typecheck: mypy on the app, the constructs, the tools and the runtime code
 typecheck:
 	mypy app.py lib/src/constructs_lib serverless_stack pipeline_tools lambda_src
 
+## clean: remove synth output, caches and the checkov venv
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache .venv-checkov

@@ -18,6 +18,18 @@ import sys
 from collections.abc import Callable, Sequence
 
 OPERATOR_COMMANDS = ("send", "dead-letters", "redrive", "counts", "smoke")
+USAGE = "usage: pipeline [--stack NAME] [--role-arn ARN] COMMAND [ARGS ...]  (pipeline --help)"
+#: Each command, in a few words (``pipeline`` alone lists them).
+COMMANDS = {
+    "send": "send records (a JSON array, an object or NDJSON) to validator:live",
+    "dead-letters": "list the dead-letter queue without consuming it",
+    "redrive": "re-invoke each dead letter's failed stage",
+    "counts": "the records stored per type on a UTC day (--day YYYY-MM-DD)",
+    "smoke": "send known records and check where each one ended",
+    "local": "the same on the local emulator, and up, down, drive",
+    "cost": "the monthly bill against the naive stack",
+    "rightsize": "memory recommendations from REPORT log lines",
+}
 #: The operator commands' own options, which come before the command.
 OPERATOR_OPTIONS = ("--stack", "--role-arn")
 
@@ -43,9 +55,15 @@ def _tools() -> dict[str, Callable[[list[str]], int]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(__doc__.strip())
-        return 0 if args else 2
+    if not args:
+        print(USAGE, file=sys.stderr)
+        print("commands:", file=sys.stderr)
+        for command, what in COMMANDS.items():
+            print(f"  {command:<13} {what}", file=sys.stderr)
+        return 2
+    if args[0] in ("-h", "--help"):
+        print(__doc__.strip().replace("``", "`"))
+        return 0
     tools = _tools()
     if args[0] in tools:
         return tools[args[0]](args[1:])

@@ -18,9 +18,16 @@ def test_help_lists_every_command(capsys):
         assert command in out
 
 
-def test_no_command_is_a_usage_error(capsys):
+def test_no_command_is_one_usage_line_and_the_list_of_commands(capsys):
     assert cli.main([]) == 2
-    assert "pipeline [--stack NAME]" in capsys.readouterr().out
+    usage, heading, *commands = capsys.readouterr().err.splitlines()
+    assert usage.startswith("usage: pipeline [--stack NAME]") and heading == "commands:"
+    assert [line.split()[0] for line in commands] == [*cli.OPERATOR_COMMANDS, *cli._tools()]
+
+
+def test_help_has_no_restructuredtext_markup(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "``" not in capsys.readouterr().out
 
 
 def test_an_unknown_command_is_one_line(capsys):
@@ -64,3 +71,25 @@ def test_the_installed_command_runs_without_an_activated_venv():
         text=True,
     )
     assert result.returncode == 0 and "pipeline local up" in result.stdout
+
+
+def test_make_help_lists_every_target_with_one_line_each():
+    import re
+    import subprocess
+
+    from tests.conftest import ROOT
+    from tests.test_readme_commands import ordinary_path
+
+    makefile = (ROOT / "Makefile").read_text()
+    phony = set(re.search(r"^\.PHONY: (.*)$", makefile, re.M)[1].split())  # type: ignore[index]
+    result = subprocess.run(
+        ["make", "--no-print-directory", "help"],
+        cwd=ROOT,
+        env={"PATH": ordinary_path()},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0 and result.stderr == ""
+    listed = [line.split()[1] for line in result.stdout.splitlines()]
+    assert sorted(listed) == sorted(phony)  # each once, none left out
+    assert all(len(line.split(maxsplit=2)) == 3 for line in result.stdout.splitlines())

@@ -41,6 +41,7 @@ COVERED = {
         "tests/test_local_deploy.py"
     ),
     "make install": "every make target",
+    "make help": "tests/test_cli.py (every target listed once)",
     "make synth-example": "tests/test_example.py (from a fresh shell)",
     "make api-docs": "tests/test_api_reference.py (its pdoc command)",
     "npx cdk synth -c synth=toolchain": "make synth-toolchain, here (its recipe)",
