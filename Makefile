@@ -38,7 +38,8 @@ synth: install
 ## synth-toolchain: the toolchain (DataPipeline-Toolchain) and its stage assemblies in cdk.out
 ## (dev, staging and prod; cdk-nag runs on each)
 synth-toolchain: install
-	cdk synth --quiet -c synth=toolchain $(NO_BLANK_LINES)
+	@echo "cdk synth --quiet -c synth=toolchain" >&2  # on stderr: make cost's stdout is the bill
+	@cdk synth --quiet -c synth=toolchain $(NO_BLANK_LINES)
 
 ## synth-all: the dev, staging and prod templates in cdk.out (cdk-nag runs on each)
 synth-all: install

@@ -139,7 +139,14 @@ def savings(
     prices: Mapping[str, Any],
 ) -> list[Saving]:
     """Each lever's monthly saving at each of :data:`VOLUMES` (bill undone minus bill as set)."""
-    usage, naive = measure(assembly_dir, stack_name, template, workload)
+    metered = sum(lever.metered for lever in LEVERS)
+    print(
+        f"cost levers: metering {stack_name}'s code as set and with each of {metered} levers "
+        "undone ...",
+        file=sys.stderr,
+        flush=True,
+    )
+    usage, naive = measure(assembly_dir, stack_name, template, workload, quiet=True)
 
     def compared(t: Mapping[str, Any], u: CodeUsage, volume: int) -> float:
         return report(t, stack_name, workload.at(volume), prices, u, naive).stack.compared
@@ -149,7 +156,9 @@ def savings(
         undone: Template = copy.deepcopy(dict(template))
         lever.undo(undone)
         undone_usage = (
-            measure(assembly_dir, stack_name, undone, workload)[0] if lever.metered else usage
+            measure(assembly_dir, stack_name, undone, workload, quiet=True)[0]
+            if lever.metered
+            else usage
         )
         found.append(
             Saving(

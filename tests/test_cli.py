@@ -93,3 +93,19 @@ def test_make_help_lists_every_target_with_one_line_each():
     listed = [line.split()[1] for line in result.stdout.splitlines()]
     assert sorted(listed) == sorted(phony)  # each once, none left out
     assert all(len(line.split(maxsplit=2)) == 3 for line in result.stdout.splitlines())
+
+
+def test_make_cost_echoes_no_recipe_on_stdout():
+    """`make cost MARKDOWN=1` prints only the bill on stdout: no recipe of it, or of the synths
+    it runs first, is echoed there (make echoes a recipe line not marked with @ on stdout)."""
+    import re
+
+    from tests.conftest import ROOT
+
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("cost", "synth-all", "synth-toolchain"):
+        recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.M)
+        assert recipe, target
+        lines = [line for line in recipe[1].splitlines() if not line.startswith("\t  ")]
+        assert lines and all(line.startswith("\t@") for line in lines), (target, lines)
+        assert all(">&2" in line for line in lines if line.startswith('\t@echo "')), target

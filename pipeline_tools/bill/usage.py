@@ -44,21 +44,29 @@ class CodeUsage:
 
 
 def measure(
-    assembly_dir: Path, stack_name: str, template: Mapping[str, Any], workload: Workload
+    assembly_dir: Path,
+    stack_name: str,
+    template: Mapping[str, Any],
+    workload: Workload,
+    *,
+    quiet: bool = False,
 ) -> tuple[CodeUsage, CodeUsage]:
     """Meter the stack's code as deployed, and as the naive stack would run it (text logs at
-    INFO, plain JSON payloads)."""
+    INFO, plain JSON payloads); one progress line on stderr unless ``quiet``."""
     from pipeline_tools.meter import meter
 
-    def progress(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+    if not quiet:  # one line a stack, on stderr (the report is stdout): one step to a user
+        print(
+            f"metering {stack_name}: its code as deployed, and as the naive stack runs it ...",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def usage(naive: bool) -> CodeUsage:
         found = meter(
             assembly_dir,
             stack_name,
             record_bytes=workload.record_bytes,
-            progress=progress,
             template=naive_settings(template) if naive else template,
         )
         per_record = found.records
