@@ -17,6 +17,9 @@ from typing import Any
 
 #: How a stage's crash begins its DLQ error message (``StageFailure`` in the runtime code).
 CRASH_PREFIX = "unexpected "
+#: How the storing stage says a record's id is already stored with other content
+#: (``RecordConflict`` in the runtime code): a redrive would fail the same way.
+CONFLICT_MARK = "is already stored with different content"
 #: How long a received DLQ message stays hidden while a command works on it.
 RECEIVE_VISIBILITY_SECONDS = 120
 #: Which stage failed a message's event; ``"?"`` where it cannot be told.
@@ -45,6 +48,10 @@ class DeadLetter:
         """Refused by the entry stage's contract: it would fail the same way again. A crash
         there (``unexpected ...``, see ``pipeline_common.invocation.StageFailure``) is not."""
         return self.failed_stage == entry and not self.error.startswith(CRASH_PREFIX)
+
+    def is_conflict(self) -> bool:
+        """Refused as a conflict: the stored record is never overwritten, so it fails again."""
+        return CONFLICT_MARK in self.error
 
     def line(self) -> str:
         return (

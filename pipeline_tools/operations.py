@@ -61,17 +61,34 @@ def send(
 
 @dataclass(frozen=True)
 class RedriveSummary:
+    """What a redrive moved, and what it left in the queue and why."""
+
     redriven: int
     skipped_rejected: int
     refused: list[tuple[str, str]]  # (message id, why)
     dry_run: bool
+    skipped_conflicts: int = 0
+    beyond_max: int = 0
 
     def line(self) -> str:
         verb = "would redrive" if self.dry_run else "redrove"
-        text = f"{verb} {self.redriven}; skipped {self.skipped_rejected} validator rejections"
-        if self.refused:
-            text += f"; {len(self.refused)} refused and left in the queue"
-        return text
+        left = [
+            (
+                self.skipped_rejected,
+                "validator rejections (they fail the same way: fix the "
+                "producer and send them again)",
+            ),
+            (
+                self.skipped_conflicts,
+                "conflicts (the stored record stays: resend the other under a new id)",
+            ),
+            (self.beyond_max, "beyond --max"),
+            (len(self.refused), "refused (" + (self.refused[0][1] if self.refused else "") + ")"),
+        ]
+        said = [f"{count} {why}" for count, why in left if count]
+        return f"{verb} {self.redriven}" + (
+            f"; left in the queue: {', '.join(said)}" if said else ""
+        )
 
 
 def redrive(
@@ -86,39 +103,56 @@ def redrive(
 ) -> RedriveSummary:
     """Re-invoke each dead letter's failed stage; delete it only once the invoke is accepted.
 
-    Messages it does not redrive (skipped, refused, beyond ``max_messages``, or all of them on a
-    dry run) are made visible again at the end, untouched.
+    Messages it does not redrive (rejections, conflicts, refused, beyond ``max_messages``, or
+    all of them on a dry run) are made visible again at the end, untouched.
     """
     url = pipeline.dead_letter_queue_url
-    redriven, skipped = 0, 0
+    redriven = 0
+    left: dict[str, int] = {"rejected": 0, "conflict": 0, "beyond max": 0}
     refused: list[tuple[str, str]] = []
     kept: list[DeadLetter] = []
     received = receive_all(sqs, url, pipeline.failed_stage)
     for letter in sorted(received, key=lambda item: -item.age_seconds):
-        if letter.is_rejection(pipeline.entry) and not include_rejected:
-            skipped += 1
-        elif max_messages is not None and redriven + len(refused) >= max_messages:
-            pass
+        reason = _left_alone(letter, pipeline.entry, include_rejected)
+        if reason is None and max_messages is not None and redriven + len(refused) >= max_messages:
+            reason = "beyond max"
+        if reason is not None:
+            left[reason] += 1
         elif letter.failed_stage == "?":
             refused.append((letter.message_id, "cannot tell which stage failed"))
         elif dry_run:
             named = letter.record_id or "a record without an id"
             progress(f"would redrive {named} to {letter.failed_stage}")
             redriven += 1
-        else:
-            try:
-                invoker.invoke(letter.failed_stage, letter.event)
-            except Exception as error:
-                refused.append((letter.message_id, f"{type(error).__name__}: {error}"))
-            else:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=letter.receipt_handle)
-                redriven += 1
-                if redriven % 100 == 0:
-                    progress(f"redrove {redriven}")
-                continue
+        elif _invoked(invoker, letter, refused):
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=letter.receipt_handle)
+            redriven += 1
+            if redriven % 100 == 0:
+                progress(f"redrove {redriven}")
+            continue
         kept.append(letter)
     release(sqs, url, kept)
-    return RedriveSummary(redriven, skipped, refused, dry_run)
+    return RedriveSummary(
+        redriven, left["rejected"], refused, dry_run, left["conflict"], left["beyond max"]
+    )
+
+
+def _left_alone(letter: DeadLetter, entry: str, include_rejected: bool) -> str | None:
+    """Why ``letter`` stays in the queue without an invoke: it would fail the same way."""
+    if letter.is_conflict():
+        return "conflict"
+    if letter.is_rejection(entry) and not include_rejected:
+        return "rejected"
+    return None
+
+
+def _invoked(invoker: Invoker, letter: DeadLetter, refused: list[tuple[str, str]]) -> bool:
+    try:
+        invoker.invoke(letter.failed_stage, letter.event)
+    except Exception as error:
+        refused.append((letter.message_id, f"{type(error).__name__}: {error}"))
+        return False
+    return True
 
 
 def finish(invoker: Invoker) -> None:

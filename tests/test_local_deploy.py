@@ -152,9 +152,9 @@ def test_operator_commands_work_on_the_emulator(emulator, tmp_path, capsys):
     assert "day: '30/11/2026' is not a date as YYYY-MM-DD" in line
 
     assert main(["redrive", "--dry-run"]) == 0
-    assert "would redrive 0; skipped 3 validator rejections" in capsys.readouterr().out
+    assert "would redrive 0; left in the queue: 3 validator rejections" in capsys.readouterr().out
     assert main(["redrive", "--include-rejected", "--max", "1"]) == 0
-    assert "redrove 1; skipped 0" in capsys.readouterr().out
+    assert "redrove 1; left in the queue: 2 beyond --max" in capsys.readouterr().out
     assert main(["dead-letters"]) == 0  # the rejection failed again: back in the DLQ
     assert "3 messages in the DLQ (left there)" in capsys.readouterr().out
 

@@ -167,6 +167,30 @@ def test_a_message_whose_redrive_is_refused_stays_in_the_queue(pipeline):
     assert "id: must be 1-128 characters" in letter.error
 
 
+def test_a_conflict_is_left_in_the_queue_and_the_summary_says_so(pipeline):
+    """A record under an id already stored with other content fails the same way on every
+    attempt (the stored one is never overwritten): redrive leaves it, and says why."""
+    invoker = RunnerInvoker(pipeline)
+    ops = runner_pipeline(pipeline)
+    (first,) = records(1)
+    send([first], invoker, ops.entry)
+    invoker.finish()
+    send([{**first, "payload": {"changed": True}}], invoker, ops.entry)
+    invoker.finish()
+    (letter,) = peek(pipeline.sqs, ops.dead_letter_queue_url, ops.failed_stage)
+    assert letter.is_conflict() and letter.record_id == first["id"]
+
+    for dry_run in (True, False):
+        result = redrive(pipeline.sqs, ops, invoker, dry_run=dry_run, include_rejected=True)
+        invoker.finish()
+        assert (result.redriven, result.skipped_conflicts) == (0, 1)
+        assert result.line().endswith(
+            "left in the queue: 1 conflicts (the stored record stays: "
+            "resend the other under a new id)"
+        )
+    assert queue_depth(pipeline) == 1, "nothing was moved, and nothing came back"
+
+
 def test_max_limits_a_redrive(pipeline):
     invoker = RunnerInvoker(pipeline)
     ops = runner_pipeline(pipeline)
@@ -174,7 +198,8 @@ def test_max_limits_a_redrive(pipeline):
     invoker.finish()
     result = redrive(pipeline.sqs, ops, invoker, include_rejected=True, max_messages=2)
     invoker.finish()  # they fail again at the validator: back in the DLQ as new messages
-    assert result.redriven == 2
+    assert (result.redriven, result.beyond_max) == (2, 1)
+    assert "left in the queue: 1 beyond --max" in result.line()
     assert queue_depth(pipeline) == 3
 
 
