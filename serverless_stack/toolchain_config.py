@@ -38,6 +38,17 @@ Branch = Annotated[
 ]
 
 
+#: What each field allows, in words (the patterns above say it to pydantic, not to a person).
+ALLOWED = {
+    "account": "must be a 12-digit AWS account id, e.g. '111111111111'",
+    "region": "must be an AWS region, e.g. 'us-east-1'",
+    "connection_arn": "must be the ARN of a CodeConnections connection "
+    "(arn:aws:codeconnections:<region>:<account>:connection/<uuid>)",
+    "repository": "must be the repository as owner/name, e.g. 'your-org/your-repo'",
+    "branch": "must be a git branch name: 1-255 characters, no spaces or ~ ^ : ? * [ \\",
+}
+
+
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -75,7 +86,7 @@ def load_toolchain(context: object) -> ToolchainSettings:
     try:
         settings = ToolchainSettings.model_validate(dict(context), strict=True)
     except ValidationError as error:
-        raise config_error(CONTEXT_KEY, error, ToolchainSettings) from None
+        raise config_error(CONTEXT_KEY, error, ToolchainSettings, ALLOWED) from None
     if tuple(settings.environments) != ORDER:
         raise ConfigError(
             f"{CONTEXT_KEY}.environments",

@@ -169,9 +169,20 @@ def test_the_docs_give_the_first_time_setup_and_the_equivalent_cdk_command():
 
 
 BAD_TOOLCHAIN = [
-    ("account", "12345", "toolchain.account = '12345'"),
-    ("connection_arn", "arn:aws:s3:::bucket", "toolchain.connection_arn"),
-    ("repository", "no-slash", "toolchain.repository = 'no-slash'"),
+    ("account", "12345", "toolchain.account = '12345': must be a 12-digit AWS account id"),
+    ("region", "Frankfurt", "toolchain.region = 'Frankfurt': must be an AWS region"),
+    (
+        "connection_arn",
+        "arn:aws:s3:::bucket",
+        "toolchain.connection_arn = 'arn:aws:s3:::bucket'"
+        ": must be the ARN of a CodeConnections connection",
+    ),
+    (
+        "repository",
+        "no-slash",
+        "toolchain.repository = 'no-slash': must be the repository as owner/name",
+    ),
+    ("branch", "has space", "toolchain.branch = 'has space': must be a git branch name"),
     (
         "environments",
         {"dev": {"account": "222222222222", "region": "us-east-1"}},
@@ -190,6 +201,7 @@ def test_a_bad_toolchain_setting_is_one_line_naming_it(key, value, words):
     with pytest.raises(ConfigError) as raised:
         load_toolchain(settings)
     assert words in str(raised.value) and "\n" not in str(raised.value)
+    assert "should match pattern" not in str(raised.value)  # words, not pydantic's regex
 
 
 def test_each_toolchain_control_exemption_is_needed(monkeypatch):
