@@ -79,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(f"cdk.out/DataPipeline-{e}.template.json") for e in ("dev", "staging", "prod")
     ]
     try:
-        workload = Workload.load(args.workload)
+        workload = Workload.load(
+            args.workload, say=lambda line: print(line, file=sys.stderr, flush=True)
+        )
         if args.records_per_month is not None:
             if args.records_per_month < 1:
                 raise CostInputError(

@@ -578,3 +578,46 @@ def test_records_kept_for_ever_cost_their_storage_and_the_counts_cost_the_same(p
         3 * lines(kept, 12)["DynamoDB storage"]
     )
     assert lines(template, 36)["DynamoDB storage"] == lines(template, 12)["DynamoDB storage"]
+
+
+def test_the_cost_page_documents_every_workload_key_with_its_default():
+    import json as json_module
+
+    from pipeline_tools.bill.workload import WORKLOAD_FILE
+
+    page = docs_text("cost")
+    table = page[page.index("### The workload file") :].split("\n\n")[2]
+    rows = {
+        row.split(" | ")[0].strip("| `"): row.split(" | ")[2].strip("`")
+        for row in table.splitlines()[2:]
+    }
+    defaults = json_module.loads(WORKLOAD_FILE.read_text())
+    assert set(rows) == set(defaults)
+    assert {k: json_module.loads(v) for k, v in rows.items()} == defaults
+
+
+def test_a_partial_workload_file_says_which_defaults_it_took(tmp_path):
+    said: list[str] = []
+    path = tmp_path / "my.json"
+    path.write_text('{"records_per_month": 5000, "duration_ms": {"enricher": 250}}')
+    workload = Workload.load(path, say=said.append)
+    assert workload.records_per_month == 5000
+    # the stages it leaves out keep their defaults; its own stage is its own
+    assert dict(workload.duration_ms) == {"validator": 100, "enricher": 250, "processor": 100}
+    (line,) = said
+    for default in (
+        "record_bytes = 1024",
+        "months = [1, 12, 36]",
+        "duration_ms.validator = 100",
+        "duration_ms.processor = 100",
+        "failed_record_ratio = 0.01",
+    ):
+        assert default in line, line
+    assert "records_per_month" not in line and "duration_ms.enricher" not in line
+    full = tmp_path / "full.json"
+    from pipeline_tools.bill.workload import WORKLOAD_FILE
+
+    full.write_text(WORKLOAD_FILE.read_text())
+    quiet: list[str] = []
+    Workload.load(full, say=quiet.append)
+    assert quiet == []  # a complete file takes no default, and nothing is said

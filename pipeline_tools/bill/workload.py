@@ -7,7 +7,7 @@ measured by running the real handlers (``pipeline_tools.meter``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -51,23 +51,25 @@ class Workload:
             object.__setattr__(self, "month", self.months[-1])
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Workload:
-        """The defaults, with the keys of ``path`` (a JSON object) merged over them."""
+    def load(
+        cls, path: str | Path | None = None, say: Callable[[str], None] | None = None
+    ) -> Workload:
+        """The defaults, with the keys of ``path`` (a JSON object) merged over them, and each
+        stage of its ``duration_ms`` over the default stages; ``say`` gets one line naming
+        the defaults a partial file took."""
         raw: dict[str, Any] = json.loads(WORKLOAD_FILE.read_text())
-        if path is not None:
-            override = json.loads(Path(path).read_text())
-            if not isinstance(override, dict):
-                raise CostInputError(f"{path}: the workload profile must be a JSON object")
-            for key in override:
-                if key in REMOVED_WORKLOAD_KEYS:
-                    raise CostInputError(f"{path}: {key} {REMOVED_WORKLOAD_KEYS[key]}")
-            unknown = set(override) - set(raw)
-            if unknown:
-                raise CostInputError(
-                    f"{path}: unknown keys {sorted(unknown)}; allowed: {', '.join(raw)}"
-                )
-            raw = {**raw, **override}
-        return cls.from_mapping(raw)
+        if path is None:
+            return cls.from_mapping(raw)
+        override = _read_override(Path(path), raw)
+        taken = [key for key in raw if key not in override]
+        durations = override.get("duration_ms")
+        if isinstance(durations, Mapping):
+            taken += [f"duration_ms.{k}" for k in raw["duration_ms"] if k not in durations]
+            override["duration_ms"] = {**raw["duration_ms"], **durations}
+        if taken and say is not None:
+            defaults = ", ".join(f"{key} = {json.dumps(_at(raw, key))}" for key in taken)
+            say(f"workload {path}: the defaults for what it leaves out: {defaults}")
+        return cls.from_mapping({**raw, **override})
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Workload:
@@ -114,3 +116,27 @@ class Workload:
     def days(self) -> float:
         """The stack's age in days."""
         return self.month * DAYS_PER_MONTH
+
+
+def _read_override(path: Path, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        override = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise CostInputError(f"{path}: cannot read the workload profile: {error}") from None
+    if not isinstance(override, dict):
+        raise CostInputError(f"{path}: the workload profile must be a JSON object")
+    for key in override:
+        if key in REMOVED_WORKLOAD_KEYS:
+            raise CostInputError(f"{path}: {key} {REMOVED_WORKLOAD_KEYS[key]}")
+    unknown = set(override) - set(defaults)
+    if unknown:
+        raise CostInputError(
+            f"{path}: unknown keys {sorted(unknown)}; allowed: {', '.join(defaults)}"
+        )
+    return override
+
+
+def _at(raw: Mapping[str, Any], key: str) -> Any:
+    """``raw[key]``, where ``key`` may be ``duration_ms.<stage>``."""
+    head, _, stage = key.partition(".")
+    return raw[head][stage] if stage else raw[head]
