@@ -201,6 +201,10 @@ def render(
     return "\n".join(lines)
 
 
+#: The name standard input reads under, where no line names its function.
+STDIN = "<stdin>"
+
+
 def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline_tools.rightsize",
@@ -220,7 +224,7 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
     try:
         for name in args.files:
             if name == "-":
-                opened.append(("<stdin>", stdin or sys.stdin))
+                opened.append((STDIN, stdin or sys.stdin))
             else:
                 opened.append((name, open(name, encoding="utf-8", errors="replace")))  # noqa: SIM115
         reading = read(opened, args.function)
@@ -229,8 +233,15 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
         return 1
     finally:
         for name, stream in opened:
-            if name != "<stdin>":
+            if name != STDIN:
                 stream.close()
+    if STDIN in reading.functions:
+        print(
+            "rightsize: standard input names no function (its lines carry no /aws/lambda/<name>):"
+            " pass --function NAME, e.g. --function enricher",
+            file=sys.stderr,
+        )
+        return 2
     if not reading.functions:
         print(
             f"rightsize: no REPORT lines found in {reading.lines} lines "

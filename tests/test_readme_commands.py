@@ -52,7 +52,7 @@ COVERED = {
     "make checkov": "make test",
     "make bench": "pipeline_tools/bench (writes BENCHMARKS.md; minutes, not a test)",
     'make rightsize LOGS="enricher.log validator.log"': "make rightsize, here",
-    ".venv/bin/python -m pipeline_tools.rightsize -": "tests/test_rightsize.py",
+    ".venv/bin/python -m pipeline_tools.rightsize --function enricher -": "tests/test_rightsize.py",
     (
         ".venv/bin/python -m pipeline_tools.cost --workload my.json "
         "cdk.out/DataPipeline-prod.template.json"

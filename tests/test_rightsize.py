@@ -162,3 +162,17 @@ def test_logs_not_shaped_for_this_stack_get_the_p99_computed_here(tmp_path):
         assert recs[function].quantile_mb == p99
         assert recs[function].recommended_mb == expected, (function, p99)
     assert {r.recommended_mb for r in recs.values()}.isdisjoint({512, 768})
+
+
+def test_stdin_without_a_function_name_asks_for_function(capsys):
+    """The documented stdin form: lines that name no function get one line asking for it,
+    instead of a recommendation for a function called <stdin> and an empty snippet."""
+    line = (
+        "REPORT RequestId: abc\tDuration: 5.0 ms\tBilled Duration: 6 ms\t"
+        "Memory Size: 1024 MB\tMax Memory Used: 200 MB\n"
+    )
+    assert main(["-", "--min-samples", "1"], stdin=io.StringIO(line * 3)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (error,) = captured.err.splitlines()
+    assert "--function NAME" in error
