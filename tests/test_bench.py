@@ -58,3 +58,24 @@ def test_the_storage_comparison_run_alone_uses_make_benchs_records_and_rates(mon
     assert asked == [(conflicts.RECORDS, conflicts.RATES)]
     source = inspect.getsource(run.main)
     assert "conflicts.RECORDS" in source and "conflicts.RATES" in source
+
+
+def test_benchmarks_md_asset_sizes_are_a_fresh_runs(dev_assembly):
+    """The deterministic figures of BENCHMARKS.md (each stage's zipped asset) are what this
+    code gives now; the timings are exempt (they are the machine's). Regenerate with make bench."""
+    import re
+
+    from tests.conftest import ROOT
+
+    directory, name, _ = dev_assembly
+    fresh = {
+        stage: f"{size / 1024:.1f} KB" for stage, size in run.asset_sizes(directory, name).items()
+    }
+    written = dict(
+        re.findall(
+            r"^\| (\w+) zipped asset \(.*?\) \| ([\d.]+ KB) \|",
+            (ROOT / "BENCHMARKS.md").read_text(),
+            re.M,
+        )
+    )
+    assert written == fresh

@@ -118,10 +118,10 @@ def stage_settings(out: Path, stack: str) -> tuple[dict[str, dict[str, str]], di
     return environments, tracing
 
 
-def asset_sizes(out: Path) -> dict[str, int]:
+def asset_sizes(out: Path, stack: str = "DataPipeline-dev") -> dict[str, int]:
     """Zipped size (deflate, as the CLI uploads it) of each function's asset."""
     sizes = {}
-    for stage, asset in asset_dirs(out, "DataPipeline-dev").items():
+    for stage, asset in asset_dirs(out, stack).items():
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for file in sorted(asset.rglob("*")):
