@@ -7,8 +7,10 @@ PYTHON ?= python3
 # so `cdk` and the jsii runtime behind aws-cdk-lib both run on it.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-# A quiet `cdk synth` still ends with a blank line on standard error: drop blank lines there.
-NO_BLANK_LINES = 2> >(grep -v '^$$' >&2)
+# A quiet `cdk synth` still ends with a blank line on standard error, and after an app's
+# one-line settings error the CLI adds "python3 app.py: Subprocess exited with error 1":
+# drop both there.
+NO_BLANK_LINES = 2> >(grep -v -e '^$$' -e ': Subprocess exited with error' >&2)
 
 .PHONY: help install synth synth-toolchain synth-all synth-example api-docs test lint typecheck checkov cost cost-chart rightsize deploy-local destroy-local bench clean
 

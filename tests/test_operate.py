@@ -324,3 +324,31 @@ def test_role_arn_runs_the_command_with_the_assumed_roles_credentials():
         assert theirs.access_key != mine and theirs.token
         assert assumed.region_name == "eu-west-1"
         assert _session(base, None) is base
+
+
+def test_the_drive_summary_names_a_processor_failures_record():
+    """A processor's dead letter is an invocation record: the summary names the record inside
+    it (responsePayload.id), as dead-letters does, not None."""
+    from pipeline_tools.dead_letters import _letter
+    from pipeline_tools.local.local import DriveResult, render_drive
+
+    invocation = {
+        "requestContext": {"functionArn": "arn:aws:lambda:us-east-1:1:function:enricher:live"},
+        "requestPayload": {},
+        "responsePayload": {"id": "order-0002", "type": "order"},
+    }
+    message = {
+        "MessageId": "m-1",
+        "ReceiptHandle": "h-1",
+        "Body": json.dumps(invocation),
+        "MessageAttributes": {
+            "ErrorMessage": {
+                "StringValue": "id: 'order-0002' is already stored with different content (...)"
+            },
+        },
+    }
+    letter = _letter(message, lambda event: "processor", 0.0)
+    assert letter.record_id == "order-0002" and letter.is_conflict()
+    summary = render_drive(DriveResult([], [], {}, [letter], []), 1)
+    assert "  'order-0002': id: 'order-0002' is already stored" in summary
+    assert "None" not in summary
