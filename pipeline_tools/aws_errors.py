@@ -20,24 +20,14 @@ from __future__ import annotations
 
 from botocore import exceptions as botocore_errors
 
-#: Throttling codes: the SDK has retried them already when they reach a command.
-THROTTLING = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "EC2ThrottledException",
-    }
-)
+from pipeline_tools import runtime_source
+
+#: Throttling codes, as botocore's retry handler lists them: one definition with the stages'
+#: in-process retries (``lambda_src/pipeline_common/retries.py``, loaded by path), less
+#: DynamoDB's transaction conflict. The SDK has retried them already when they reach a command.
+THROTTLING = runtime_source.load("pipeline_common/retries.py").TRANSIENT_ERROR_CODES - {
+    "TransactionConflictException"
+}
 EXPIRED = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
 UNKNOWN_CREDENTIALS = frozenset(
     {
