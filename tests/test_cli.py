@@ -109,3 +109,29 @@ def test_make_cost_echoes_no_recipe_on_stdout():
         lines = [line for line in recipe[1].splitlines() if not line.startswith("\t  ")]
         assert lines and all(line.startswith("\t@") for line in lines), (target, lines)
         assert all(">&2" in line for line in lines if line.startswith('\t@echo "')), target
+
+
+def test_an_emulator_that_dies_during_a_command_is_one_line(monkeypatch, capsys):
+    import argparse
+
+    from botocore.exceptions import EndpointConnectionError
+
+    from pipeline_tools.local import __main__ as cli_local
+
+    class Dead:
+        stopped = False
+
+        def answers(self) -> bool:
+            return False
+
+        def stop(self) -> None:
+            self.stopped = True
+
+    def dies(emulator, environment, args):
+        raise EndpointConnectionError(endpoint_url="http://localhost:1")
+
+    monkeypatch.setattr(cli_local, "operate", dies)
+    dead = Dead()
+    assert cli_local._operate_on(dead, argparse.Namespace(command="dead-letters")) == 1  # type: ignore[arg-type]
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "has stopped" in line and "during the command" in line and dead.stopped

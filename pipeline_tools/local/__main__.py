@@ -150,7 +150,7 @@ def _on_running(
         print(render_drive(drive(emulator, ENVIRONMENT, sent), len(sent)))
         return 0
     if args.command in ("send", "dead-letters", "redrive", "counts", "smoke"):
-        return operate(emulator, ENVIRONMENT, args)
+        return _operate_on(emulator, args)
     try:
         destroy(aws_environment(emulator), ENVIRONMENT)
         print(f"Destroyed {stack_name(ENVIRONMENT)}.")
@@ -158,6 +158,23 @@ def _on_running(
         emulator.stop()
         print("The emulator was stopped.")
     return 0
+
+
+def _operate_on(emulator: Emulator, args: argparse.Namespace) -> int:
+    """An operator command on the emulator; one line if the emulator stops answering during it."""
+    from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+
+    try:
+        return operate(emulator, ENVIRONMENT, args)
+    except (EndpointConnectionError, ConnectionClosedError):
+        if emulator.answers():
+            raise
+        emulator.stop()
+        print(
+            f"{STOPPED} during the command: start one with `make deploy-local KEEP=1`.",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":
