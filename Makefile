@@ -7,10 +7,14 @@ PYTHON ?= python3
 # so `cdk` and the jsii runtime behind aws-cdk-lib both run on it.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-# A quiet `cdk synth` still ends with a blank line on standard error, and after an app's
-# one-line settings error the CLI adds "python3 app.py: Subprocess exited with error 1":
-# drop both there.
-NO_BLANK_LINES = 2> >(grep -v -e '^$$' -e ': Subprocess exited with error' >&2)
+# $(call cdk_synth,ARGS[,DIR]): `cdk synth --quiet ARGS` (in DIR), run by
+# pipeline_tools/cdk_synth.py while make expands the recipe. GNU make follows any failed recipe
+# line with its own "make: *** [...] Error 1", so a failed synth ends make through $(error)
+# instead, with the one line the tool hands back: the app's settings error alone, or the
+# command that failed after its output. (So `make -n synth` synthesizes too. GNU make 4.3's
+# $(shell) gets make's own environment, not what the Makefile exports: hence PATH=.)
+cdk_synth = $(eval synth_failure := $(shell PATH='$(PATH)' python -m pipeline_tools.cdk_synth \
+  $(if $(2),-C $(2)) $(1)))$(if $(synth_failure),$(error $(synth_failure))):
 
 .PHONY: help install synth synth-toolchain synth-all synth-example api-docs test lint typecheck checkov cost cost-chart rightsize deploy-local destroy-local bench clean
 
@@ -34,22 +38,21 @@ node_modules/.installed: package.json package-lock.json
 
 ## synth: CloudFormation for ENV (default dev) in cdk.out, and a short summary of it
 synth: install
-	cdk synth --quiet -c environment=$(ENV) $(NO_BLANK_LINES)
+	@$(call cdk_synth,-c environment=$(ENV))
 	python -m pipeline_tools.summary cdk.out/DataPipeline-$(ENV).template.json
 
 ## synth-toolchain: the toolchain (DataPipeline-Toolchain) and its stage assemblies in cdk.out
 ## (dev, staging and prod; cdk-nag runs on each)
 synth-toolchain: install
-	@echo "cdk synth --quiet -c synth=toolchain" >&2  # on stderr: make cost's stdout is the bill
-	@cdk synth --quiet -c synth=toolchain $(NO_BLANK_LINES)
+	@$(call cdk_synth,-c synth=toolchain)  # its echo is on stderr: make cost's stdout is the bill
 
 ## synth-all: the dev, staging and prod templates in cdk.out (cdk-nag runs on each)
 synth-all: install
-	@for env in dev staging prod; do cdk synth --quiet -c environment=$$env $(NO_BLANK_LINES) >&2 || exit 1; done
+	@$(foreach env,dev staging prod,$(call cdk_synth,-c environment=$(env)))
 
 ## synth-example: the example app of docs/constructs.md, synthesized in examples/orders/cdk.out
 synth-example: install
-	cd examples/orders && cdk synth --quiet $(NO_BLANK_LINES)
+	@$(call cdk_synth,,examples/orders)
 
 ## api-docs: the constructs' API reference from their docstrings (pdoc), in docs/api/
 ## (PDOC_ALLOW_EXEC: importing aws-cdk-lib starts jsii's Node process)

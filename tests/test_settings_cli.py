@@ -60,3 +60,82 @@ def test_a_null_setting_stops_cdk_synth_naming_the_key(project, path, words):
 def test_the_same_setting_with_a_value_synthesizes(project):
     result = synth_with(project, ["functions", "validator", "memory_mb"], 256)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def make_in(project: Path, *arguments: str) -> subprocess.CompletedProcess:
+    """``make ARGUMENTS`` in ``project`` as a user types it, from their PATH."""
+    from tests.test_readme_commands import ordinary_path
+
+    return subprocess.run(
+        ["make", "--no-print-directory", *arguments],
+        cwd=project,
+        env={"PATH": ordinary_path(), "HOME": os.environ.get("HOME", "/tmp")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_make_synth_ends_a_settings_error_with_that_line_alone(project):
+    """GNU make follows a failed recipe with "make: *** [...] Error 1" and the CLI adds
+    "Subprocess exited with error 1": neither follows the one settings-error line."""
+    result = make_in(project, "synth", "ENV=qa")
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert lines[0] == "cdk synth --quiet -c environment=qa"  # what make would echo
+    assert len(lines) == 2, result.stderr
+    assert lines[1].startswith("Makefile:")
+    assert "Configuration error in cdk.json: invalid setting environment = 'qa'" in lines[1]
+    assert "Error 1" not in result.stderr and "Subprocess exited" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_make_synth_toolchain_ends_a_settings_error_with_that_line_alone(project):
+    original = (project / "cdk.json").read_text()
+    config = json.loads(original)
+    config["context"]["toolchain"]["account"] = "12345"
+    (project / "cdk.json").write_text(json.dumps(config, indent=2))
+    try:
+        result = make_in(project, "synth-toolchain")
+    finally:
+        (project / "cdk.json").write_text(original)
+    assert result.returncode != 0
+    (line,) = result.stderr.splitlines()[1:]
+    assert "invalid setting toolchain.account = '12345'" in line, line
+    assert "Error 1" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_make_synth_shows_any_other_failure_and_names_the_command(project):
+    """A failure that is not a settings error keeps its output, then one line naming it."""
+    app = project / "app.py"
+    original = app.read_text()
+    app.write_text(original.replace("application.synth()", "raise SystemExit('boom: no synth')"))
+    try:
+        result = make_in(project, "synth")
+    finally:
+        app.write_text(original)
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert "boom: no synth" in lines
+    assert lines[-1].endswith(
+        "cdk synth --quiet -c environment=dev failed (exit status 1); its output is above.  Stop."
+    )
+
+
+def test_the_synth_filter_holds_the_settings_error_and_drops_the_cli_epilogue():
+    import io
+
+    from pipeline_tools.cdk_synth import shown_and_held
+
+    shown = io.StringIO()
+    held = shown_and_held(
+        [
+            "[Warning at /X] a warning\n",
+            "Configuration error in cdk.json: invalid setting a = 1: must be 2\n",
+            "python3 app.py: Subprocess exited with error 1\n",
+            "\n",
+        ],
+        shown,
+    )
+    assert held == "Configuration error in cdk.json: invalid setting a = 1: must be 2"
+    assert shown.getvalue() == "[Warning at /X] a warning\n"
