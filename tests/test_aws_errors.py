@@ -2,10 +2,11 @@
 
 Each is run as a user types it: the ``pipeline`` console script from a fresh shell (the user's
 PATH, no venv activated), with the failure injected: a profile missing from a temporary
-``AWS_CONFIG_FILE``, an SSO profile with no session, an endpoint that refuses connections or
-closes them unanswered, and a local stand-in for AWS that answers each request with the error
-AWS would send (STS's ``AccessDenied``, CloudFormation's ``ValidationError`` for a stack that
-does not exist, ``Throttling`` on every attempt). The shapes of those answers are the query
+``AWS_CONFIG_FILE``, an SSO profile with no session or an expired one, an endpoint that
+refuses connections, closes them unanswered or never answers, and a local stand-in for AWS
+that answers each request with the error AWS would send (STS's ``AccessDenied``,
+CloudFormation's ``ValidationError`` for a stack that does not exist, ``Throttling`` on every
+attempt). The shapes of those answers are the query
 protocol's ``ErrorResponse``
 (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/CommonErrors.html).
 """
@@ -84,6 +85,49 @@ def test_an_sso_profile_with_no_session(tmp_path):
     _one_line(_run(["dead-letters"], env), "aws sso login")
 
 
+SSO_PROFILE = "sso_account_id = 123456789012\nsso_role_name = Operator\nregion = eu-west-1\n"
+START_URL = "https://example.awsapps.com/start"
+
+
+def _expired_token(home: Path, key: str) -> None:
+    """A token cached by `aws sso login` that has expired: botocore keys the cache by the SHA-1
+    of the start URL (legacy profiles) or of the sso-session's name (botocore.utils.
+    SSOTokenLoader), under ~/.aws/sso/cache."""
+    import hashlib
+    import json
+
+    cache = home / ".aws" / "sso" / "cache"
+    cache.mkdir(parents=True)
+    token = {
+        "startUrl": START_URL,
+        "region": "eu-west-1",
+        "accessToken": "expired",
+        "expiresAt": "2020-01-01T00:00:00Z",
+    }
+    (cache / f"{hashlib.sha1(key.encode()).hexdigest()}.json").write_text(json.dumps(token))
+
+
+def test_an_sso_profile_whose_session_has_expired(tmp_path):
+    env = _shell(tmp_path, AWS_PROFILE="sso")
+    Path(env["AWS_CONFIG_FILE"]).write_text(
+        f"[profile sso]\nsso_start_url = {START_URL}\nsso_region = eu-west-1\n{SSO_PROFILE}"
+    )
+    _expired_token(Path(env["HOME"]), START_URL)
+    _one_line(_run(["dead-letters"], env), "has expired", "aws sso login")
+
+
+def test_an_sso_session_profile_whose_token_has_expired(tmp_path):
+    """The sso-session form (`aws configure sso` writes it): an expired token with nothing to
+    refresh it."""
+    env = _shell(tmp_path, AWS_PROFILE="sso")
+    Path(env["AWS_CONFIG_FILE"]).write_text(
+        f"[profile sso]\nsso_session = corp\n{SSO_PROFILE}"
+        f"[sso-session corp]\nsso_start_url = {START_URL}\nsso_region = eu-west-1\n"
+    )
+    _expired_token(Path(env["HOME"]), "corp")
+    _one_line(_run(["dead-letters"], env), "has expired", "aws sso login")
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -148,6 +192,32 @@ def test_an_endpoint_that_closes_the_connection_unanswered(tmp_path):
     try:
         _one_line(_run(["dead-letters"], env), "did not answer", "run the command again")
     finally:
+        listener.close()
+
+
+def test_an_endpoint_that_never_answers(tmp_path):
+    """A read timeout: the endpoint takes the request and says nothing. botocore waits its
+    default 60 s read timeout (https://botocore.amazonaws.com/v1/documentation/api/latest/
+    reference/config.html, read_timeout), which no environment variable shortens, so this test
+    waits it out once (AWS_MAX_ATTEMPTS=1)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+
+    def take_and_stay_silent() -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            held.append(connection)
+
+    threading.Thread(target=take_and_stay_silent, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    env = _shell(tmp_path, **KEYS, AWS_ENDPOINT_URL=endpoint, AWS_MAX_ATTEMPTS="1")
+    try:
+        _one_line(_run(["dead-letters"], env), "did not answer in time", "run the command again")
+    finally:
+        for connection in held:
+            connection.close()
         listener.close()
 
 
