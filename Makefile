@@ -16,6 +16,26 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 cdk_synth = $(eval synth_failure := $(shell PATH='$(PATH)' python -m pipeline_tools.cdk_synth \
   $(if $(2),-C $(2)) $(1)))$(if $(synth_failure),$(error $(synth_failure))):
 
+# $(call checked,COMMAND): COMMAND run while make reads this file; when it fails, make stops at
+# once with its output (a one-line error) through $(error), and nothing after it.
+checked = $(eval checked_output := $(shell PATH='$(PATH)' $(1) 2>&1))$(if \
+  $(filter-out 0,$(.SHELLSTATUS)),$(error $(checked_output)))
+
+# make cost's inputs (WORKLOAD, RECORDS) are checked before its synths, once the tools are
+# installed (on a fresh clone the report itself refuses them, after the install).
+ifneq ($(filter cost,$(MAKECMDGOALS)),)
+ifneq ($(wildcard $(VENV)/.installed),)
+$(call checked,python -m pipeline_tools.cost --check $(if $(WORKLOAD),--workload $(WORKLOAD)) \
+  $(if $(RECORDS),--records-per-month $(RECORDS)))
+endif
+endif
+
+# make rightsize's LOGS are checked the same way: each a file, or - (standard input).
+ifneq ($(filter rightsize,$(MAKECMDGOALS)),)
+$(foreach log,$(LOGS),$(if $(or $(filter -,$(log)),$(wildcard $(log))),,$(error \
+  rightsize: cannot read $(log): no such file (LOGS="file ..." names REPORT log files))))
+endif
+
 .PHONY: help install synth synth-toolchain synth-all synth-example api-docs test lint typecheck checkov cost cost-chart rightsize deploy-local destroy-local bench clean
 
 ## install: the pinned packages in .venv, the CDK CLI and Node 22 in node_modules

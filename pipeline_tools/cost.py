@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline_tools.arguments import OneLineParser
 from pipeline_tools.bill.pricing import (
     COST_TARGETS,
     PRICES_FILE,
@@ -43,9 +44,7 @@ from pipeline_tools.template import load_template
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline_tools.cost", description=__doc__.split("\n")[0]
-    )
+    parser = OneLineParser(prog="python -m pipeline_tools.cost", description=__doc__.split("\n")[0])
     parser.add_argument(
         "templates",
         nargs="*",
@@ -70,7 +69,24 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("MARKDOWN", "") not in ("", "0"),
         help="Markdown tables, for the docs (also MARKDOWN=1)",
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the workload and volume, and exit (make cost runs it before its synths)",
+    )
     return parser
+
+
+def _workload(args: argparse.Namespace) -> Workload:
+    """The workload to price: the profile, at --records-per-month if given."""
+    workload = Workload.load(
+        args.workload, say=lambda line: print(line, file=sys.stderr, flush=True)
+    )
+    if args.records_per_month is None:
+        return workload
+    if args.records_per_month < 1:
+        raise CostInputError(f"--records-per-month = {args.records_per_month}: must be 1 or more")
+    return workload.at(args.records_per_month)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,15 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(f"cdk.out/DataPipeline-{e}.template.json") for e in ("dev", "staging", "prod")
     ]
     try:
-        workload = Workload.load(
-            args.workload, say=lambda line: print(line, file=sys.stderr, flush=True)
-        )
-        if args.records_per_month is not None:
-            if args.records_per_month < 1:
-                raise CostInputError(
-                    f"--records-per-month = {args.records_per_month}: must be 1 or more"
-                )
-            workload = workload.at(args.records_per_month)
+        workload = _workload(args)
+        if args.check:
+            return 0
         prices = load_prices(args.prices)
         outputs = []
         for path in templates:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, TextIO
 
 from pipeline_tools.arguments import OneLineParser
@@ -36,7 +35,7 @@ from pipeline_tools.aws_errors import explain
 from pipeline_tools.dead_letters import peek
 from pipeline_tools.operations import finish, redrive, send
 from pipeline_tools.pipeline import Invoker, Pipeline, deployed_pipeline
-from pipeline_tools.records_file import RecordFileError, read_records
+from pipeline_tools.records_file import records_argument
 
 
 def _positive(text: str) -> int:
@@ -65,7 +64,9 @@ def add_commands(commands: Any) -> None:
     """Add ``send``, ``dead-letters`` and ``redrive`` to an argparse ``add_subparsers`` object
     (here, and in ``python -m pipeline_tools.local``)."""
     send_cmd = commands.add_parser("send", help="send records to validator:live")
-    send_cmd.add_argument("records", type=Path, help="a JSON array, one JSON object, or NDJSON")
+    send_cmd.add_argument(
+        "records", type=records_argument, help="a JSON array, one JSON object, or NDJSON"
+    )
     send_cmd.add_argument(
         "--parallel", type=_positive, default=8, help="invokes at once (default 8)"
     )
@@ -175,11 +176,7 @@ def run_command(
         print(line, file=sys.stderr, flush=True)
 
     if args.command == "send":
-        try:
-            records = read_records(args.records)
-        except RecordFileError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+        records = args.records  # read and checked by the parser (records_argument)
         summary = send(records, invoker, pipeline.entry, parallel=args.parallel, progress=progress)
         finish(invoker)
         print(summary.line(), file=out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,15 @@ from typing import Any
 
 class RecordFileError(ValueError):
     """A records file that cannot be read, naming the file and the problem."""
+
+
+def records_argument(text: str) -> list[Any]:
+    """An argparse type: the records of the file ``text``, so a bad file is a one-line usage
+    error before any AWS call or deploy."""
+    try:
+        return read_records(text)
+    except RecordFileError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def read_records(path: str | Path) -> list[Any]:

@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
                 opened.append((name, open(name, encoding="utf-8", errors="replace")))  # noqa: SIM115
         reading = read(opened, args.function)
     except OSError as error:
-        print(f"rightsize: {error}", file=sys.stderr)
+        print(f"rightsize: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
         return 1
     finally:
         for name, stream in opened:

@@ -135,3 +135,31 @@ def test_an_emulator_that_dies_during_a_command_is_one_line(monkeypatch, capsys)
     assert cli_local._operate_on(dead, argparse.Namespace(command="dead-letters")) == 1  # type: ignore[arg-type]
     (line,) = capsys.readouterr().err.splitlines()
     assert "has stopped" in line and "during the command" in line and dead.stopped
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        (["cost", "WORKLOAD=/nonexistent/workload.json"], "cannot read the workload profile"),
+        (["cost", "RECORDS=0"], "--records-per-month = 0: must be 1 or more"),
+        (["rightsize", "LOGS=/nonexistent/report.log"], "cannot read /nonexistent/report.log"),
+    ],
+)
+def test_a_bad_make_input_is_one_line_before_any_synth(arguments, says):
+    """make's inputs are checked while make reads the Makefile: one line, through $(error),
+    with no synth before it and no "make: *** [...] Error 1" after it."""
+    from tests.conftest import ROOT
+    from tests.test_readme_commands import ordinary_path
+
+    result = subprocess.run(
+        ["make", "--no-print-directory", *arguments],
+        cwd=ROOT,
+        env={"PATH": ordinary_path(), "HOME": str(ROOT / ".pytest_cache")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("Makefile:") and says in line, line
+    assert "cdk synth" not in result.stderr

@@ -183,9 +183,12 @@ def test_operator_commands_work_on_the_emulator(emulator, tmp_path, capsys):
 
     bad = tmp_path / "bad.json"
     bad.write_text('[{"id": ')
-    assert main(["send", str(bad)]) == 2
+    with pytest.raises(SystemExit) as refused:
+        main(["send", str(bad)])
+    assert refused.value.code == 2
     error = capsys.readouterr().err
-    assert error.startswith(f"error: {bad}: not valid JSON") and error.count("\n") == 1
+    assert error.startswith(f"error: pipeline local send: argument records: {bad}: not valid JSON")
+    assert error.count("\n") == 1
 
 
 def test_the_pipelines_smoke_test_passes_on_the_emulator_and_cleans_up(emulator, capsys):

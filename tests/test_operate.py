@@ -263,14 +263,19 @@ def test_no_credentials_is_one_line(monkeypatch, capsys):
     assert error.startswith("error: no AWS credentials") and error.count("\n") == 1
 
 
-@pytest.mark.parametrize("command", [["send", "x.json"], ["counts", "--day", "2026-11-29"]])
-def test_a_missing_stack_is_one_line(capsys, command):
+@pytest.mark.parametrize("command", [["send", "{records}"], ["counts", "--day", "2026-11-29"]])
+def test_a_missing_stack_is_one_line(capsys, tmp_path, command):
     from moto import mock_aws
 
     from pipeline_tools.operate import main
 
+    records = tmp_path / "records.json"
+    records.write_text('{"id": "r-1"}')
     with mock_aws():
-        assert main(["--stack", "DataPipeline-nope", *command]) == 1
+        assert (
+            main(["--stack", "DataPipeline-nope", *[c.format(records=records) for c in command]])
+            == 1
+        )
     error = capsys.readouterr().err
     assert error == (
         "error: stack 'DataPipeline-nope' does not exist in us-east-1: deploy it, or pass "
@@ -288,10 +293,12 @@ def test_a_pretty_printed_array_cut_off_is_diagnosed_as_json_not_ndjson(tmp_path
 
 
 @pytest.mark.parametrize("value", ["-1", "0", "two"])
-def test_redrive_max_and_send_parallel_take_a_whole_number_from_1(capsys, value):
+def test_redrive_max_and_send_parallel_take_a_whole_number_from_1(capsys, tmp_path, value):
     from pipeline_tools.operate import main
 
-    for command in (["redrive", "--max", value], ["send", "x.json", "--parallel", value]):
+    records = tmp_path / "records.json"
+    records.write_text('{"id": "r-1"}')
+    for command in (["redrive", "--max", value], ["send", str(records), "--parallel", value]):
         with pytest.raises(SystemExit) as caught:
             main(command)
         assert caught.value.code == 2
@@ -352,3 +359,19 @@ def test_the_drive_summary_names_a_processor_failures_record():
     summary = render_drive(DriveResult([], [], {}, [letter], []), 1)
     assert "  'order-0002': id: 'order-0002' is already stored" in summary
     assert "None" not in summary
+
+
+def test_a_bad_records_file_is_refused_before_any_aws_call(capsys, tmp_path, monkeypatch):
+    """No region, no credentials: the file is what is wrong, and said first (exit status 2)."""
+    from pipeline_tools.operate import main
+
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    missing = tmp_path / "missing.json"
+    with pytest.raises(SystemExit) as caught:
+        main(["send", str(missing)])
+    assert caught.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"error: pipeline send: argument records: {missing}: no such file "
+        "(see pipeline send --help)"
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from typing import Any
 
 from pipeline_tools.arguments import OneLineParser
 from pipeline_tools.local.deployed import DeployedStack
@@ -36,13 +36,14 @@ from pipeline_tools.local.local import (
     render_drive,
     stack_name,
 )
-from pipeline_tools.operate import RecordFileError, add_commands, read_records
+from pipeline_tools.operate import add_commands
+from pipeline_tools.records_file import records_argument
 
 #: The environment the local emulator deploys.
 ENVIRONMENT = "dev"
 
 
-def up(environment: str, port: int, keep: bool, records: Path) -> int:
+def up(environment: str, port: int, keep: bool, records: list[Any]) -> int:
     emulator = Emulator(port)
     print(f"Starting the emulator on {emulator.endpoint} ...", flush=True)
     emulator.start()
@@ -68,8 +69,7 @@ def up(environment: str, port: int, keep: bool, records: Path) -> int:
             )
             return 1
         print()
-        sent = read_records(records)
-        print(render_drive(drive(emulator, environment, sent), len(sent)))
+        print(render_drive(drive(emulator, environment, records), len(records)))
     finally:
         if keep:
             print(
@@ -92,8 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (up_parser, drive_parser):
         sub.add_argument(
             "--records",
-            type=Path,
-            default=SAMPLE_RECORDS,
+            type=records_argument,
+            default=str(SAMPLE_RECORDS),
             help="a JSON array, one JSON object, or NDJSON",
         )
     commands.add_parser("down", help="destroy the stack in a kept emulator and stop it")
@@ -120,9 +120,6 @@ def main(argv: list[str] | None = None) -> int:
     except LocalDeployError as error:
         print(f"local deploy: {error}", file=sys.stderr)
         return 1
-    except RecordFileError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
 
 
 #: Said when the emulator a ``make deploy-local KEEP=1`` left has exited since.
@@ -146,8 +143,7 @@ def _on_running(
         print(f"{said}: start one with `make deploy-local KEEP=1`.", file=sys.stderr)
         return 1
     if args.command == "drive":
-        sent = read_records(args.records)
-        print(render_drive(drive(emulator, ENVIRONMENT, sent), len(sent)))
+        print(render_drive(drive(emulator, ENVIRONMENT, args.records), len(args.records)))
         return 0
     if args.command in ("send", "dead-letters", "redrive", "counts", "smoke"):
         return _operate_on(emulator, args)
