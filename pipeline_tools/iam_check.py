@@ -46,6 +46,20 @@ TRANSACT_ITEM_ACTIONS = {
 }
 
 
+#: SQS's batch operations have no IAM actions of their own: "setting permissions for
+#: SendMessage, DeleteMessage, or ChangeMessageVisibility sets permissions for the corresponding
+#: batch versions" (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html).
+BATCH_OPERATION_ACTIONS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+#: Shared modules that only one handler of a stage reaches, by that handler's name: the SQS
+#: calls of ``pipeline_common/batch.py`` run only under ``batch_handler`` (the batched path), so
+#: they count for a function whose ``Handler`` is that one, and for no other.
+ENTRY_ONLY_MODULES = {"batch": "batch_handler"}
+
+
 class UnreadableCall(ValueError):
     """A call whose actions cannot be told from the source (say where and why)."""
 
@@ -69,13 +83,18 @@ class StageCheck:
         )
 
 
-def code_actions(package_dirs: list[Path], shared: Path | None = None) -> frozenset[str]:
+def code_actions(
+    package_dirs: list[Path], shared: Path | None = None, handler: str = "lambda_handler"
+) -> frozenset[str]:
     """The IAM actions the code in ``package_dirs`` calls, with what it uses of ``shared``
-    (the ``pipeline_common`` directory)."""
+    (the ``pipeline_common`` directory), run as ``handler`` (the function's handler name)."""
     trees = [
         (f, ast.parse(f.read_text(), str(f))) for d in package_dirs for f in sorted(d.rglob("*.py"))
     ]
     used = _shared_nodes(trees, shared) if shared is not None else []
+    used = [
+        (file, node) for file, node in used if ENTRY_ONLY_MODULES.get(file.stem, handler) == handler
+    ]
     service_trees = [t for _, t in trees] + [t for _, t in used]
     services = {s for tree in service_trees for s in _boto3_services(tree)}
     loader = botocore.session.get_session()
@@ -88,7 +107,7 @@ def code_actions(package_dirs: list[Path], shared: Path | None = None) -> frozen
     actions: set[str] = set()
     for file, tree in [*trees, *used]:
         actions |= _node_actions(file, tree, operations)
-    return frozenset(actions)
+    return frozenset(BATCH_OPERATION_ACTIONS.get(action, action) for action in actions)
 
 
 def _node_actions(file: Path, tree: ast.AST, operations: dict[str, tuple[str, str]]) -> set[str]:
@@ -228,10 +247,11 @@ def check(template: dict[str, Any], lambda_src: Path) -> list[StageCheck]:
     """Compare code and grants for every function of ``template``."""
     results = []
     for stage in StackTemplate.of(template).stages.values():
+        handler = str(stage.properties.get("Handler", "")).rpartition(".")[2]
         results.append(
             StageCheck(
                 stage.name,
-                code_actions([lambda_src / stage.name], lambda_src / SHARED_PACKAGE),
+                code_actions([lambda_src / stage.name], lambda_src / SHARED_PACKAGE, handler),
                 granted_actions(template, stage.function_id),
             )
         )

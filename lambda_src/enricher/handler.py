@@ -11,6 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from enricher.enrichment import UNCATEGORIZED, category_from_item, category_key, enrich
+from pipeline_common.batch import batch_entry
 from pipeline_common.invocation import accept, stage_entry
 from pipeline_common.retries import RetryPolicy, dynamodb_client
 from pipeline_common.tracing import stage_tracer
@@ -38,11 +39,17 @@ def lookup_category(record_type: str, deadline: float) -> str:
     return category_from_item(response.get("Item"))
 
 
-@stage_entry(logger, metrics, tracer)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handle(event: Any, context: LambdaContext) -> dict[str, Any]:
+    """One record: the per-record path's event, or one record of a batch."""
     record = accept(event, logger, metrics, enriched=True)
     category = lookup_category(record["type"], RETRY.deadline(context))
     if category == UNCATEGORIZED:
         metrics.add_metric(name="RecordsUncategorized", unit=MetricUnit.Count, value=1)
     logger.debug("record enriched", extra={"category": category})
     return enrich(record, category, datetime.now(UTC))
+
+
+#: The per-record path: an asynchronous invocation of the live alias.
+lambda_handler = stage_entry(logger, metrics, tracer)(handle)
+#: The batched path: a batch of the stage's SQS queue (``pipeline_common/batch.py``).
+batch_handler = batch_entry("enricher", handle, logger, metrics, tracer)

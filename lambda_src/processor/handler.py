@@ -11,6 +11,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pipeline_common.batch import batch_entry
 from pipeline_common.invocation import accept, reject, stage_entry
 from pipeline_common.retries import RetryPolicy, dynamodb_client
 from pipeline_common.tracing import stage_tracer
@@ -33,8 +34,8 @@ dynamodb = dynamodb_client()
 RETRY = RetryPolicy()
 
 
-@stage_entry(logger, metrics, tracer)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handle(event: Any, context: LambdaContext) -> dict[str, Any]:
+    """One record: the per-record path's event, or one record of a batch."""
     record = accept(event, logger, metrics, enriched=True)
     try:
         result = store(
@@ -54,3 +55,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=1)
     logger.debug("record processed", extra={"status": result.status})
     return asdict(result)
+
+
+#: The per-record path: an asynchronous invocation of the live alias.
+lambda_handler = stage_entry(logger, metrics, tracer)(handle)
+#: The batched path: a batch of the stage's SQS queue (``pipeline_common/batch.py``).
+batch_handler = batch_entry("processor", handle, logger, metrics, tracer)

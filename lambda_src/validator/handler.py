@@ -18,14 +18,21 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pipeline_common.batch import batch_entry
 from pipeline_common.invocation import accept, stage_entry
 
 logger = Logger()
 metrics = Metrics()
 
 
-@stage_entry(logger, metrics)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handle(event: Any, context: LambdaContext) -> dict[str, Any]:
+    """One record: the per-record path's event, or one record of a batch."""
     record = accept(event, logger, metrics, enriched=False)
     logger.debug("record validated", extra={"record_type": record["type"]})
     return record
+
+
+#: The per-record path: an asynchronous invocation of the live alias.
+lambda_handler = stage_entry(logger, metrics)(handle)
+#: The batched path: a batch of the stage's SQS queue (``pipeline_common/batch.py``).
+batch_handler = batch_entry("validator", handle, logger, metrics)
