@@ -14,8 +14,9 @@ action.
 
 *Template side*: every action on the function's role, except exactly the grants Lambda itself
 uses on the function's behalf, each action on its own resource: writing its own log group,
-X-Ray segments, sending to its own dead-letter queue, and invoking its on-success destination.
-Any other action, on any resource, must be one the code calls.
+X-Ray segments, sending to its own dead-letter queue, invoking its on-success destination, and
+reading the queue of its event source mapping (the batched path). Any other action, on any
+resource, must be one the code calls.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from typing import Any
 import botocore.session
 from botocore import xform_name
 
-from pipeline_tools.template import FUNCTION, StackTemplate, load_template, ref_id, resources
+from pipeline_tools.template import (
+    FUNCTION,
+    StackTemplate,
+    load_template,
+    ref_id,
+    referenced,
+    resources,
+)
 from serverless_stack.stages import SUPPORT_METADATA_KEY
 
 SHARED_PACKAGE = "pipeline_common"
@@ -200,6 +208,11 @@ LAMBDA_OWN_NEEDS = {
     "log group": frozenset({"logs:CreateLogStream", "logs:PutLogEvents"}),
     "dead-letter queue": frozenset({"sqs:SendMessage"}),
     "destination": frozenset({"lambda:InvokeFunction"}),
+    # An SQS event source mapping reads its queue with the function's role
+    # (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html).
+    "event source queue": frozenset(
+        {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+    ),
     "*": frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
 }
 
@@ -230,6 +243,8 @@ def granted_actions(template: dict[str, Any], function_id: str) -> frozenset[str
     for config in configs:
         for outcome in config.get("DestinationConfig", {}).values():
             needs[ref_id(outcome.get("Destination"))] = LAMBDA_OWN_NEEDS["destination"]
+    for queue_id in _event_source_queues(stack, function_id):
+        needs[queue_id] = LAMBDA_OWN_NEEDS["event source queue"]
     actions: set[str] = set()
     for statement in stack.role_statements(str(ref_id(fn.get("Role")))):
         listed = _as_list(statement["Action"])
@@ -237,6 +252,20 @@ def granted_actions(template: dict[str, Any], function_id: str) -> frozenset[str
             key = "*" if target == "*" else ref_id(target)
             actions |= {a for a in listed if a not in needs.get(key, frozenset())}
     return frozenset(actions)
+
+
+def _event_source_queues(stack: StackTemplate, function_id: str) -> list[str | None]:
+    """The queues that event source mappings read for ``function_id`` or one of its aliases."""
+    invoked = {function_id} | {
+        alias_id
+        for alias_id, alias in stack.resources("AWS::Lambda::Alias").items()
+        if ref_id(alias["Properties"]["FunctionName"]) == function_id
+    }
+    return [
+        ref_id(mapping["Properties"]["EventSourceArn"])
+        for mapping in stack.resources("AWS::Lambda::EventSourceMapping").values()
+        if referenced(mapping["Properties"]["FunctionName"]) & invoked
+    ]
 
 
 def _as_list(value: Any) -> list[Any]:

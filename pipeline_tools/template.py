@@ -129,6 +129,17 @@ def ref_id(value: Any) -> str | None:
     return None
 
 
+def referenced(value: Any) -> set[str]:
+    """Every logical ID that ``value`` references (``Ref``, ``Fn::GetAtt``), at any depth: an
+    alias's ARN spliced into a name (``Fn::Join`` of ``Fn::Split`` of a ``Ref``) included."""
+    if isinstance(value, list):
+        return set().union(*(referenced(v) for v in value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    found = {ref_id(value)} - {None} if ("Ref" in value or "Fn::GetAtt" in value) else set()
+    return {str(i) for i in found} | set().union(*(referenced(v) for v in value.values()))
+
+
 def stage_of(function_id: str, resource: Mapping[str, Any]) -> str:
     """The stage a function resource is labelled with."""
     stage = resource.get("Metadata", {}).get(STAGE_METADATA_KEY)

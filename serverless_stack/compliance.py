@@ -226,7 +226,26 @@ def _undelivered_queue(stack: PipelineStack) -> IConstruct:
     return queue.node.default_child  # type: ignore[return-value]
 
 
+MAPPING_DESTINATION_REASON = (
+    "An SQS event source mapping takes no on-failure destination: Lambda offers those for stream "
+    "and Kafka sources, and for SQS the failed messages' place is the source queue's own "
+    "dead-letter queue "
+    "(https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html). "
+    "Each stage's queue has its redrive policy to the pipeline's DLQ, and the stage sends a "
+    "record that fails to the DLQ itself, alone and with its reason (pipeline_common/batch.py)."
+)
+
 ACKNOWLEDGMENTS: tuple[Acknowledgment, ...] = (
+    *(
+        Acknowledgment(
+            f"{stage}-mapping-failure-destination",
+            lambda stack, stage=stage: stack.stage_queues[stage].mapping.node.default_child,  # type: ignore[misc]
+            "Serverless::Serverless-LambdaEventSourceMappingDestination",
+            MAPPING_DESTINATION_REASON,
+            applies=lambda stack, stage=stage: stage in stack.stage_queues,  # type: ignore[misc]
+        )
+        for stage in STAGES
+    ),
     *(
         Acknowledgment(
             f"{stage}-xray",

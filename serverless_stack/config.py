@@ -46,6 +46,7 @@ from constructs_lib.alarm_thresholds import AlarmThresholds
 from constructs_lib.deployment_settings import DeploymentSettings
 from constructs_lib.limits import LimitError
 from constructs_lib.scaling import ProvisionedConcurrencyScaling
+from constructs_lib.stage_queue import BATCH_SIZE, BATCHING_WINDOW_SECONDS, MAX_CONCURRENCY
 from serverless_stack.settings_errors import ConfigError, config_error
 from serverless_stack.stages import CRITICAL_STAGE, STAGE_TABLE
 
@@ -196,6 +197,43 @@ class TableSettings(_Settings):
     deletion_protection: bool = False
 
 
+class IngestionSettings(_Settings):
+    """How records enter the pipeline: one asynchronous invocation a record and stage, or
+    batches through an SQS queue in front of each stage (``docs/batching.md``)."""
+
+    mode: Literal["per_record", "batched"] = Field(
+        default="per_record",
+        description="per_record: async invokes of validator:live chained by destinations; "
+        "batched: an SQS queue in front of each stage, read in batches",
+    )
+    batch_size: Annotated[int, Ge(BATCH_SIZE[0]), Le(BATCH_SIZE[1])] = Field(
+        default=100,
+        description="Messages per batch (batched mode); over 10 needs a batching window",
+    )
+    batching_window_seconds: Annotated[
+        int, Ge(BATCHING_WINDOW_SECONDS[0]), Le(BATCHING_WINDOW_SECONDS[1])
+    ] = Field(
+        default=1, description="How long each stage's event source gathers a batch, in seconds"
+    )
+    max_concurrency: Annotated[int, Ge(MAX_CONCURRENCY[0]), Le(MAX_CONCURRENCY[1])] | None = Field(
+        default=None,
+        description="The most batches a stage runs at once; null: Lambda's own scaling",
+    )
+    oldest_message_alarm_seconds: Annotated[int, Ge(60), Le(1_209_600)] = Field(
+        default=300, description="Alarm when a stage's queue holds a message older than this"
+    )
+
+    @model_validator(mode="after")
+    def _window_for_large_batches(self) -> IngestionSettings:
+        if self.batch_size > 10 and self.batching_window_seconds < 1:
+            raise LimitError(
+                "batching_window_seconds",
+                self.batching_window_seconds,
+                "must be at least 1 for a batch_size over 10 (Lambda's SQS event source rule)",
+            )
+        return self
+
+
 class EnvironmentSettings(_Settings):
     """The validated settings of one environment (the block under ``pipeline.<environment>``)."""
 
@@ -240,6 +278,10 @@ class EnvironmentSettings(_Settings):
     dashboard: bool = Field(True, description="A CloudWatch dashboard of the pipeline ($3 a month)")
     table: TableSettings = TableSettings()
     alarms: AlarmThresholds = AlarmThresholds()
+    ingestion: IngestionSettings = Field(
+        IngestionSettings(),
+        description="How records enter: per_record (async invokes) or batched (SQS queues)",
+    )
     deployment: DeploymentSettings = Field(
         DeploymentSettings(),
         description="How each stage's live alias moves to a new version (CodeDeploy): config, "

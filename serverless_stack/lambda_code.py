@@ -48,9 +48,10 @@ def rollup_code() -> lambda_.Code:
     return lambda_.Code.from_asset(str(LAMBDA_SRC), exclude=[*STAGES, *_ALWAYS_EXCLUDED])
 
 
-def stage_handler(stage: str) -> str:
-    """The handler of ``stage``: ``<stage>.handler.lambda_handler``."""
-    return f"{stage}.handler.lambda_handler"
+def stage_handler(stage: str, *, batched: bool = False) -> str:
+    """The handler of ``stage``: ``<stage>.handler.lambda_handler`` for one record an
+    invocation, ``<stage>.handler.batch_handler`` for batches of its SQS queue."""
+    return f"{stage}.handler.{'batch_handler' if batched else 'lambda_handler'}"
 
 
 def powertools_release(requirements: Path = RUNTIME_REQUIREMENTS) -> str:

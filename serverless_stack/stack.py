@@ -31,6 +31,7 @@ from constructs_lib.release_probe import ReleaseProbe
 from constructs_lib.retention import retention_days
 from constructs_lib.scaling_pause import ScalingPause
 from constructs_lib.scheduled_function import ScheduledFunction
+from constructs_lib.stage_queue import Batching, StageQueue
 from serverless_stack.config import EnvironmentSettings, PipelineConfig
 from serverless_stack.lambda_code import (
     ROLLUP_HANDLER,
@@ -93,6 +94,8 @@ class PipelineStack(Stack):
             codedeploy.LambdaApplication(self, "Deployments") if deployments else None
         )
         self.architecture = ARCHITECTURES[self.settings.architecture]
+        #: Records enter through an SQS queue in front of each stage (``ingestion.mode``).
+        self.batched = self.settings.ingestion.mode == "batched"
         self._shared_resources()
         #: Stage -> the pre-traffic hook of its deployments: a release probe, and for an
         #: auto-scaled, gradually shifted stage a scaling pause (which probes too).
@@ -104,6 +107,8 @@ class PipelineStack(Stack):
         for stage in reversed(STAGE_TABLE):
             built[stage.name] = self._stage(stage, built.get(stage.next_stage or ""))
         self.stages = {stage.name: built[stage.name] for stage in STAGE_TABLE}
+        #: Stage -> the queue in front of it (the batched path only).
+        self.stage_queues: dict[str, StageQueue] = self._stage_queues() if self.batched else {}
         for name, function in self.stages.items():
             if BY_NAME[name].table_actions:
                 self.table.grant(function.role, *BY_NAME[name].table_actions)
@@ -158,7 +163,7 @@ class PipelineStack(Stack):
             stage.construct_id,
             function_props=lambda_.FunctionProps(
                 code=stage_code(stage.name),
-                handler=stage_handler(stage.name),
+                handler=stage_handler(stage.name, batched=self.batched),
                 runtime=RUNTIME,
                 architecture=self.architecture,
                 memory_size=settings.memory_mb,
@@ -169,7 +174,7 @@ class PipelineStack(Stack):
                 dead_letter_queue=self.dead_letter_queue,
                 retry_attempts=stage.retries,
                 on_success=destinations.LambdaDestination(next_stage.alias, response_only=False)
-                if next_stage
+                if next_stage and not self.batched
                 else None,
                 tracing=TRACING[settings.tracing],
                 application_log_level_v2=lambda_.ApplicationLogLevel[self.settings.log_level],
@@ -211,6 +216,43 @@ class PipelineStack(Stack):
             if settings.record_retention_days:
                 environment["RECORD_RETENTION_DAYS"] = str(settings.record_retention_days)
         return environment
+
+    def _stage_queues(self) -> dict[str, StageQueue]:
+        """The batched path: a queue in front of each stage's live alias, read in batches; each
+        stage told its own queue (for a failed record's retry), the next stage's and the DLQ,
+        and granted ``sqs:SendMessage`` on exactly those (``pipeline_common/batch.py``)."""
+        ingestion = self.settings.ingestion
+        queues = {
+            name: StageQueue(
+                self,
+                f"{BY_NAME[name].construct_id}Queue",
+                alias=function.alias,
+                role=function.role,
+                timeout=function.function.timeout or Duration.seconds(3),
+                dead_letter_queue=self.dead_letter_queue,
+                batching=Batching(
+                    batch_size=ingestion.batch_size,
+                    batching_window=Duration.seconds(ingestion.batching_window_seconds),
+                    max_concurrency=ingestion.max_concurrency,
+                ),
+            )
+            for name, function in self.stages.items()
+        }
+        for name, function in self.stages.items():
+            stage, own = BY_NAME[name], queues[name].queue
+            variables = {
+                "STAGE_RETRIES": str(stage.retries),
+                "STAGE_QUEUE_URL": own.queue_url,
+                "DEAD_LETTER_QUEUE_URL": self.dead_letter_queue.queue_url,
+            }
+            own.grant(function.role, "sqs:SendMessage")
+            if stage.next_stage:
+                following = queues[stage.next_stage].queue
+                variables |= {"NEXT_QUEUE_URL": following.queue_url, "NEXT_STAGE": stage.next_stage}
+                following.grant(function.role, "sqs:SendMessage")
+            for key, value in variables.items():
+                function.function.add_environment(key, value)
+        return queues
 
     def _count_rollup(self) -> ScheduledFunction:
         """The hourly roll-up that folds closed hours' count markers into each day's totals."""
@@ -315,6 +357,12 @@ class PipelineStack(Stack):
             for signal in signals:
                 function.deployment.add_rollback_alarm(rollback[signal])
         self.monitoring.monitor_dead_letter_queue(self.dead_letter_queue)
+        for name, stage_queue in self.stage_queues.items():
+            self.monitoring.monitor_stage_queue(
+                BY_NAME[name].construct_id,
+                stage_queue.queue,
+                oldest_seconds=self.settings.ingestion.oldest_message_alarm_seconds,
+            )
         self.monitoring.monitor_table(self.table, operations=TABLE_OPERATIONS)
 
     def _existing_topics(self) -> list[cloudwatch_actions.SnsAction]:
@@ -327,12 +375,20 @@ class PipelineStack(Stack):
     def _outputs(self) -> None:
         entry = self.stages[ENTRY_STAGE.name]
         CfnOutput(self, "TableName", value=self.table.table_name)
-        CfnOutput(
-            self,
-            "IngestFunctionArn",
-            value=entry.alias.function_arn,
-            description=f"Send records here: async invoke of {ENTRY_STAGE.name}:live",
-        )
+        if self.batched:
+            CfnOutput(
+                self,
+                "IngestQueueUrl",
+                value=self.stage_queues[ENTRY_STAGE.name].queue.queue_url,
+                description=f"Send records here: SendMessageBatch to {ENTRY_STAGE.name}'s queue",
+            )
+        else:
+            CfnOutput(
+                self,
+                "IngestFunctionArn",
+                value=entry.alias.function_arn,
+                description=f"Send records here: async invoke of {ENTRY_STAGE.name}:live",
+            )
         last = self.stages[STAGE_TABLE[-1].name]
         CfnOutput(self, "ProcessorFunctionArn", value=last.alias.function_arn)
         CfnOutput(self, "DlqUrl", value=self.dead_letter_queue.queue_url)

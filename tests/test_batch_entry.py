@@ -248,3 +248,18 @@ def test_the_release_probe_is_answered_by_the_batched_entry_too(pipeline, queues
     )
     with function.activated():
         assert function.module.batch_handler(PROBE_EVENT, context) == PROBE_ANSWER
+
+
+def test_a_record_invoked_straight_at_a_batched_stage_is_refused_not_dropped(pipeline, queues):
+    """An async invoke of a batched stage with a bare record fails, so Lambda sends it to the
+    function's DLQ: it is not an SQS batch, and nothing in it may be silently skipped."""
+    function = pipeline.functions["validator"]
+    context = LambdaContext(
+        function_name=function.spec.name,
+        memory_limit_in_mb=function.spec.memory_mb,
+        invoked_function_arn=function.spec.arn,
+    )
+    # The handler's own pipeline_common (its asset's copy) raises: match the class by name.
+    with function.activated(), pytest.raises(Exception, match="not an SQS batch") as caught:
+        function.module.batch_handler(sample_record(), context)
+    assert type(caught.value).__name__ == "MalformedMessage"

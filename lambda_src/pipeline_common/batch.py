@@ -226,6 +226,13 @@ class BatchEntry:
         """The partial batch response: the messages to deliver again."""
         if event == PROBE_EVENT:  # a deployment's release probe: the module initialised
             return PROBE_ANSWER
+        if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+            # A record invoked straight at a batched stage: refused (to the function's DLQ,
+            # on an asynchronous invoke), never dropped. Send records to the stage's queue.
+            raise MalformedMessage(
+                f"event: not an SQS batch ({type(event).__name__} without Records): on the "
+                f"batched path, send records to the {self.stage} stage's queue"
+            )
         run = _Run(self, context)
         with self.processor(records=event.get("Records", []), handler=run.message):
             self.processor.process()

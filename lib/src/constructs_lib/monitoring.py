@@ -315,6 +315,14 @@ class PipelineMonitoring(Construct):
             self._graph("DLQ: age of oldest message (s)", [oldest], width=12),
         )
 
+    def monitor_stage_queue(self, name: str, queue: sqs.IQueue, *, oldest_seconds: float) -> None:
+        """The age of a stage queue's oldest message: the stage falls behind, or is stopped."""
+        oldest = queue.metric_approximate_age_of_oldest_message(
+            period=self.period, statistic="Maximum"
+        )
+        self._alarm(f"{name}QueueOldMessage", oldest, oldest_seconds, f"records wait for {name}")
+        self._widgets(self._graph(f"{name} queue: age of oldest message (s)", [oldest], width=12))
+
     def monitor_table(
         self, table: dynamodb.ITable, *, operations: Sequence[dynamodb.Operation]
     ) -> None:

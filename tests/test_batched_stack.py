@@ -1,0 +1,248 @@
+"""The batched path's template (``ingestion.mode: batched``): a queue in front of each stage,
+read by an event source mapping with partial batch responses, and exact IAM.
+
+Each rule is AWS's, cited where the construct applies it (``constructs_lib/stage_queue.py``):
+the visibility timeout of six function timeouts plus the batching window, the three actions
+Lambda reads a queue with, a window of at least 1 s for a batch over 10.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
+from aws_cdk.assertions import Template
+
+from constructs_lib.limits import LimitError
+from constructs_lib.stage_queue import Batching, StageQueue
+from pipeline_tools.iam_check import check
+from pipeline_tools.template import ref_id, referenced
+from serverless_stack.stages import BY_NAME, STAGE_TABLE
+from tests.conftest import ROOT, cdk_context, synth_app
+
+INGESTION = {"mode": "batched", "batch_size": 200, "batching_window_seconds": 2}
+
+
+def batched(environment: str, **ingestion: Any) -> dict[str, Any]:
+    settings = copy.deepcopy(cdk_context()["pipeline"])
+    settings[environment]["ingestion"] = {**INGESTION, **ingestion}
+    stack = synth_app(environment, {"pipeline": settings})
+    return Template.from_stack(stack).to_json()
+
+
+@pytest.fixture(scope="module")
+def templates() -> dict[str, dict[str, Any]]:
+    return {env: batched(env) for env in ("dev", "prod")}
+
+
+def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def stage_functions(template: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Stage -> (function logical id, properties)."""
+    return {
+        f["Metadata"]["pipeline:stage"]: (i, f["Properties"])
+        for i, f in of_type(template, "AWS::Lambda::Function").items()
+        if "pipeline:stage" in f.get("Metadata", {})
+    }
+
+
+def queue_of(template: dict[str, Any], stage: str) -> str:
+    """The logical id of the queue whose mapping invokes ``stage``'s live alias."""
+    functions = stage_functions(template)
+    aliases = {
+        i
+        for i, a in of_type(template, "AWS::Lambda::Alias").items()
+        if ref_id(a["Properties"]["FunctionName"]) == functions[stage][0]
+    }
+    (queue,) = [
+        str(ref_id(m["Properties"]["EventSourceArn"]))
+        for m in of_type(template, "AWS::Lambda::EventSourceMapping").values()
+        if referenced(m["Properties"]["FunctionName"]) & aliases
+    ]
+    return queue
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_each_stage_reads_its_own_queue_in_batches_with_partial_responses(templates, env):
+    template = templates[env]
+    mappings = of_type(template, "AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == len(STAGE_TABLE)
+    for mapping in mappings.values():
+        p = mapping["Properties"]
+        assert p["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert p["BatchSize"] == 200 and p["MaximumBatchingWindowInSeconds"] == 2
+        assert str(p["FunctionName"]).count(":live") == 1  # the alias, never $LATEST
+    queues = {stage.name: queue_of(template, stage.name) for stage in STAGE_TABLE}
+    assert len(set(queues.values())) == len(STAGE_TABLE)  # one queue per stage
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_queues_follow_awss_rules_and_redrive_to_the_dlq(templates, env):
+    """Visibility timeout = 6 x the function's timeout + the window; SSE-SQS; SSL only; a
+    message failing as a whole moves to the pipeline's DLQ after 5 deliveries."""
+    template = templates[env]
+    functions = stage_functions(template)
+    resources = template["Resources"]
+    (dlq,) = [
+        i
+        for i, q in of_type(template, "AWS::SQS::Queue").items()
+        if "RedrivePolicy" not in q["Properties"]
+        and q["Properties"].get("MessageRetentionPeriod") == 14 * 86400
+    ]
+    for stage in STAGE_TABLE:
+        queue = resources[queue_of(template, stage.name)]["Properties"]
+        timeout = functions[stage.name][1]["Timeout"]
+        assert queue["VisibilityTimeout"] == 6 * timeout + 2
+        assert queue["SqsManagedSseEnabled"] is True
+        assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+        assert ref_id(queue["RedrivePolicy"]["deadLetterTargetArn"]) == dlq
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_every_stage_runs_its_batch_handler_and_knows_where_records_go(templates, env):
+    template = templates[env]
+    for stage in STAGE_TABLE:
+        _, p = stage_functions(template)[stage.name]
+        assert p["Handler"] == f"{stage.name}.handler.batch_handler"
+        variables = p["Environment"]["Variables"]
+        assert variables["STAGE_RETRIES"] == str(stage.retries)
+        assert ref_id(variables["STAGE_QUEUE_URL"]) == queue_of(template, stage.name)
+        if stage.next_stage:
+            assert ref_id(variables["NEXT_QUEUE_URL"]) == queue_of(template, stage.next_stage)
+            assert variables["NEXT_STAGE"] == stage.next_stage
+        else:
+            assert "NEXT_QUEUE_URL" not in variables
+    # No destinations chain the stages on this path: the queues do.
+    for config in of_type(template, "AWS::Lambda::EventInvokeConfig").values():
+        assert "OnSuccess" not in config["Properties"].get("DestinationConfig", {})
+
+
+def actions_by_resource(template: dict[str, Any], role_id: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = defaultdict(set)
+    for policy in of_type(template, "AWS::IAM::Policy").values():
+        if role_id not in referenced(policy["Properties"]["Roles"]):
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"]
+            targets = statement["Resource"]
+            for target in targets if isinstance(targets, list) else [targets]:
+                key = "*" if target == "*" else str(ref_id(target) or sorted(referenced(target)))
+                found[key] |= set(actions if isinstance(actions, list) else [actions])
+    return dict(found)
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_each_role_holds_exactly_what_the_path_needs_on_each_queue(templates, env):
+    """Its own queue: Lambda's three reads, and SendMessage for a record's retry; the next
+    stage's queue and the DLQ: SendMessage; nothing else on any queue."""
+    template = templates[env]
+    queues = set(of_type(template, "AWS::SQS::Queue"))
+    for stage in STAGE_TABLE:
+        _, p = stage_functions(template)[stage.name]
+        role = str(ref_id(p["Role"]))
+        on_queues = {k: v for k, v in actions_by_resource(template, role).items() if k in queues}
+        dlq = str(ref_id(p["DeadLetterConfig"]["TargetArn"]))
+        expected = {
+            queue_of(template, stage.name): {
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:SendMessage",
+            },
+            dlq: {"sqs:SendMessage"},
+        }
+        if stage.next_stage:
+            expected[queue_of(template, stage.next_stage)] = {"sqs:SendMessage"}
+        assert on_queues == expected, stage.name
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_the_grants_match_the_calls_of_the_batched_code(templates, env):
+    results = check(templates[env], ROOT / "lambda_src")
+    assert all(r.ok for r in results), [r.describe() for r in results if not r.ok]
+    by_stage = {r.stage: r.code for r in results}
+    for stage in STAGE_TABLE:
+        assert "sqs:SendMessage" in by_stage[stage.name]  # the batch entry's sends
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_each_queue_has_an_age_alarm_and_records_enter_by_the_validators_queue(templates, env):
+    template = templates[env]
+    alarms = of_type(template, "AWS::CloudWatch::Alarm").values()
+    ages = [
+        a["Properties"]
+        for a in alarms
+        if a["Properties"].get("MetricName") == "ApproximateAgeOfOldestMessage"
+    ]
+    watched = {str(ref_id(d["Value"])) for a in ages for d in a["Dimensions"]}
+    for stage in STAGE_TABLE:
+        assert queue_of(template, stage.name) in {w for w in watched}, stage.name
+    stage_ages = [a for a in ages if a["Threshold"] == 300]
+    assert len(stage_ages) == len(STAGE_TABLE)
+    outputs = template["Outputs"]
+    assert "IngestFunctionArn" not in outputs  # there is no per-record entry on this path
+    entry = queue_of(template, STAGE_TABLE[0].name)
+    assert ref_id(outputs["IngestQueueUrl"]["Value"]) == entry
+
+
+def test_a_large_batch_without_a_window_is_refused_naming_the_key():
+    from serverless_stack.config import ConfigError, load_config
+
+    settings = copy.deepcopy(cdk_context()["pipeline"])
+    settings["dev"]["ingestion"] = {
+        "mode": "batched",
+        "batch_size": 50,
+        "batching_window_seconds": 0,
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_config("dev", settings)
+    assert str(caught.value) == (
+        "invalid setting pipeline.dev.ingestion.batching_window_seconds = 0: must be at least 1 "
+        "for a batch_size over 10 (Lambda's SQS event source rule)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("batching", "argument"),
+    [
+        (Batching(batch_size=0), "batch_size"),
+        (Batching(batch_size=10_001, batching_window=cdk.Duration.seconds(1)), "batch_size"),
+        (Batching(batch_size=11), "batching_window"),
+        (Batching(batching_window=cdk.Duration.seconds(301)), "batching_window"),
+        (Batching(max_concurrency=1), "max_concurrency"),
+        (Batching(max_receive_count=0), "max_receive_count"),
+    ],
+)
+def test_the_construct_refuses_what_lambda_and_sqs_refuse(batching, argument):
+    stack = cdk.Stack(cdk.App())
+    function = lambda_.Function(
+        stack,
+        "F",
+        code=lambda_.Code.from_inline("def h(e, c): pass"),
+        handler="index.h",
+        runtime=lambda_.Runtime.PYTHON_3_14,
+    )
+    with pytest.raises(LimitError) as caught:
+        StageQueue(
+            stack,
+            "Q",
+            alias=function,
+            role=function.role or iam.Role(stack, "R", assumed_by=iam.AnyPrincipal()),
+            timeout=cdk.Duration.seconds(30),
+            dead_letter_queue=sqs.Queue(stack, "D"),
+            batching=batching,
+        )
+    assert caught.value.argument == argument
+
+
+def test_the_stage_table_gives_the_retries_the_batched_path_uses():
+    """The same retries on both paths: the validator's failures are not retried."""
+    assert [BY_NAME[s.name].retries for s in STAGE_TABLE] == [0, 2, 2]
