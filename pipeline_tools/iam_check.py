@@ -31,6 +31,7 @@ from typing import Any
 import botocore.session
 from botocore import xform_name
 
+from pipeline_tools.runner.iam import SQS_BATCH_ACTIONS
 from pipeline_tools.template import (
     FUNCTION,
     StackTemplate,
@@ -54,14 +55,6 @@ TRANSACT_ITEM_ACTIONS = {
 }
 
 
-#: SQS's batch operations have no IAM actions of their own: "setting permissions for
-#: SendMessage, DeleteMessage, or ChangeMessageVisibility sets permissions for the corresponding
-#: batch versions" (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html).
-BATCH_OPERATION_ACTIONS = {
-    "sqs:SendMessageBatch": "sqs:SendMessage",
-    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
-    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
-}
 #: Shared modules that only one handler of a stage reaches, by that handler's name: the SQS
 #: calls of ``pipeline_common/batch.py`` run only under ``batch_handler`` (the batched path), so
 #: they count for a function whose ``Handler`` is that one, and for no other.
@@ -115,7 +108,9 @@ def code_actions(
     actions: set[str] = set()
     for file, tree in [*trees, *used]:
         actions |= _node_actions(file, tree, operations)
-    return frozenset(BATCH_OPERATION_ACTIONS.get(action, action) for action in actions)
+    # SQS's batch operations are authorised as their single forms (runner.iam).
+    batch_forms = {f"sqs:{batch}": f"sqs:{one}" for batch, one in SQS_BATCH_ACTIONS.items()}
+    return frozenset(batch_forms.get(action, action) for action in actions)
 
 
 def _node_actions(file: Path, tree: ast.AST, operations: dict[str, tuple[str, str]]) -> set[str]:

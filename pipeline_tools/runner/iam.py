@@ -156,6 +156,14 @@ LAMBDA_FUNCTION_ACTIONS = frozenset(
 )
 #: Lambda operations whose IAM action has another name.
 LAMBDA_ACTION_NAMES = {"Invoke": "InvokeFunction"}
+#: SQS's batch operations have no IAM actions of their own: "setting permissions for
+#: SendMessage, DeleteMessage, or ChangeMessageVisibility sets permissions for the corresponding
+#: batch versions" (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html).
+SQS_BATCH_ACTIONS = {
+    "SendMessageBatch": "SendMessage",
+    "DeleteMessageBatch": "DeleteMessage",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+}
 
 
 def requests(
@@ -171,6 +179,11 @@ def requests(
     elif service == "lambda" and "FunctionName" in params:
         action = f"lambda:{LAMBDA_ACTION_NAMES.get(operation, operation)}"
         yield action, lambda_resource(policy, operation, params)
+    elif service == "sqs" and "QueueUrl" in params:
+        # https://sqs.<region>.amazonaws.com/<account>/<name>: the queue's ARN
+        *_, account, name = str(params["QueueUrl"]).rstrip("/").split("/")
+        action = f"sqs:{SQS_BATCH_ACTIONS.get(operation, operation)}"
+        yield action, f"arn:aws:sqs:{policy.region}:{account}:{name}"
     elif service == "cloudwatch" and operation == "DescribeAlarms" and params.get("AlarmNames"):
         for name in params["AlarmNames"]:
             yield (

@@ -1,0 +1,185 @@
+"""The batched path end to end, in-process: records sent to the validator's queue go through
+the three stages' queues, read by the emulated SQS event source mappings
+(``pipeline_tools/runner/event_source.py``), on moto.
+
+Each record is stored once and counted once, a bad one reaches the DLQ alone with its reason,
+and a poison record never holds its batch-mates back. The emulator's own rules (partial batch
+responses, maxReceiveCount, the batching window) are tested against AWS's documented behaviour.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pipeline_tools.runner.event_source import (
+    MappingSpec,
+    QueuePipeline,
+    mappings_from_template,
+)
+from tests.conftest import assembly_of, cdk_context, sample_record, stored_and_counted, synth_app
+
+
+@pytest.fixture(scope="module")
+def batched_assembly():
+    settings = copy.deepcopy(cdk_context()["pipeline"])
+    settings["dev"]["ingestion"] = {
+        "mode": "batched",
+        "batch_size": 50,
+        "batching_window_seconds": 5,
+    }
+    return assembly_of(synth_app("dev", {"pipeline": settings}))
+
+
+@pytest.fixture
+def queues_pipeline(batched_assembly) -> Iterator[Any]:
+    import boto3
+    from moto import mock_aws
+
+    from pipeline_tools.runner import specs_from_assembly
+    from pipeline_tools.runner.provision import provision
+
+    directory, stack_name, template = batched_assembly
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        physical = provision(template, session)
+        specs = specs_from_assembly(directory, stack_name, physical)
+        runner = QueuePipeline(
+            specs, session.client("sqs"), mappings_from_template(template, physical)
+        )
+        runner.session = session  # type: ignore[attr-defined]
+        runner.table = specs["processor"].environment["TABLE_NAME"]  # type: ignore[attr-defined]
+        runner.dlq = specs["validator"].environment["DEAD_LETTER_QUEUE_URL"]  # type: ignore[attr-defined]
+        # The whole test on the run's virtual clock: what it sent or moved is read in its time.
+        with runner.clock.driving_moto():
+            yield runner
+
+
+def send(runner: Any, bodies: list[Any]) -> None:
+    """What a producer does: SendMessageBatch to the validator's queue, 10 messages a call."""
+    url = runner.mappings["validator"].queue_url
+    for start in range(0, len(bodies), 10):
+        runner.sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {
+                    "Id": str(i),
+                    "MessageBody": b if isinstance(b, str) else json.dumps(b),
+                    "MessageAttributes": {
+                        "stage": {"DataType": "String", "StringValue": "validator"}
+                    },
+                }
+                for i, b in enumerate(bodies[start : start + 10])
+            ],
+        )
+
+
+def dead_letters(runner: Any) -> list[dict[str, Any]]:
+    found = []
+    while True:
+        answer = runner.sqs.receive_message(
+            QueueUrl=runner.dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        )
+        if not answer.get("Messages"):
+            return found
+        found += answer["Messages"]
+
+
+def test_every_valid_record_is_stored_and_counted_once_and_each_bad_one_dead_lettered(
+    queues_pipeline,
+):
+    runner = queues_pipeline
+    valid = [sample_record(id=f"q-{i:03d}", type=f"t{i % 3}") for i in range(120)]
+    bad = [sample_record(id=f"bad {i}") for i in range(3)]
+    # Some records one a message, some packed: both are messages a producer may send.
+    bodies: list[Any] = [*valid[:60], valid[60:90], valid[90:], *bad, "not json"]
+    send(runner, bodies)
+    tally = runner.run()
+    stored, counts = stored_and_counted(runner.session.client("dynamodb"), runner.table)
+    assert sorted(i["id"]["S"] for i in stored) == sorted(r["id"] for r in valid)
+    day = valid[0]["timestamp"][:10]
+    assert counts == {(t, day): n for t, n in Counter(r["type"] for r in valid).items()}
+    letters = dead_letters(runner)
+    assert len(letters) == len(bad) + 1  # each bad record alone, and the malformed message
+    assert all(m["MessageAttributes"]["FailedStage"]["StringValue"] == "validator" for m in letters)
+    # 64 messages at 50 a batch: the validator needs 2 batches; the stages after it get its
+    # packed output, so each handles 2 messages or fewer a batch (one per validator batch).
+    assert tally.invocations["validator"] == 2
+    assert tally.invocations["enricher"] <= 2 and tally.invocations["processor"] <= 2
+    assert tally.failed_batches == Counter()
+
+
+def test_a_record_that_keeps_failing_is_retried_alone_then_dead_lettered(queues_pipeline):
+    """The processor's PutItem of one record is throttled every time: its batch-mates are
+    stored at once; it is retried twice, a minute and two minutes later (virtual time), then
+    reaches the DLQ with its reason."""
+    from tests.fault_injection import fail_before
+
+    runner = queues_pipeline
+    records = [sample_record(id=f"r-{i}") for i in range(5)]
+    fail_before(
+        runner.module("processor").dynamodb,
+        "PutItem",
+        lambda params: '"r-2"' in json.dumps(params["Item"]) or "#r-2#" in json.dumps(params),
+    )
+    runner.module("processor").RETRY = _no_waits(runner.module("processor").RETRY)
+    send(runner, [records])
+    started = runner.clock.seconds()
+    runner.run()
+    stored, _ = stored_and_counted(runner.session.client("dynamodb"), runner.table)
+    assert sorted(i["id"]["S"] for i in stored) == ["r-0", "r-1", "r-3", "r-4"]
+    (letter,) = dead_letters(runner)
+    assert json.loads(letter["Body"])["id"] == "r-2"
+    assert (
+        "ProvisionedThroughputExceededException"
+        in (letter["MessageAttributes"]["ErrorMessage"]["StringValue"])
+    )
+    assert runner.clock.seconds() - started >= 60 + 120  # the two retries' delays
+
+
+def _no_waits(policy: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(policy, sleep=lambda seconds: None)
+
+
+def test_a_partial_response_naming_an_unknown_message_fails_the_whole_batch():
+    """AWS: an itemIdentifier that is not in the batch fails the batch (services-sqs-errorhandling,
+    "Success and failure conditions"); none named: the batch succeeded."""
+    from pipeline_tools.runner.event_source import _failed_ids
+
+    mapping = MappingSpec("s", "url", "arn:aws:sqs:us-east-1:1:q", 10, 0, True)
+    batch = [{"MessageId": "a"}, {"MessageId": "b"}]
+    assert _failed_ids({"batchItemFailures": []}, batch, mapping) == set()
+    assert _failed_ids({"batchItemFailures": [{"itemIdentifier": "b"}]}, batch, mapping) == {"b"}
+    assert _failed_ids({"batchItemFailures": [{"itemIdentifier": "z"}]}, batch, mapping) is None
+    assert _failed_ids({"batchItemFailures": [{"itemIdentifier": ""}]}, batch, mapping) is None
+    no_reports = MappingSpec("s", "url", "arn:aws:sqs:us-east-1:1:q", 10, 0, False)
+    assert _failed_ids({"batchItemFailures": [{"itemIdentifier": "b"}]}, batch, no_reports) == set()
+
+
+def test_a_batch_that_fails_whole_returns_and_moves_to_the_dlq_after_max_receive_count(
+    queues_pipeline,
+):
+    """The validator crashes on every batch (its handler raises): each message returns after
+    the visibility timeout, and SQS's redrive policy moves it to the DLQ after its 5th
+    receive, with its body untouched."""
+    runner = queues_pipeline
+    function = runner.functions["validator"]
+    original = function.handler
+
+    def crash(event: Any, context: Any) -> Any:
+        raise RuntimeError("out of memory")
+
+    function.handler = crash
+    send(runner, [sample_record(id="m-1")])
+    tally = runner.run()
+    function.handler = original
+    assert tally.invocations["validator"] == 5 == tally.failed_batches["validator"]
+    (letter,) = dead_letters(runner)
+    assert json.loads(letter["Body"])["id"] == "m-1"
