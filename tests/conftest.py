@@ -121,6 +121,46 @@ def pipeline_on_moto(assembly: tuple[Path, str, dict[str, Any]]) -> Iterator[Any
         yield runner
 
 
+@pytest.fixture(scope="session")
+def batched_assembly() -> tuple[Path, str, dict[str, Any]]:
+    """dev on the batched path (``ingestion.mode: batched``, 50 a batch, a 5 s window)."""
+    import copy
+
+    settings = copy.deepcopy(cdk_context()["pipeline"])
+    settings["dev"]["ingestion"] = {
+        "mode": "batched",
+        "batch_size": 50,
+        "batching_window_seconds": 5,
+    }
+    return assembly_of(synth_app("dev", {"pipeline": settings}))
+
+
+@contextmanager
+def queue_pipeline_on_moto(assembly: tuple[Path, str, dict[str, Any]]) -> Iterator[Any]:
+    """A batched stack's real handler code on moto, each stage fed by its emulated SQS event
+    source mapping, the whole test on the run's virtual clock."""
+    import boto3
+    from moto import mock_aws
+
+    from pipeline_tools.runner import specs_from_assembly
+    from pipeline_tools.runner.event_source import QueuePipeline, mappings_from_template
+    from pipeline_tools.runner.provision import provision
+
+    directory, stack_name, template = assembly
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        physical = provision(template, session)
+        specs = specs_from_assembly(directory, stack_name, physical)
+        runner = QueuePipeline(
+            specs, session.client("sqs"), mappings_from_template(template, physical)
+        )
+        runner.session = session  # type: ignore[attr-defined]
+        runner.table = specs["processor"].environment["TABLE_NAME"]  # type: ignore[attr-defined]
+        runner.dlq = specs["validator"].environment["DEAD_LETTER_QUEUE_URL"]  # type: ignore[attr-defined]
+        with runner.clock.driving_moto():
+            yield runner
+
+
 @pytest.fixture
 def pipeline(dev_assembly):
     """The dev stack's real handler code, on moto, wired as the template wires it."""

@@ -9,7 +9,6 @@ responses, maxReceiveCount, the batching window) are tested against AWS's docume
 
 from __future__ import annotations
 
-import copy
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -19,45 +18,14 @@ import pytest
 
 from pipeline_tools.runner.event_source import (
     MappingSpec,
-    QueuePipeline,
-    mappings_from_template,
 )
-from tests.conftest import assembly_of, cdk_context, sample_record, stored_and_counted, synth_app
-
-
-@pytest.fixture(scope="module")
-def batched_assembly():
-    settings = copy.deepcopy(cdk_context()["pipeline"])
-    settings["dev"]["ingestion"] = {
-        "mode": "batched",
-        "batch_size": 50,
-        "batching_window_seconds": 5,
-    }
-    return assembly_of(synth_app("dev", {"pipeline": settings}))
+from tests.conftest import queue_pipeline_on_moto, sample_record, stored_and_counted
 
 
 @pytest.fixture
 def queues_pipeline(batched_assembly) -> Iterator[Any]:
-    import boto3
-    from moto import mock_aws
-
-    from pipeline_tools.runner import specs_from_assembly
-    from pipeline_tools.runner.provision import provision
-
-    directory, stack_name, template = batched_assembly
-    with mock_aws():
-        session = boto3.Session(region_name="us-east-1")
-        physical = provision(template, session)
-        specs = specs_from_assembly(directory, stack_name, physical)
-        runner = QueuePipeline(
-            specs, session.client("sqs"), mappings_from_template(template, physical)
-        )
-        runner.session = session  # type: ignore[attr-defined]
-        runner.table = specs["processor"].environment["TABLE_NAME"]  # type: ignore[attr-defined]
-        runner.dlq = specs["validator"].environment["DEAD_LETTER_QUEUE_URL"]  # type: ignore[attr-defined]
-        # The whole test on the run's virtual clock: what it sent or moved is read in its time.
-        with runner.clock.driving_moto():
-            yield runner
+    with queue_pipeline_on_moto(batched_assembly) as runner:
+        yield runner
 
 
 def send(runner: Any, bodies: list[Any]) -> None:
