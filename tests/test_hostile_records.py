@@ -188,3 +188,56 @@ def test_a_crash_is_named_and_counted_an_aws_error_is_left_to_lambdas_retry(
             enricher.invoke(base(), "throttled")
         assert type(late.value).__name__ == "StillTransient"
         assert '"RecordsRejected"' not in capsys.readouterr().out
+
+
+def _dead_letters(runner: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    while True:
+        answer = runner.sqs.receive_message(
+            QueueUrl=runner.dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        )
+        if not answer.get("Messages"):
+            return found
+        found += answer["Messages"]
+
+
+#: On the batched path a message body that is a JSON array is a pack of records (the
+#: producer's and the stages' own format, ``pipeline_common/batch.py``): a list holding one valid
+#: record is that record, stored.
+PACKED_ON_THE_BATCHED_PATH = {"not an object: list"}
+
+
+@pytest.mark.parametrize(("name", "make", "words"), CASES, ids=[c[0] for c in CASES])
+def test_a_hostile_record_on_the_batched_path_is_refused_alone_naming_its_field(
+    batched_assembly, capsys, name, make, words
+):
+    """The same cases as a message body in the validator's queue, between two valid records:
+    the hostile one reaches the DLQ alone with its reason (or is stored, when valid), and its
+    batch-mates are stored, each once."""
+    from tests.conftest import queue_pipeline_on_moto
+
+    mates = [base(id="mate-1"), base(id="mate-2")]
+    wire = json.dumps(make()).replace("Infinity", "1e400")
+    with queue_pipeline_on_moto(batched_assembly) as runner:
+        runner.sqs.send_message_batch(
+            QueueUrl=runner.mappings["validator"].queue_url,
+            Entries=[
+                {"Id": str(i), "MessageBody": body}
+                for i, body in enumerate([json.dumps(mates[0]), wire, json.dumps(mates[1])])
+            ],
+        )
+        runner.run()
+        client = runner.session.client("dynamodb")
+        stored, counters = stored_and_counted(client, runner.table)
+        letters = _dead_letters(runner)
+    emitted = capsys.readouterr().out
+    ids = sorted(i["id"]["S"] for i in stored)
+    if words is None or name in PACKED_ON_THE_BATCHED_PATH:
+        assert letters == []
+        assert len(ids) == 3 and {"mate-1", "mate-2"} <= set(ids)
+        return
+    assert ids == ["mate-1", "mate-2"], "the batch-mates go on"
+    (letter,) = letters
+    refusal(letter["MessageAttributes"]["ErrorMessage"]["StringValue"], words)
+    assert letter["MessageAttributes"]["FailedStage"]["StringValue"] == "validator"
+    assert emitted.count('"RecordsRejected":[1.0]') == 1, emitted[-2000:]
