@@ -104,14 +104,16 @@ def _letter(message: Mapping[str, Any], stage_of: StageOf, now: float) -> DeadLe
         event = json.loads(message["Body"])
     except ValueError:
         event = message["Body"]
+    attributes = message.get("MessageAttributes", {})
     try:
-        stage = stage_of(event)
+        # The batched path's stages name the stage that failed a record; Lambda's own dead
+        # letters (the per-record path) are told by their body.
+        stage = attributes.get("FailedStage", {}).get("StringValue") or stage_of(event)
     except ValueError:
         stage = "?"
     record = event.get("responsePayload") if isinstance(event, dict) else None
     record = record if isinstance(record, dict) else event
     record_id = record.get("id") if isinstance(record, dict) else None
-    attributes = message.get("MessageAttributes", {})
     sent = int(message.get("Attributes", {}).get("SentTimestamp", now * 1000)) / 1000
     return DeadLetter(
         message_id=message["MessageId"],

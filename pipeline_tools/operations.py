@@ -25,10 +25,11 @@ from pipeline_tools.pipeline import Invoker, Pipeline
 class SendSummary:
     sent: int
     refused: list[tuple[int, str]]  # (index in the file, from 0; why)
+    refused_by: str = "Lambda"
 
     def line(self) -> str:
         return f"sent {self.sent} of {self.sent + len(self.refused)} records" + (
-            f"; {len(self.refused)} refused by Lambda (first: record {self.refused[0][0] + 1} "
+            f"; {len(self.refused)} refused by {self.refused_by} (first: record {self.refused[0][0] + 1} "
             f"of the file: {self.refused[0][1]})"
             if self.refused
             else ""
@@ -43,8 +44,14 @@ def send(
     parallel: int = 8,
     progress: Callable[[str], None] = lambda line: None,
 ) -> SendSummary:
-    """Invoke ``entry`` asynchronously for each record, ``parallel`` at a time."""
+    """Invoke ``entry`` asynchronously for each record, ``parallel`` at a time; or, where the
+    invoker sends to queues (the batched path), send them all packed (``invoke_many``)."""
     refused: list[tuple[int, str]] = []
+    many = getattr(invoker, "invoke_many", None)
+    if many is not None:
+        refused = many(entry, records)
+        progress(f"sent {len(records)}/{len(records)}")
+        return SendSummary(len(records) - len(refused), refused, refused_by="SQS")
 
     def one(index: int) -> None:
         try:

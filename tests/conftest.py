@@ -155,6 +155,7 @@ def queue_pipeline_on_moto(assembly: tuple[Path, str, dict[str, Any]]) -> Iterat
             specs, session.client("sqs"), mappings_from_template(template, physical)
         )
         runner.session = session  # type: ignore[attr-defined]
+        runner.physical = physical  # type: ignore[attr-defined]
         runner.table = specs["processor"].environment["TABLE_NAME"]  # type: ignore[attr-defined]
         runner.dlq = specs["validator"].environment["DEAD_LETTER_QUEUE_URL"]  # type: ignore[attr-defined]
         with runner.clock.driving_moto():

@@ -16,15 +16,8 @@ from typing import Any
 
 import pytest
 
-from pipeline_common.batch import (
-    MESSAGE_BYTES,
-    MalformedMessage,
-    Routes,
-    body_of,
-    pack,
-    records_of,
-    retry_delay,
-)
+from pipeline_common.batch import MalformedMessage, Routes, records_of, retry_delay
+from pipeline_common.messages import MESSAGE_BYTES, body_of, pack
 from pipeline_tools.runner.runtime import LambdaContext
 from serverless_stack.stages import BY_NAME
 from tests.conftest import sample_record, stored_and_counted

@@ -235,6 +235,7 @@ def test_a_hostile_record_on_the_batched_path_is_refused_alone_naming_its_field(
     if words is None or name in PACKED_ON_THE_BATCHED_PATH:
         assert letters == []
         assert len(ids) == 3 and {"mate-1", "mate-2"} <= set(ids)
+        assert sum(counters.values()) == 3  # each counted once
         return
     assert ids == ["mate-1", "mate-2"], "the batch-mates go on"
     (letter,) = letters

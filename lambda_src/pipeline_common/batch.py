@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,24 +47,19 @@ from pipeline_common.invocation import (
     reject,
     rejections_counted,
 )
-
-#: The most a packed message holds: one billed SQS request.
-MESSAGE_BYTES = 64 * 1024
-#: The most one ``SendMessageBatch`` takes: 10 entries, 256 KiB in all
-#: (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html).
-BATCH_ENTRIES = 10
-BATCH_BYTES = 256 * 1024
-#: The longest delay SQS gives a message: 15 minutes (``DelaySeconds``, same page).
-MAX_DELAY_SECONDS = 900
-#: The wait before a failed record's next attempt: 1 minute, then doubled.
-RETRY_DELAY_SECONDS = 60
-
-STAGE_ATTRIBUTE = "stage"
-ATTEMPT_ATTRIBUTE = "attempt"
-ERROR_ATTRIBUTE = "ErrorMessage"
-FAILED_STAGE_ATTRIBUTE = "FailedStage"
-#: SQS takes a message attribute value of up to 256 KiB with the body; the reason is kept short.
-MAX_REASON_CHARS = 1024
+from pipeline_common.messages import (
+    ATTEMPT_ATTRIBUTE,
+    BATCH_BYTES,
+    BATCH_ENTRIES,
+    ERROR_ATTRIBUTE,
+    FAILED_STAGE_ATTRIBUTE,
+    MAX_DELAY_SECONDS,
+    MAX_REASON_CHARS,
+    RETRY_DELAY_SECONDS,
+    STAGE_ATTRIBUTE,
+    body_of,
+    pack,
+)
 
 
 class MalformedMessage(InvalidRecord):
@@ -91,27 +86,6 @@ def records_of(body: str) -> list[Any]:
         "message: must be a record (a JSON object) or a non-empty JSON array of records, "
         f"got {'an empty array' if parsed == [] else type(parsed).__name__}"
     )
-
-
-def pack(records: Iterable[Any], limit: int = MESSAGE_BYTES) -> Iterator[list[Any]]:
-    """``records`` in groups whose JSON array is at most ``limit`` bytes (a record larger than
-    that travels alone)."""
-    group: list[Any] = []
-    size = 2  # the brackets
-    for record in records:
-        cost = len(json.dumps(record, separators=(",", ":")).encode()) + 1  # and its comma
-        if group and size + cost > limit:
-            yield group
-            group, size = [], 2
-        group.append(record)
-        size += cost
-    if group:
-        yield group
-
-
-def body_of(records: list[Any]) -> str:
-    """A message body: the record itself when it is alone, else the array."""
-    return json.dumps(records[0] if len(records) == 1 else records, separators=(",", ":"))
 
 
 def retry_delay(attempt: int) -> int:
