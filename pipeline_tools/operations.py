@@ -29,8 +29,8 @@ class SendSummary:
 
     def line(self) -> str:
         return f"sent {self.sent} of {self.sent + len(self.refused)} records" + (
-            f"; {len(self.refused)} refused by {self.refused_by} (first: record {self.refused[0][0] + 1} "
-            f"of the file: {self.refused[0][1]})"
+            f"; {len(self.refused)} refused by {self.refused_by} (first: record "
+            f"{self.refused[0][0] + 1} of the file: {self.refused[0][1]})"
             if self.refused
             else ""
         )
