@@ -180,6 +180,12 @@ def test_the_processor_stores_each_record_once_and_refuses_a_conflict_alone(pipe
     assert sorted(i["id"]["S"] for i in stored) == [r["id"] for r in records]
     day = records[0]["timestamp"][:10]
     assert counts == {(records[0]["type"], day): len(records)}  # the duplicate counts nothing
+    # One marker per batch and (day, type), listing its ids, not one a record: 2 items for
+    # the 6 records the two batches carried (a listed duplicate or conflict never counts).
+    items = pipeline.session.client("dynamodb").scan(TableName=table)["Items"]
+    markers = [i for i in items if i["pk"]["S"].startswith("MARKER#")]
+    assert sorted(len(m["ids"]["SS"]) for m in markers) == [2, 4]
+    assert all("expires_at" in m for m in markers)
     (dead,) = queues.drain("dlq")
     assert json.loads(dead["Body"])["payload"] == {"changed": True}
     assert "already stored with different content" in attribute(dead, "ErrorMessage")
@@ -195,7 +201,9 @@ def test_a_record_that_keeps_failing_goes_back_alone_then_to_the_dlq(pipeline, q
         for i in range(3)
     ]
     client = pipeline.module("processor").dynamodb
-    fail_before(client, "PutItem", lambda params: "t-1" in json.dumps(params["Item"]))
+    # The record's own put (the batch's markers go through: a marker throttled for good fails
+    # the whole batch, which SQS delivers again).
+    fail_before(client, "PutItem", lambda params: params["Item"]["pk"]["S"] == "RECORD#t-1")
     message = sqs_message(records, "m1")
     for attempt in (1, 2, 3):
         assert run_batch(pipeline, "processor", queues, [message]) == {"batchItemFailures": []}
@@ -208,7 +216,7 @@ def test_a_record_that_keeps_failing_goes_back_alone_then_to_the_dlq(pipeline, q
     assert len(queues.sent("own")) == 2
     (dead,) = queues.drain("dlq")
     assert json.loads(dead["Body"])["id"] == "t-1"
-    assert attribute(dead, "ErrorMessage").startswith("PutItem of the count marker: " + THROTTLED)
+    assert attribute(dead, "ErrorMessage").startswith("PutItem of the record: " + THROTTLED)
     table = pipeline.specs["processor"].environment["TABLE_NAME"]
     stored, _ = stored_and_counted(pipeline.session.client("dynamodb"), table)
     assert sorted(i["id"]["S"] for i in stored) == ["t-0", "t-2"]

@@ -408,3 +408,37 @@ def test_a_table_written_by_the_previous_layout_keeps_its_counts(client):
     assert read(client, Counter({("2026-11-20", "order"): 1}), BASE + timedelta(hours=2)) == (
         expected
     )
+
+
+def test_a_batchs_markers_count_each_stored_record_once_through_the_roll_up(client):
+    """The batched path: one marker per (day, type) of a batch lists its ids. A listed record
+    that was stored counts once; one whose put never happened, or that a later batch
+    delivered again (a duplicate: another stored_at), does not. Exact before and after the
+    roll-up folds the hour."""
+    from processor.storage import put_record, store_batch_markers
+
+    first = [record(i, "order", "2026-11-29") for i in range(5)]
+    first += [record(i, "click", "2026-11-28") for i in range(3)]
+    at = BASE + timedelta(minutes=5)
+    store_batch_markers(client, TABLE, first, at, "a1", retry=RETRY, deadline=RETRY.clock() + 5)
+    markers = [
+        i for i in client.scan(TableName=TABLE)["Items"] if i["pk"]["S"].startswith("MARKER#")
+    ]
+    assert sorted(len(m["ids"]["SS"]) for m in markers) == [3, 5]  # one per (day, type)
+    stored = first[:4] + first[5:]  # order-0004's put never happens (its invocation failed)
+    for rec in stored:
+        put_record(client, TABLE, rec, at, retry=RETRY, deadline=RETRY.clock() + 5)
+    # A later batch delivers two of them again, and the missing one for the first time.
+    again = [first[0], first[5], first[4]]
+    later = at + timedelta(minutes=10)
+    store_batch_markers(client, TABLE, again, later, "b2", retry=RETRY, deadline=RETRY.clock() + 5)
+    results = [
+        put_record(client, TABLE, rec, later, retry=RETRY, deadline=RETRY.clock() + 5).status
+        for rec in again
+    ]
+    assert results == ["duplicate", "duplicate", "stored"]
+    expected = Counter(("2026-11-29", "order") for _ in range(5))
+    expected += Counter(("2026-11-28", "click") for _ in range(3))
+    assert read(client, expected, later) == by_day(expected)
+    assert roll_up(client, BASE + timedelta(hours=1, minutes=25)) == ["2026-11-29T10"]
+    assert read(client, expected, BASE + timedelta(hours=1, minutes=25)) == by_day(expected)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,9 @@ from pipeline_common.messages import (
     body_of,
     pack,
 )
+
+#: ``prepare(records, context)``: a context manager a whole batch runs in.
+Prepare = Callable[[list[Any], Any], AbstractContextManager[Any]]
 
 
 class MalformedMessage(InvalidRecord):
@@ -147,6 +151,9 @@ class BatchEntry:
     :param retries: the stage's retries of a failed record (the stage table's).
     :param routes: where messages go. :default: ``Routes.from_environment()`` at the first batch
     :param sqs: an SQS client. :default: one made at the first batch
+    :param prepare: ``prepare(records, context)``, a context manager the whole batch runs in,
+        given every record of the batch (the processor puts the batch's count markers).
+        :default: none
     """
 
     def __init__(
@@ -159,8 +166,10 @@ class BatchEntry:
         retries: int,
         routes: Routes | None = None,
         sqs: Any = None,
+        prepare: Prepare | None = None,
     ) -> None:
         self.stage = stage
+        self.prepare = prepare
         self.logger = logger
         self.metrics = metrics
         self.retries = retries
@@ -208,12 +217,23 @@ class BatchEntry:
                 f"batched path, send records to the {self.stage} stage's queue"
             )
         run = _Run(self, context)
-        with self.processor(records=event.get("Records", []), handler=run.message):
-            self.processor.process()
-        response = self.processor.response()
-        unsent = run.send()
+        messages = event["Records"]
+        with self._prepared(messages, context):
+            with self.processor(records=messages, handler=run.message):
+                self.processor.process()
+            response = self.processor.response()
+            unsent = run.send()
         failures = {item["itemIdentifier"] for item in response["batchItemFailures"]} | unsent
         return {"batchItemFailures": [{"itemIdentifier": i} for i in sorted(failures)]}
+
+    def _prepared(self, messages: list[dict[str, Any]], context: Any) -> Any:
+        if self.prepare is None:
+            return nullcontext()
+        records = []
+        for message in messages:
+            with suppress(MalformedMessage):
+                records += records_of(str(message.get("body", "")))
+        return self.prepare(records, context)
 
 
 class _Run:
@@ -330,7 +350,12 @@ def _send_all(sqs: Any, queue: _Outgoing) -> set[str]:
 
 
 def batch_entry(
-    stage: str, handle: Callable[[Any, Any], Any], logger: Any, metrics: Any, tracer: Any = None
+    stage: str,
+    handle: Callable[[Any, Any], Any],
+    logger: Any,
+    metrics: Any,
+    tracer: Any = None,
+    prepare: Prepare | None = None,
 ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """A stage's batched handler, with the per-invocation decorators of ``stage_entry``: the
     Lambda context in the logs, the trace (where the stage traces), the metrics flushed once a
@@ -342,6 +367,7 @@ def batch_entry(
         logger=logger,
         metrics=metrics,
         retries=int(os.environ.get("STAGE_RETRIES", "0")),
+        prepare=prepare,
     )
 
     def batch_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

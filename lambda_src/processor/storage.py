@@ -48,7 +48,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from pipeline_common.contract import canonical
-from pipeline_common.counts import marker_item, timestamp_text
+from pipeline_common.counts import batch_marker_items, marker_item, timestamp_text
 from pipeline_common.item_size import write_units
 from pipeline_common.retries import RetryPolicy
 from processor.keys import record_key
@@ -145,7 +145,8 @@ def store(
     retry: RetryPolicy | None = None,
     deadline: float | None = None,
 ) -> StoreResult:
-    """Store ``record`` and count it, exactly once; with ``retention``, it expires.
+    """Store ``record`` and count it, exactly once; with ``retention``, it expires: its count
+    marker, then :func:`put_record`.
 
     :param retry: how transient failures are retried in-process. :default: ``RetryPolicy()``
     :param deadline: the ``retry.clock()`` time by which retries stop. :default: 30 s from now
@@ -163,6 +164,24 @@ def store(
         TableName=table_name,
         Item=marker_item(record, now, TTL_ATTRIBUTE),
     )
+    return put_record(
+        client, table_name, record, now, retention, encoding, retry=retry, deadline=deadline
+    )
+
+
+def put_record(
+    client: Any,
+    table_name: str,
+    record: dict[str, Any],
+    now: datetime,
+    retention: Retention | None = None,
+    encoding: str = "json",
+    *,
+    retry: RetryPolicy,
+    deadline: float,
+) -> StoreResult:
+    """The record's conditional put, once its marker is in place (its own, or its batch's,
+    ``store_batch_markers``, with this ``now``); raises as :func:`store` does."""
     try:
         retry.call(
             deadline,
@@ -184,6 +203,36 @@ def store(
         if kept_item.get("stored_at", {}).get("S") != timestamp_text(now):
             return StoreResult(record["id"], "duplicate")
     return StoreResult(record["id"], "stored")
+
+
+def store_batch_markers(
+    client: Any,
+    table_name: str,
+    records: list[Any],
+    now: datetime,
+    batch_id: str,
+    *,
+    retry: RetryPolicy,
+    deadline: float,
+) -> None:
+    """Put a batch's count markers (``pipeline_common.counts.batch_marker_items``) for the
+    records of a batch that can be stored: objects with a string id, type and timestamp. One
+    that then fails the contract is listed but never counts (no record item holds this
+    ``now``), like any marker whose put came to nothing."""
+    markable = [
+        r
+        for r in records
+        if isinstance(r, dict)
+        and all(isinstance(r.get(k), str) for k in ("id", "type", "timestamp"))
+    ]
+    for item in batch_marker_items(markable, now, TTL_ATTRIBUTE, batch_id):
+        retry.call(
+            deadline,
+            "PutItem of a batch's count marker",
+            client.put_item,
+            TableName=table_name,
+            Item=item,
+        )
 
 
 def _stored_digest(item: dict[str, Any]) -> str:
