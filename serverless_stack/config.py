@@ -208,12 +208,15 @@ class IngestionSettings(_Settings):
     )
     batch_size: Annotated[int, Ge(BATCH_SIZE[0]), Le(BATCH_SIZE[1])] = Field(
         default=100,
-        description="Messages per batch (batched mode); over 10 needs a batching window",
+        description="Messages per batch of the entry stage (batched mode); over 10 needs a "
+        "batching window; later stages take packed messages, 10 a batch",
     )
     batching_window_seconds: Annotated[
         int, Ge(BATCHING_WINDOW_SECONDS[0]), Le(BATCHING_WINDOW_SECONDS[1])
     ] = Field(
-        default=1, description="How long each stage's event source gathers a batch, in seconds"
+        default=1,
+        description="How long the entry stage's event source gathers a batch, in seconds "
+        "(the latency a record pays once; later stages take what arrives at once)",
     )
     max_concurrency: Annotated[int, Ge(MAX_CONCURRENCY[0]), Le(MAX_CONCURRENCY[1])] | None = Field(
         default=None,
