@@ -34,8 +34,9 @@ from pipeline_tools.arguments import OneLineParser
 from pipeline_tools.aws_errors import explain
 from pipeline_tools.dead_letters import peek
 from pipeline_tools.operations import finish, redrive, send
-from pipeline_tools.pipeline import Invoker, Pipeline, deployed_pipeline
+from pipeline_tools.pipeline import Invoker, Pipeline
 from pipeline_tools.records_file import records_argument
+from pipeline_tools.stage_queues import deployed
 
 
 def _positive(text: str) -> int:
@@ -150,7 +151,7 @@ def _command_on_aws(args: argparse.Namespace, session: Any) -> int:
 
         table = DeployedStack.read(session, args.stack).outputs["TableName"]
         return print_counts(session.client("dynamodb"), table, args.day)
-    pipeline, invoker = deployed_pipeline(session, args.stack)
+    pipeline, invoker = deployed(session, args.stack)
     if args.command == "smoke":
         from pipeline_tools.local.deployed import DeployedStack
         from pipeline_tools.smoke import run_smoke

@@ -125,16 +125,12 @@ class LambdaInvoker:
                 time.sleep(min(8.0, 0.2 * 2**attempt))
 
 
-def deployed_pipeline(session: Any, stack_name: str) -> tuple[Pipeline, Any]:
-    """The pipeline of a deployed stack, and its invoker: of its aliases on the per-record
-    path, of its stages' queues on the batched path (``pipeline_tools/stage_queues.py``)."""
+def deployed_pipeline(session: Any, stack_name: str) -> tuple[Pipeline, LambdaInvoker]:
+    """The pipeline of a deployed stack on the per-record path, and the invoker of its aliases
+    (``pipeline_tools.stage_queues.deployed`` takes either path)."""
     from pipeline_tools.local.deployed import DeployedStack
-    from pipeline_tools.stage_queues import QueueInvoker, is_batched, queue_pipeline
 
     stack = DeployedStack.read(session, stack_name)
-    if is_batched(stack.template):
-        batched, urls = queue_pipeline(stack.template, stack.physical, stack.outputs["DlqUrl"])
-        return batched, QueueInvoker(session.client("sqs"), urls)
     stages = StackTemplate.of(stack.template).stages
     names = {name: stack.physical[stage.function_id] for name, stage in stages.items()}
     pipeline = Pipeline.of(stack.template, names, stack.outputs["DlqUrl"])

@@ -17,11 +17,23 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline_tools import runtime_source
-from pipeline_tools.pipeline import THROTTLING_CODES, Pipeline
+from pipeline_tools.pipeline import THROTTLING_CODES, Pipeline, deployed_pipeline
 from pipeline_tools.template import StackTemplate, ref_id
 
 #: The message format, as the stages read and write it (one definition, loaded by path).
 MESSAGES = runtime_source.load("pipeline_common/messages.py")
+
+
+def deployed(session: Any, stack_name: str) -> tuple[Pipeline, Any]:
+    """The pipeline of a deployed stack and its invoker, on either path: its stages' queues
+    on the batched path, its aliases on the per-record path."""
+    from pipeline_tools.local.deployed import DeployedStack
+
+    stack = DeployedStack.read(session, stack_name)
+    if not is_batched(stack.template):
+        return deployed_pipeline(session, stack_name)
+    pipeline, urls = queue_pipeline(stack.template, stack.physical, stack.outputs["DlqUrl"])
+    return pipeline, QueueInvoker(session.client("sqs"), urls)
 
 
 def is_batched(template: Mapping[str, Any]) -> bool:

@@ -186,13 +186,14 @@ def stored_and_counted(
     """The record items of ``table``, and its counts as ``{(type, day): n}``, each day that has
     a marker or a total read with the project's own reader
     (``pipeline_common.counts.daily_counts``)."""
-    from pipeline_common.counts import MARKER_PREFIX, TOTAL_PREFIX, daily_counts, parse_marker
+    from pipeline_common.counts import MARKER_PREFIX, TOTAL_PREFIX, daily_counts, parse_markers
 
     items = [
         i for page in client.get_paginator("scan").paginate(TableName=table) for i in page["Items"]
     ]
     records = [i for i in items if i["pk"]["S"].startswith("RECORD#")]
-    days = {parse_marker(i).day for i in items if i["pk"]["S"].startswith(MARKER_PREFIX)} | {
+    markers = [i for i in items if i["pk"]["S"].startswith(MARKER_PREFIX)]
+    days = {m.day for i in markers for m in parse_markers(i)} | {
         i["pk"]["S"][len(TOTAL_PREFIX) :] for i in items if i["pk"]["S"].startswith(TOTAL_PREFIX)
     }
     counts = {

@@ -180,8 +180,8 @@ def test_the_processor_stores_each_record_once_and_refuses_a_conflict_alone(pipe
     assert sorted(i["id"]["S"] for i in stored) == [r["id"] for r in records]
     day = records[0]["timestamp"][:10]
     assert counts == {(records[0]["type"], day): len(records)}  # the duplicate counts nothing
-    # One marker per batch and (day, type), listing its ids, not one a record: 2 items for
-    # the 6 records the two batches carried (a listed duplicate or conflict never counts).
+    # One marker per batch, listing its records, not one a record: 2 items for the 6 records
+    # the two batches carried (a listed duplicate or conflict never counts).
     items = pipeline.session.client("dynamodb").scan(TableName=table)["Items"]
     markers = [i for i in items if i["pk"]["S"].startswith("MARKER#")]
     assert sorted(len(m["ids"]["SS"]) for m in markers) == [2, 4]

@@ -15,11 +15,11 @@ conditional put stored the record. A duplicate, a conflict or an attempt that st
 put leaves a marker that never counts, and expires.
 
 **On the batched path a batch marks its records together**: before its conditional puts, a
-batch puts one marker per (day, type) of its records (:func:`batch_marker_items`), keyed like
-a record's but with the batch's attempt where the id goes, and listing the records' ids in
-``ids``. Each listed id counts exactly as a marker of its own would: when its record item holds
-the batch's ``stored_at``. Readers expand a batch marker into one marker a record
-(:func:`parse_markers`), so everything below holds for both.
+batch puts one marker per 1,000 of its records (:func:`batch_marker_items`), in its attempt's
+hour and shard, listing each record as ``<day>#<type>#<id>`` in ``ids``. Each listed record
+counts exactly as a marker of its own would: when its record item holds the batch's
+``stored_at``. Readers expand a batch marker into one marker a record (:func:`parse_markers`),
+so everything below holds for both; a day's reader filters an hour's markers by day.
 
 **The roll-up folds each closed hour, once.** An hour is closed :data:`SEAL_SECONDS` after it
 ends: longer than any invocation can run (Lambda's 900-second maximum timeout,
@@ -127,39 +127,35 @@ def marker_item(
     }
 
 
-#: The most record ids one batch marker lists: 1,000 ids of at most 128 characters stay far
-#: below DynamoDB's 400 KB item limit.
+#: The most records one batch marker lists: 1,000 entries of at most 128 + 76 characters stay
+#: far below DynamoDB's 400 KB item limit.
 BATCH_MARKER_IDS = 1000
+#: The sort-key prefix of a batch marker (sorts after every day: a day is digits).
+BATCH_SK_PREFIX = "~batch#"
 
 
 def batch_marker_items(
     records: Iterable[dict[str, Any]], stored_at: datetime, ttl_attribute: str, batch_id: str
 ) -> list[dict[str, Any]]:
     """The markers a batch puts before it stores its records with ``stored_at`` (the batched
-    path): one per (day, type) of its records, listing their ids (``ids``), instead of one a
-    record. Each id counts, as a single marker does, only when its record item holds this
-    ``stored_at``; so a batch's markers cost a write unit per KB of ids rather than per record.
-    ``batch_id`` (hex, no ``#``) names the batch's attempt and spreads its markers over the
-    shards."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for record in records:
-        groups.setdefault((record["timestamp"][:10], record["type"]), []).append(record["id"])
+    path): one per 1,000 records, whatever their days and types, listing each as
+    ``<day>#<type>#<id>`` in ``ids``, instead of one a record. Each listed record counts, as
+    a marker of its own would, only when its record item holds this ``stored_at``; so a batch's
+    markers cost a write unit per KB of entries rather than one a record. ``batch_id`` (hex,
+    no ``#``) names the batch's attempt and spreads its markers over the shards."""
+    entries = sorted({f"{r['timestamp'][:10]}#{r['type']}#{r['id']}" for r in records})
     expires = {"N": str(int((stored_at + timedelta(days=MARKER_DAYS)).timestamp()))}
     items: list[dict[str, Any]] = []
-    for (day, record_type), ids in sorted(groups.items()):
-        unique = sorted(set(ids))
-        for part, start in enumerate(range(0, len(unique), BATCH_MARKER_IDS)):
-            name = f"{batch_id}-{part}-{day}-{record_type}"
-            items.append(
-                {
-                    "pk": {"S": marker_pk(hour_of(stored_at), shard_of(name))},
-                    "sk": {
-                        "S": f"{day}#{record_type}#{batch_id}.{part}#{timestamp_text(stored_at)}"
-                    },
-                    "ids": {"SS": unique[start : start + BATCH_MARKER_IDS]},
-                    ttl_attribute: expires,
-                }
-            )
+    for part, start in enumerate(range(0, len(entries), BATCH_MARKER_IDS)):
+        name = f"{batch_id}.{part}"
+        items.append(
+            {
+                "pk": {"S": marker_pk(hour_of(stored_at), shard_of(name))},
+                "sk": {"S": f"{BATCH_SK_PREFIX}{name}#{timestamp_text(stored_at)}"},
+                "ids": {"SS": entries[start : start + BATCH_MARKER_IDS]},
+                ttl_attribute: expires,
+            }
+        )
     return items
 
 
@@ -174,7 +170,7 @@ class Marker:
 
 def parse_marker(item: dict[str, Any]) -> Marker:
     """A marker item read back (an id holds no ``#``; a type may); of a batch marker, the
-    batch's attempt stands where a record's id does."""
+    day and type read ``~batch`` and the batch's attempt stands where a record's id does."""
     hour = item["pk"]["S"][len(MARKER_PREFIX) :].rpartition("#")[0]
     rest, record_id, stored_at = item["sk"]["S"].rsplit("#", 2)
     return Marker(hour, rest[:10], rest[11:], record_id, stored_at)
@@ -186,10 +182,13 @@ def parse_markers(item: dict[str, Any]) -> list[Marker]:
     marker = parse_marker(item)
     if "ids" not in item:
         return [marker]
-    return [
-        Marker(marker.hour, marker.day, marker.type, record_id, marker.stored_at)
-        for record_id in item["ids"]["SS"]
-    ]
+    found = []
+    for entry in item["ids"]["SS"]:
+        day_and_type, record_id = entry.rsplit("#", 1)
+        found.append(
+            Marker(marker.hour, day_and_type[:10], day_and_type[11:], record_id, marker.stored_at)
+        )
+    return found
 
 
 def _query(client: Any, table: str, call: Call, **params: Any) -> Iterator[dict[str, Any]]:
@@ -226,13 +225,15 @@ def _under(
 def hour_markers(
     client: Any, table: str, hour: str, day: str | None = None, call: Call = direct
 ) -> list[Marker]:
-    """The markers of ``hour`` (of one ``day`` only, if given), from its 16 partition keys."""
-    prefix = f"{day}#" if day is not None else ""
+    """The markers of ``hour`` (of one ``day`` only, if given), from its 16 partition keys:
+    a record's own, and each record a batch marker lists."""
+    # One query a shard: a batch marker lists records of any day, so the day is a filter.
     return [
         marker
         for shard in range(SHARDS)
-        for item in _under(client, table, marker_pk(hour, shard), call, prefix, keys_only=True)
+        for item in _under(client, table, marker_pk(hour, shard), call, keys_only=True)
         for marker in parse_markers(item)
+        if day is None or marker.day == day
     ]
 
 

@@ -1,0 +1,214 @@
+"""The batched path's bill (``ingestion.mode: batched``), priced from a stack's template and its
+code's measured usage, beside the per-record bill.
+
+What a month of records causes when each stage reads an SQS queue in batches, by these rules
+and assumptions (AWS's rule where there is one):
+
+* **Arrivals.** Records arrive evenly over the month, one a message: a producer sending each
+  record as it comes (``pipeline send`` packs a file into fewer messages, which only lowers the
+  bill).
+* **The entry stage's batches.** Lambda polls a standard queue with five concurrent batches
+  while traffic is low (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html:
+  "five batches at a time", "as few as 2"; five is the dearer case). Each gathers for the
+  batching window, so a batch holds ``min(batch_size, max(1, rate x window / 5))`` messages.
+* **Later stages.** A stage packs what it hands on into messages of at most 64 KiB
+  (``lambda_src/pipeline_common/messages.py``); at these rates each reaches the next stage
+  alone, so the next stage is invoked once per such message.
+* **Duration.** An invocation of ``b`` records takes the seed's single-record duration
+  (``duration_ms``) plus ``per_record_ms`` for each further record: 1 ms of the stage's own
+  work (the bench times it, ``make bench``) and 10 ms for each DynamoDB request it makes a
+  record (DynamoDB answers in single-digit milliseconds, https://aws.amazon.com/dynamodb/features/;
+  ``DYNAMODB_REQUEST_MS``).
+* **SQS requests** (a request per 64 KB chunk of a call, https://aws.amazon.com/sqs/pricing/):
+  the producer's ``SendMessageBatch`` calls (10 messages each); per stage batch, its
+  ``ReceiveMessage`` and ``DeleteMessageBatch`` calls (10 messages each) and one
+  ``SendMessageBatch`` of its packed output; and the pollers' empty long polls: five a queue,
+  each waiting SQS's longest 20 s (``WaitTimeSeconds``), all month (the bound: as if idle).
+* **Writes.** A valid record's put, as measured; the processor's markers are one per batch
+  (``pipeline_common/counts.py``), a write unit per KB of the records it lists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pipeline_tools.bill.model import StackModel
+from pipeline_tools.bill.pricing import (
+    DYNAMODB_REQUEST_MS,
+    SQS_REQUESTS_PER_FAILURE,
+    Bill,
+    LineItem,
+    _cloudwatch_items,
+    _log_items,
+    _rollup_item,
+    _table_items,
+    traces_recorded,
+)
+from pipeline_tools.bill.usage import CodeUsage
+from pipeline_tools.bill.workload import SECONDS_PER_MONTH, Workload
+from serverless_stack.stages import BY_NAME, STAGE_TABLE
+
+#: Concurrent batches of a queue while traffic is low.
+POLLERS = 5
+#: SQS's longest long poll (``WaitTimeSeconds``).
+LONG_POLL_SECONDS = 20
+#: A message's most bytes, and a batch call's most messages.
+MESSAGE_BYTES = 64 * 1024
+BATCH_MESSAGES = 10
+#: The stages' own work a record, besides their DynamoDB requests.
+CPU_MS_PER_RECORD = 1.0
+#: DynamoDB requests a record makes at a stage on the batched path: one per table action the
+#: stage calls (the enricher's GetItem of its category, the processor's conditional put; the
+#: processor's markers are its batch's).
+#: A batch marker's bytes: its keys and expiry, and each listed ``<day>#<type>#<id>``.
+MARKER_BASE_BYTES, MARKER_BYTES_PER_ID = 120, 48
+#: Alarms the batched path adds: the age of each stage queue's oldest message.
+QUEUE_ALARMS = len(STAGE_TABLE)
+
+
+@dataclass(frozen=True)
+class Batching:
+    """The entry stage's event source: messages a batch, and its window in seconds."""
+
+    batch_size: int = 100
+    window_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A month on the batched path: invocations and records a batch, per stage; SQS requests."""
+
+    invocations: dict[str, float]
+    records_per_batch: dict[str, float]
+    sqs_requests: float
+    idle_polls: float
+
+
+def flow(workload: Workload, batching: Batching) -> Flow:
+    """Invocations, batch sizes and SQS requests of ``workload`` (module docstring)."""
+    records = workload.records_per_month
+    valid = records * (1 - workload.failed_record_ratio)
+    rate = records / SECONDS_PER_MONTH
+    entry = min(batching.batch_size, max(1.0, rate * batching.window_seconds / POLLERS))
+    batches = records / entry
+    # What a validator batch hands on: its valid records, packed.
+    packed_bytes = entry * (1 - workload.failed_record_ratio) * workload.record_bytes
+    messages_a_batch = max(1, math.ceil(packed_bytes / MESSAGE_BYTES))
+    invocations = {STAGE_TABLE[0].name: batches}
+    sizes = {STAGE_TABLE[0].name: entry}
+    for stage in STAGE_TABLE[1:]:
+        invocations[stage.name] = batches * messages_a_batch
+        sizes[stage.name] = valid / invocations[stage.name]
+    producer = records / BATCH_MESSAGES
+    per_batch = {
+        s.name: 2 * math.ceil((entry if s == STAGE_TABLE[0] else 1) / BATCH_MESSAGES)
+        + (messages_a_batch if s.next_stage else 0)
+        for s in STAGE_TABLE
+    }
+    served = producer + sum(invocations[s] * per_batch[s] for s in invocations)
+    idle = POLLERS * len(STAGE_TABLE) * SECONDS_PER_MONTH / LONG_POLL_SECONDS
+    return Flow(invocations, sizes, served, idle)
+
+
+def batched_usage(usage: CodeUsage, flow_: Flow) -> tuple[CodeUsage, CodeUsage]:
+    """The code's usage on the batched path: for the table (a record's put, and its share of
+    its batch's markers) and for the roll-up (which still checks each listed record)."""
+    processor = flow_.records_per_batch[STAGE_TABLE[-1].name]
+    marker_bytes = MARKER_BASE_BYTES + MARKER_BYTES_PER_ID * processor
+    marker_units = math.ceil(marker_bytes / 1024)
+    record_units = usage.write_units - usage.marker_items  # each per-record marker: 1 unit
+    table = replace(
+        usage,
+        write_units=record_units + marker_units / processor,
+        marker_items=1 / processor,
+        marker_item_bytes=marker_bytes,
+    )
+    rollup = replace(usage, marker_items=1.0, marker_item_bytes=marker_bytes / processor)
+    return table, rollup
+
+
+def price_batched(
+    model: StackModel,
+    usage: CodeUsage,
+    workload: Workload,
+    prices: Mapping[str, Any],
+    batching: Batching,
+) -> Bill:
+    """The monthly line items of ``model`` on the batched path (module docstring)."""
+    month = flow(workload, batching)
+    table_usage, rollup_usage = batched_usage(usage, month)
+    batched_model = replace(model, alarm_metrics=model.alarm_metrics + QUEUE_ALARMS)
+    failed = workload.records_per_month * workload.failed_record_ratio
+    sqs = month.sqs_requests + month.idle_polls + failed * SQS_REQUESTS_PER_FAILURE
+    items = (
+        *_lambda_items(batched_model, workload, prices, month),
+        *_table_items(batched_model, table_usage, workload, prices),
+        _rollup_item(batched_model, rollup_usage, workload, prices),
+        LineItem(
+            "SQS requests (stage queues and DLQ)",
+            sqs / 1e6 * prices["sqs"]["requests_per_million"],
+            f"{sqs:,.0f} requests: {month.sqs_requests:,.0f} sends, receives and deletes, "
+            f"{month.idle_polls:,.0f} empty long polls",
+        ),
+        *_log_items(batched_model, usage, workload, prices, month.invocations),
+        *_cloudwatch_items(batched_model, usage, prices),
+    )
+    return Bill(batched_model, items)
+
+
+def per_record_ms(stage: str) -> float:
+    """What each record after the first adds to an invocation (module docstring)."""
+    return CPU_MS_PER_RECORD + DYNAMODB_REQUEST_MS * len(BY_NAME[stage].table_actions)
+
+
+def _lambda_items(
+    model: StackModel, workload: Workload, prices: Mapping[str, Any], month: Flow
+) -> tuple[LineItem, ...]:
+    """Requests, duration (on demand and on provisioned instances) and allocation."""
+    lam, hours = prices["lambda"], prices["hours_per_month"]
+    duration = allocation = instance_hours = 0.0
+    for f in model.functions:
+        b = month.records_per_batch[f.stage]
+        ms = workload.duration_ms[f.stage] + per_record_ms(f.stage) * max(0.0, b - 1)
+        seconds, gb = ms / 1000, f.memory_mb / 1024
+        invocations = month.invocations[f.stage]
+        average, share = f.capacity.instances(invocations / SECONDS_PER_MONTH * seconds)
+        gb_seconds = invocations * seconds * gb
+        duration += gb_seconds * (1 - share) * lam["duration_per_gb_second"][f.architecture]
+        duration += gb_seconds * share * lam["provisioned_duration_per_gb_second"][f.architecture]
+        allocation += (
+            average
+            * hours
+            * 3600
+            * gb
+            * lam["provisioned_concurrency_per_gb_second"][f.architecture]
+        )
+        instance_hours += average * hours
+    total = sum(month.invocations.values())
+    sizes = ", ".join(f"{s} {b:,.1f}" for s, b in month.records_per_batch.items())
+    traced = sum(
+        traces_recorded(month.invocations[f.stage], prices)
+        for f in model.functions
+        if f.tracing == "Active"
+    )
+    return (
+        LineItem(
+            "Lambda requests",
+            total / 1e6 * lam["requests_per_million"],
+            f"{total:,.0f} invocations",
+        ),
+        LineItem("Lambda duration", duration, f"records a batch: {sizes}"),
+        LineItem(
+            "Provisioned concurrency",
+            allocation,
+            f"{instance_hours:,.0f} instance-hours at this load" if instance_hours else "none",
+        ),
+        LineItem(
+            "X-Ray traces",
+            traced / 1e6 * prices["xray"]["traces_recorded_per_million"],
+            f"{traced:,.0f} traces",
+        ),
+    )
