@@ -264,3 +264,38 @@ def test_a_record_invoked_straight_at_a_batched_stage_is_refused_not_dropped(pip
     with function.activated(), pytest.raises(Exception, match="not an SQS batch") as caught:
         function.module.batch_handler(sample_record(), context)
     assert type(caught.value).__name__ == "MalformedMessage"
+
+
+def test_the_enricher_reads_a_types_category_once_a_batch(pipeline, queues):
+    """Six records of two types: two GetItem calls, and each record enriched as on the
+    per-record path (the same category, read once a batch, kept for that batch alone)."""
+    from enricher.enrichment import UNCATEGORIZED, category_key
+
+    client = pipeline.module("enricher").dynamodb
+    table = pipeline.specs["enricher"].environment["TABLE_NAME"]
+    pipeline.session.client("dynamodb").put_item(
+        TableName=table, Item={**category_key("order"), "category": {"S": "sales"}}
+    )
+    reads: list[str] = []
+    client.meta.events.register(
+        "provide-client-params.dynamodb.GetItem",
+        lambda params, **_: reads.append(params["Key"]["pk"]["S"]),
+    )
+    records = [sample_record(id=f"e-{i}", type="order" if i % 2 else "click") for i in range(6)]
+    routes = queues.routes(next_stage="processor")
+    handler = pipeline.functions["enricher"].module.batch_handler
+    for _ in range(2):  # a second batch reads again: nothing is kept between batches
+        handler.entry._routes, handler.entry._sqs = routes, queues.sqs
+        handler.entry.retries = BY_NAME["enricher"].retries
+        context = LambdaContext(
+            function_name="enricher", memory_limit_in_mb=768, invoked_function_arn="arn"
+        )
+        with pipeline.functions["enricher"].activated():
+            assert handler({"Records": [sqs_message(records, "m1")]}, context) == {
+                "batchItemFailures": []
+            }
+    assert sorted(reads) == ["CATEGORY#click"] * 2 + ["CATEGORY#order"] * 2
+    first, _ = queues.drain("next")
+    enriched = {r["id"]: r["category"] for r in json.loads(first["Body"])}
+    expected = {r["id"]: "sales" if r["type"] == "order" else UNCATEGORIZED for r in records}
+    assert enriched == expected

@@ -31,11 +31,13 @@ and assumptions (AWS's rule where there is one):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-from pipeline_tools.bill.model import StackModel
+from pipeline_tools.bill.model import StackModel, model_from_template
+from pipeline_tools.bill.naive import baseline_of
 from pipeline_tools.bill.pricing import (
     DYNAMODB_REQUEST_MS,
     SQS_REQUESTS_PER_FAILURE,
@@ -45,11 +47,12 @@ from pipeline_tools.bill.pricing import (
     _log_items,
     _rollup_item,
     _table_items,
+    price,
     traces_recorded,
 )
 from pipeline_tools.bill.usage import CodeUsage
 from pipeline_tools.bill.workload import SECONDS_PER_MONTH, Workload
-from serverless_stack.stages import BY_NAME, STAGE_TABLE
+from serverless_stack.stages import BY_NAME, STAGE_TABLE, STORING_STAGE
 
 #: Concurrent batches of a queue while traffic is low.
 POLLERS = 5
@@ -65,8 +68,6 @@ CPU_MS_PER_RECORD = 1.0
 #: processor's markers are its batch's).
 #: A batch marker's bytes: its keys and expiry, and each listed ``<day>#<type>#<id>``.
 MARKER_BASE_BYTES, MARKER_BYTES_PER_ID = 120, 48
-#: Alarms the batched path adds: the age of each stage queue's oldest message.
-QUEUE_ALARMS = len(STAGE_TABLE)
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,10 @@ class Flow:
     idle_polls: float
 
 
-def flow(workload: Workload, batching: Batching) -> Flow:
-    """Invocations, batch sizes and SQS requests of ``workload`` (module docstring)."""
+def flow(workload: Workload, batching: Batching, queues: int = len(STAGE_TABLE)) -> Flow:
+    """Invocations, batch sizes and SQS requests of ``workload`` (module docstring); with
+    ``queues=1``, the design weighed beside it: one queue in front of the entry stage, the
+    batch carried on by asynchronous invocations (no queue, so no SQS requests, after it)."""
     records = workload.records_per_month
     valid = records * (1 - workload.failed_record_ratio)
     rate = records / SECONDS_PER_MONTH
@@ -106,22 +109,33 @@ def flow(workload: Workload, batching: Batching) -> Flow:
     per_batch = {
         s.name: 2 * math.ceil((entry if s == STAGE_TABLE[0] else 1) / BATCH_MESSAGES)
         + (messages_a_batch if s.next_stage else 0)
-        for s in STAGE_TABLE
+        for s in STAGE_TABLE[:queues]
     }
-    served = producer + sum(invocations[s] * per_batch[s] for s in invocations)
-    idle = POLLERS * len(STAGE_TABLE) * SECONDS_PER_MONTH / LONG_POLL_SECONDS
+    if queues == 1:
+        per_batch[STAGE_TABLE[0].name] -= messages_a_batch  # it invokes the next stage instead
+    served = producer + sum(invocations[s] * per_batch[s] for s in per_batch)
+    idle = POLLERS * queues * SECONDS_PER_MONTH / LONG_POLL_SECONDS
     return Flow(invocations, sizes, served, idle)
 
 
-def batched_usage(usage: CodeUsage, flow_: Flow) -> tuple[CodeUsage, CodeUsage]:
-    """The code's usage on the batched path: for the table (a record's put, and its share of
-    its batch's markers) and for the roll-up (which still checks each listed record)."""
-    processor = flow_.records_per_batch[STAGE_TABLE[-1].name]
+def lookups_per_record(workload: Workload, records_a_batch: float) -> float:
+    """The enricher reads a type's category once a batch: its reads a record."""
+    return min(float(workload.record_types), records_a_batch) / records_a_batch
+
+
+def batched_usage(usage: CodeUsage, flow_: Flow, workload: Workload) -> tuple[CodeUsage, CodeUsage]:
+    """The code's usage on the batched path: for the table (a record's put, its share of its
+    batch's markers, its share of the enricher's reads) and for the roll-up (which still
+    checks each listed record)."""
+    processor = flow_.records_per_batch[STORING_STAGE.name]
+    (reader,) = [s for s in STAGE_TABLE if "dynamodb:GetItem" in s.table_actions]
+    enricher = flow_.records_per_batch[reader.name]
     marker_bytes = MARKER_BASE_BYTES + MARKER_BYTES_PER_ID * processor
     marker_units = math.ceil(marker_bytes / 1024)
     record_units = usage.write_units - usage.marker_items  # each per-record marker: 1 unit
     table = replace(
         usage,
+        read_units=usage.read_units * lookups_per_record(workload, enricher),
         write_units=record_units + marker_units / processor,
         marker_items=1 / processor,
         marker_item_bytes=marker_bytes,
@@ -136,11 +150,13 @@ def price_batched(
     workload: Workload,
     prices: Mapping[str, Any],
     batching: Batching,
+    queues: int = len(STAGE_TABLE),
 ) -> Bill:
-    """The monthly line items of ``model`` on the batched path (module docstring)."""
-    month = flow(workload, batching)
-    table_usage, rollup_usage = batched_usage(usage, month)
-    batched_model = replace(model, alarm_metrics=model.alarm_metrics + QUEUE_ALARMS)
+    """The monthly line items of ``model`` on the batched path (module docstring); ``queues``
+    as for :func:`flow`."""
+    month = flow(workload, batching, queues)
+    table_usage, rollup_usage = batched_usage(usage, month, workload)
+    batched_model = replace(model, alarm_metrics=model.alarm_metrics + queues)
     failed = workload.records_per_month * workload.failed_record_ratio
     sqs = month.sqs_requests + month.idle_polls + failed * SQS_REQUESTS_PER_FAILURE
     items = (
@@ -159,9 +175,13 @@ def price_batched(
     return Bill(batched_model, items)
 
 
-def per_record_ms(stage: str) -> float:
-    """What each record after the first adds to an invocation (module docstring)."""
-    return CPU_MS_PER_RECORD + DYNAMODB_REQUEST_MS * len(BY_NAME[stage].table_actions)
+def per_record_ms(stage: str, lookups: float = 1.0) -> float:
+    """What each record after the first adds to an invocation (module docstring): a request
+    per table action the stage calls; a read (the enricher's category) only ``lookups`` of one
+    a record."""
+    actions = BY_NAME[stage].table_actions
+    requests = sum(lookups if action == "dynamodb:GetItem" else 1.0 for action in actions)
+    return CPU_MS_PER_RECORD + DYNAMODB_REQUEST_MS * requests
 
 
 def _lambda_items(
@@ -172,7 +192,8 @@ def _lambda_items(
     duration = allocation = instance_hours = 0.0
     for f in model.functions:
         b = month.records_per_batch[f.stage]
-        ms = workload.duration_ms[f.stage] + per_record_ms(f.stage) * max(0.0, b - 1)
+        extra = per_record_ms(f.stage, lookups_per_record(workload, b)) * max(0.0, b - 1)
+        ms = workload.duration_ms[f.stage] + extra
         seconds, gb = ms / 1000, f.memory_mb / 1024
         invocations = month.invocations[f.stage]
         average, share = f.capacity.instances(invocations / SECONDS_PER_MONTH * seconds)
@@ -212,3 +233,77 @@ def _lambda_items(
             f"{traced:,.0f} traces",
         ),
     )
+
+
+# --- the designs weighed (docs/batching.md) ---------------------------------------------------
+
+#: The volumes and the entry stage's batching the designs are priced at.
+VOLUMES = (1_000_000, 10_000_000, 100_000_000)
+DESIGN_BATCHING = Batching(batch_size=100, window_seconds=60)
+
+
+def designs(
+    template: Mapping[str, Any],
+    name: str,
+    workload: Workload,
+    prices: Mapping[str, Any],
+    usage: CodeUsage,
+    naive_usage: CodeUsage,
+    batching: Batching = DESIGN_BATCHING,
+) -> list[tuple[int, float, float, float, float]]:
+    """(records a month, naive, per record, a queue per stage, one queue in front) bills,
+    record storage aside, for ``template`` (the per-record stack) at :data:`VOLUMES`."""
+    model = model_from_template(template, name)
+    rows = []
+    for volume in VOLUMES:
+        load = workload.at(volume)
+        naive = price(baseline_of(model), naive_usage, load, prices).compared
+        per_record = price(model, usage, load, prices).compared
+        every = price_batched(model, usage, load, prices, batching).compared
+        front = price_batched(model, usage, load, prices, batching, queues=1).compared
+        rows.append((volume, naive, per_record, every, front))
+    return rows
+
+
+def render_designs(rows: list[tuple[int, float, float, float, float]], name: str) -> str:
+    """The designs' bills as a Markdown table, each with its share of the naive stack's."""
+    window = f"{DESIGN_BATCHING.window_seconds:g} s"
+    lines = [
+        f"**{name}: the designs' monthly bills, record storage aside (entry batches of up to "
+        f"{DESIGN_BATCHING.batch_size} messages, a {window} window)**",
+        "",
+        "| records a month | naive stack | per record (today) | a queue per stage | "
+        "one queue in front |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for volume, naive, *bills in rows:
+        cells = " | ".join(f"${b:,.2f} ({b / naive:.1%})" for b in bills)
+        lines.append(f"| {volume:,} | ${naive:,.2f} | {cells} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pipeline_tools.bill.batching [TEMPLATE]``: the designs weighed for prod."""
+    import sys
+
+    from pipeline_tools.bill.pricing import load_prices
+    from pipeline_tools.bill.usage import measure
+    from pipeline_tools.template import load_template
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    path = Path(args[0] if args else "cdk.out/DataPipeline-prod.template.json")
+    name = path.name.removesuffix(".template.json")
+    try:
+        template = load_template(path)
+    except (OSError, ValueError) as error:
+        print(f"batched bill: {path}: {error}", file=sys.stderr)
+        return 1
+    workload = Workload.load()
+    usage, naive_usage = measure(path.parent, name, template, workload)
+    rows = designs(template, name, workload, load_prices(), usage, naive_usage)
+    print(render_designs(rows, name))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

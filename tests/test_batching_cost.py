@@ -1,0 +1,91 @@
+"""The batched path's bill (``pipeline_tools/bill/batching.py``): its arithmetic checked by this
+file's own, the designs' table on docs/batching.md a fresh run, and the issue's targets met.
+
+Targets (prod, record storage aside): at most 15 % of the naive stack at 10 M records a month,
+at most 12 % at 100 M, and at 1 M no dearer than the per-record path.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from pipeline_tools.bill.batching import (
+    DESIGN_BATCHING,
+    LONG_POLL_SECONDS,
+    POLLERS,
+    Batching,
+    designs,
+    flow,
+    render_designs,
+)
+from pipeline_tools.bill.pricing import load_prices
+from pipeline_tools.bill.workload import SECONDS_PER_MONTH, Workload
+from tests.conftest import assembly_of, docs_text
+
+PRICES = load_prices()
+
+
+@pytest.fixture(scope="module")
+def prod_designs(stacks):
+    from pipeline_tools.bill.usage import measure
+
+    directory, name, template = assembly_of(stacks["prod"])
+    workload = Workload.load()
+    usage, naive = measure(directory, name, template, workload, quiet=True)
+    return name, designs(template, name, workload, PRICES, usage, naive)
+
+
+def test_the_entry_batch_is_what_five_pollers_gather_in_the_window():
+    workload = Workload.load().at(10_000_000)
+    month = flow(workload, Batching(batch_size=100, window_seconds=60))
+    rate = 10_000_000 / SECONDS_PER_MONTH  # records a second
+    entry = rate * 60 / 5  # five pollers share what arrives in the window
+    assert month.records_per_batch["validator"] == pytest.approx(entry)
+    assert month.invocations["validator"] == pytest.approx(10_000_000 / entry)
+    # 99 % of a batch go on, packed into one message (45 KB < 64 KiB): one enricher and one
+    # processor invocation per validator batch.
+    assert month.invocations["enricher"] == pytest.approx(10_000_000 / entry)
+    assert month.records_per_batch["processor"] == pytest.approx(entry * 0.99)
+    # Idle polls: 5 pollers x 3 queues, a 20 s long poll each, all month.
+    assert month.idle_polls == pytest.approx(5 * 3 * SECONDS_PER_MONTH / 20)
+    # Requests: the producer's (10 a call), the validator's receives and deletes (10 a call)
+    # and its one send a batch, the enricher's 1 + 1 + 1, the processor's 1 + 1.
+    calls = math.ceil(entry / 10)
+    per_batch = (2 * calls + 1) + 3 + 2
+    assert month.sqs_requests == pytest.approx(
+        10_000_000 / 10 + month.invocations["validator"] * per_batch
+    )
+    assert (POLLERS, LONG_POLL_SECONDS) == (5, 20)
+
+
+def test_a_full_batch_caps_at_its_size_and_a_slow_one_holds_one_record():
+    busy = flow(Workload.load().at(1_000_000_000), Batching(batch_size=100, window_seconds=60))
+    assert busy.records_per_batch["validator"] == 100
+    quiet = flow(Workload.load().at(1_000), Batching(batch_size=100, window_seconds=1))
+    assert quiet.records_per_batch["validator"] == 1
+
+
+def test_the_designs_meet_the_targets(prod_designs):
+    _, rows = prod_designs
+    by_volume = {volume: (naive, per, every, front) for volume, naive, per, every, front in rows}
+    naive, per, every, _ = by_volume[10_000_000]
+    assert every / naive <= 0.15, every / naive
+    naive, per, every, _ = by_volume[100_000_000]
+    assert every / naive <= 0.12, every / naive
+    naive, per, every, _ = by_volume[1_000_000]
+    assert every <= per, (every, per)
+
+
+def test_the_batching_pages_table_is_a_fresh_run(prod_designs):
+    """docs/batching.md's table is what ``python -m pipeline_tools.bill.batching`` prints."""
+    from tests.test_cost import _same_figures
+
+    name, rows = prod_designs
+    table = render_designs(rows, name).splitlines()
+    page = docs_text("batching")
+    assert table[0] in page, table[0]
+    written = page[page.index(table[0]) :].splitlines()[: len(table)]
+    assert all(_same_figures(a, b) for a, b in zip(table, written, strict=True)), written
+    assert DESIGN_BATCHING.window_seconds == 60
