@@ -66,9 +66,11 @@ synth: install
 synth-toolchain: install
 	@$(call cdk_synth,-c synth=toolchain)  # its echo is on stderr: make cost's stdout is the bill
 
-## synth-all: the dev, staging and prod templates in cdk.out (cdk-nag runs on each)
+## synth-all: the dev, staging and prod templates in cdk.out, and prod on the batched path in
+## cdk.out/batched (cdk-nag runs on each; checkov reads them all)
 synth-all: install
 	@$(foreach env,dev staging prod,$(call cdk_synth,-c environment=$(env)))
+	@$(call cdk_synth,-c environment=prod -c ingestion=batched -o cdk.out/batched)
 
 ## synth-example: the example app of docs/constructs.md, synthesized in examples/orders/cdk.out
 synth-example: install

@@ -29,6 +29,7 @@ from serverless_stack.assembly import add_pipeline  # noqa: E402
 from serverless_stack.config import (  # noqa: E402
     ConfigError,
     load_config,
+    with_ingestion,
     with_nulls_restored,
 )
 
@@ -50,7 +51,10 @@ def build_app(
 
         add_toolchain(app, app.node.try_get_context("toolchain"), settings)
         return app
-    config = load_config(app.node.try_get_context("environment"), settings)
+    environment = app.node.try_get_context("environment")
+    # `-c ingestion=batched`: this synth takes the batched path (docs/batching.md).
+    settings = with_ingestion(settings, environment, app.node.try_get_context("ingestion"))
+    config = load_config(environment, settings)
     add_pipeline(
         app,
         config,

@@ -353,6 +353,32 @@ def _restore(received: Mapping[str, Any], written: Mapping[str, Any]) -> dict[st
     return restored
 
 
+#: ``-c ingestion=MODE``: the path an environment takes for one synth, over its cdk.json.
+INGESTION_CONTEXT_KEY = "ingestion"
+INGESTION_MODES = ("per_record", "batched")
+
+
+def with_ingestion(context: object, environment: object, mode: object) -> object:
+    """The ``pipeline`` context with ``environment``'s ``ingestion.mode`` set to ``mode``
+    (``-c ingestion=batched`` tries the batched path without editing cdk.json); ``mode``
+    ``None`` leaves it as it is.
+
+    :raises ConfigError: for a mode that is neither ``per_record`` nor ``batched``.
+    """
+    if mode is None:
+        return context
+    if mode not in INGESTION_MODES:
+        raise ConfigError(
+            f"{INGESTION_CONTEXT_KEY} (-c)", mode, f"must be one of {', '.join(INGESTION_MODES)}"
+        )
+    name = DEFAULT_ENVIRONMENT if environment is None else environment
+    if not isinstance(context, Mapping) or not isinstance(context.get(name), Mapping):
+        return context  # load_config names what is wrong with it
+    block = dict(context[name])
+    block["ingestion"] = {**(block.get("ingestion") or {}), "mode": mode}
+    return {**context, name: block}
+
+
 def load_config(environment: object, context: object) -> PipelineConfig:
     """Validate and return the settings of ``environment`` from the ``pipeline`` context.
 

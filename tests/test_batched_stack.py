@@ -251,3 +251,32 @@ def test_the_construct_refuses_what_lambda_and_sqs_refuse(batching, argument):
 def test_the_stage_table_gives_the_retries_the_batched_path_uses():
     """The same retries on both paths: the validator's failures are not retried."""
     assert [BY_NAME[s.name].retries for s in STAGE_TABLE] == [0, 2, 2]
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_cfn_lint_finds_nothing_in_the_batched_templates(templates, env, tmp_path):
+    import json
+
+    from tests.test_template_linters import _lint
+
+    path = tmp_path / f"DataPipeline-{env}.template.json"
+    path.write_text(json.dumps(templates[env]))
+    _lint([path])
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_every_stage_queue_is_encrypted_and_refuses_requests_without_tls(templates, env):
+    template = templates[env]
+    policies = of_type(template, "AWS::SQS::QueuePolicy").values()
+    for stage in STAGE_TABLE:
+        queue_id = queue_of(template, stage.name)
+        assert template["Resources"][queue_id]["Properties"]["SqsManagedSseEnabled"] is True
+        denies = [
+            s
+            for p in policies
+            if queue_id in {ref_id(q) for q in p["Properties"]["Queues"]}
+            for s in p["Properties"]["PolicyDocument"]["Statement"]
+            if s["Effect"] == "Deny"
+            and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+        ]
+        assert denies, f"{queue_id} must refuse requests without TLS"

@@ -139,3 +139,30 @@ def test_the_synth_filter_holds_the_settings_error_and_drops_the_cli_epilogue():
     )
     assert held == "Configuration error in cdk.json: invalid setting a = 1: must be 2"
     assert shown.getvalue() == "[Warning at /X] a warning\n"
+
+
+def test_ingestion_on_the_command_line_takes_the_batched_path_for_one_synth(project):
+    """``npx cdk synth -c ingestion=batched``: the environment's stages read queues, cdk.json
+    untouched; a mode that is not one is one line naming ``ingestion``."""
+    env = {**os.environ, "PATH": f"{ROOT / 'node_modules' / '.bin'}:{os.environ['PATH']}"}
+
+    def synth(*context: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["npx", "cdk", "synth", "--quiet", "-c", "environment=dev", *context, "-o", "out"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    result = synth("-c", "ingestion=batched")
+    assert result.returncode == 0, result.stderr[-2000:]
+    template = json.loads((project / "out" / "DataPipeline-dev.template.json").read_text())
+    kinds = [r["Type"] for r in template["Resources"].values()]
+    assert kinds.count("AWS::Lambda::EventSourceMapping") == 3
+    assert "IngestQueueUrl" in template["Outputs"]
+    refused = synth("-c", "ingestion=fast")
+    assert refused.returncode != 0
+    (line,) = [x for x in refused.stderr.splitlines() if x.startswith("Configuration error")]
+    assert "invalid setting ingestion (-c) = 'fast': must be one of per_record, batched" in line
