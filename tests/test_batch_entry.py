@@ -166,15 +166,21 @@ def test_the_validator_hands_valid_records_on_packed_and_each_bad_one_to_the_dlq
     assert queues.drain("own") == []
 
 
-def test_the_processor_stores_each_record_once_and_refuses_a_conflict_alone(pipeline, queues):
+def test_the_processor_stores_each_record_once_and_refuses_a_conflict_alone(
+    pipeline, queues, capsys
+):
     records = [
         {**sample_record(id=f"p-{i}"), "category": "sales", "received_at": "2026-11-29T10:00:00Z"}
         for i in range(4)
     ]
     conflicting = {**records[0], "payload": {"changed": True}}
-    first = run_batch(pipeline, "processor", queues, [sqs_message(records, "m1")])
+    first = run_batch(
+        pipeline, "processor", queues, [sqs_message(records, "m1"), sqs_message(records[3], "m1b")]
+    )
     again = run_batch(pipeline, "processor", queues, [sqs_message([records[1], conflicting], "m2")])
     assert first == again == {"batchItemFailures": []}
+    # A duplicate in each batch: the first one's twice in itself, the second's stored before.
+    assert capsys.readouterr().out.count('"DuplicatesSkipped":[1.0]') == 2
     table = pipeline.specs["processor"].environment["TABLE_NAME"]
     stored, counts = stored_and_counted(pipeline.session.client("dynamodb"), table)
     assert sorted(i["id"]["S"] for i in stored) == [r["id"] for r in records]

@@ -6,7 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,8 +42,10 @@ logger, tracer, metrics = Logger(), stage_tracer(), Metrics()
 dynamodb = dynamodb_client()
 #: Throttling and conflicts are retried here, within the invocation's time.
 RETRY = RetryPolicy()
-#: The time of the batch being stored (the batched path), whose markers are put.
+#: The time of the batch being stored (the batched path), whose markers are put, and the ids
+#: it has stored: a record twice in one batch finds its own put the second time.
 BATCH: list[datetime] = []
+BATCH_STORED: set[str] = set()
 
 
 @contextmanager
@@ -65,6 +67,7 @@ def marked_batch(records: list[Any], context: LambdaContext) -> Iterator[None]:
         yield
     finally:
         BATCH.clear()
+        BATCH_STORED.clear()
 
 
 def handle(event: Any, context: LambdaContext) -> dict[str, Any]:
@@ -85,6 +88,10 @@ def handle(event: Any, context: LambdaContext) -> dict[str, Any]:
     except RecordConflict as error:
         reject(error, logger, metrics)
         raise
+    if BATCH and result.status == "stored":
+        if record["id"] in BATCH_STORED:  # its batch stored it already: a duplicate delivery
+            result = replace(result, status="duplicate")
+        BATCH_STORED.add(record["id"])
     if result.status == "duplicate":
         metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=1)
     logger.debug("record processed", extra={"status": result.status})
