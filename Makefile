@@ -81,12 +81,15 @@ synth-example: install
 api-docs: install
 	PDOC_ALLOW_EXEC=1 pdoc --docformat restructuredtext -o docs/api constructs_lib
 
-## cost: the monthly bill of dev, staging and prod against the naive stack, and the toolchain's
+## cost: the monthly bill of dev, staging and prod against the naive stack, prod's designs
+## (per record, batched: docs/batching.md), and the toolchain's
 ## (measured from the code, with the 1 M / 10 M / 100 M sweep; WORKLOAD=file.json, RECORDS=N;
 ## MARKDOWN=1 prints clean Markdown on stdout, progress goes to stderr)
 cost: synth-all synth-toolchain
 	@python -m pipeline_tools.cost --sweep $(if $(WORKLOAD),--workload $(WORKLOAD)) \
 	  $(if $(RECORDS),--records-per-month $(RECORDS))
+	@echo
+	@python -m pipeline_tools.bill.batching cdk.out/DataPipeline-prod.template.json
 	@echo
 	@python -m pipeline_tools.toolchain_cost $(if $(MARKDOWN),--markdown)
 

@@ -299,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"batched bill: {path}: {error}", file=sys.stderr)
         return 1
     workload = Workload.load()
-    usage, naive_usage = measure(path.parent, name, template, workload)
+    # quiet: `make cost` has said it meters prod (one line a stack)
+    usage, naive_usage = measure(path.parent, name, template, workload, quiet=True)
     rows = designs(template, name, workload, load_prices(), usage, naive_usage)
     print(render_designs(rows, name))
     return 0
