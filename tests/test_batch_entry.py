@@ -305,3 +305,31 @@ def test_the_enricher_reads_a_types_category_once_a_batch(pipeline, queues):
     enriched = {r["id"]: r["category"] for r in json.loads(first["Body"])}
     expected = {r["id"]: "sales" if r["type"] == "order" else UNCATEGORIZED for r in records}
     assert enriched == expected
+
+
+def test_only_a_crash_on_the_batched_path_is_a_regression_of_the_version(pipeline, queues, capsys):
+    """The rollback signal (``Regressions`` by ``FunctionVersion``) on the batched path: a
+    batch of refused records publishes none; a crash publishes one, for the version that ran,
+    and its record still ends in the DLQ with its reason."""
+    bad = [sample_record(id=f"bad {i}") for i in range(3)]
+    run_batch(pipeline, "validator", queues, [sqs_message(bad, "m1")])
+    ordinary = capsys.readouterr().out
+    assert ordinary.count('"RecordsRejected":[1.0,1.0,1.0]') == 1  # each counted, once
+    assert '"Regressions"' not in ordinary
+
+    module = pipeline.module("validator")
+    original = module.accept
+
+    def crash(event: Any, *args: Any, **kwargs: Any) -> Any:
+        raise KeyError("boom")
+
+    module.accept = crash
+    try:
+        run_batch(pipeline, "validator", queues, [sqs_message(sample_record(id="c-1"), "m2")])
+    finally:
+        module.accept = original
+    crashed = capsys.readouterr().out
+    (line,) = [json.loads(x) for x in crashed.splitlines() if '"Regressions"' in x]
+    assert line["Regressions"] == [1.0] and line["FunctionVersion"] == "1"
+    letters = [m for m in queues.drain("dlq") if "c-1" in m["Body"]]
+    assert attribute(letters[0], "ErrorMessage") == "unexpected KeyError: 'boom'"
