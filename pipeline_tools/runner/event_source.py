@@ -136,6 +136,8 @@ class QueuePipeline:
         self.functions = {name: LoadedFunction(spec) for name, spec in specs.items()}
         self.clock = clock or VirtualClock()
         self.tally = Tally()
+        #: The entry's batches were gathered by :meth:`run_arriving`: no window to wait out.
+        self.gathered = False
         for function in self.functions.values():
             # The batch entry makes its SQS client at its first batch: make it now, under the
             # function's environment, so the role's policy is enforced on it too.
@@ -147,6 +149,50 @@ class QueuePipeline:
 
     def module(self, stage: str) -> Any:
         return self.functions[stage].module
+
+    def run_arriving(self, bodies: list[str], rate: float, entry: str) -> list[float]:
+        """Messages arriving at ``rate`` a second, in virtual time, gathered by the entry
+        stage's pollers as Lambda gathers them: :data:`POLLERS` share the arrivals, and a
+        batch opens at its first message and is invoked when it holds ``BatchSize`` messages or
+        its window has passed. Each batch then runs through the whole chain. Returns each
+        message's wait from its arrival to its batch's invocation (the stages after the entry
+        take packed messages at once)."""
+        mapping = self.mappings[entry]
+        start = self.clock.seconds()
+        arrivals = [start + i / rate for i in range(len(bodies))]
+        batches: list[tuple[float, list[int]]] = []
+        for poller in range(POLLERS):
+            mine = list(range(poller, len(bodies), POLLERS))
+            while mine:
+                opened = arrivals[mine[0]]
+                taken = [
+                    i
+                    for i in mine[: mapping.batch_size]
+                    if arrivals[i] <= opened + mapping.window_seconds
+                ]
+                full = len(taken) == mapping.batch_size
+                batches.append(
+                    (arrivals[taken[-1]] if full else opened + mapping.window_seconds, taken)
+                )
+                mine = mine[len(taken) :]
+        waits = [0.0] * len(bodies)
+        self.gathered = True
+        try:
+            with self.clock.driving_moto():
+                for invoked, taken in sorted(batches):
+                    self.clock.offset += max(0.0, invoked - self.clock.seconds())
+                    for start_at in range(0, len(taken), RECEIVE_MAX):
+                        chunk = taken[start_at : start_at + RECEIVE_MAX]
+                        self.sqs.send_message_batch(
+                            QueueUrl=mapping.queue_url,
+                            Entries=[{"Id": str(i), "MessageBody": bodies[i]} for i in chunk],
+                        )
+                    for i in taken:
+                        waits[i] = invoked - arrivals[i]
+                    self.run()
+        finally:
+            self.gathered = False
+        return waits
 
     def run(self, max_seconds: float = 3 * 3600) -> Tally:
         """Deliver batches until every stage queue is empty, moving the clock past delays and
@@ -190,7 +236,7 @@ class QueuePipeline:
 
     def _deliver(self, stage: str, batch: list[dict[str, Any]]) -> None:
         mapping = self.mappings[stage]
-        if len(batch) < mapping.batch_size and mapping.window_seconds:
+        if len(batch) < mapping.batch_size and mapping.window_seconds and not self.gathered:
             # A batch short of its size waits out the window before Lambda invokes with it.
             self.clock.advance(mapping.window_seconds)
         event = {"Records": [_event_record(m, mapping) for m in batch]}
