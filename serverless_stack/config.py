@@ -214,7 +214,7 @@ class IngestionSettings(_Settings):
     batching_window_seconds: Annotated[
         int, Ge(BATCHING_WINDOW_SECONDS[0]), Le(BATCHING_WINDOW_SECONDS[1])
     ] = Field(
-        default=1,
+        default=60,
         description="How long the entry stage's event source gathers a batch, in seconds "
         "(the latency a record pays once; later stages take what arrives at once)",
     )

@@ -89,3 +89,21 @@ def test_the_batching_pages_table_is_a_fresh_run(prod_designs):
     written = page[page.index(table[0]) :].splitlines()[: len(table)]
     assert all(_same_figures(a, b) for a, b in zip(table, written, strict=True)), written
     assert DESIGN_BATCHING.window_seconds == 60
+
+
+def test_a_one_second_window_costs_more_than_the_per_record_path(stacks):
+    """docs/configuration.md: a window too short for batches to form (one record a batch at
+    1 M and 10 M a month) adds the queues' requests to the same invocations."""
+    from pipeline_tools.bill.batching import price_batched
+    from pipeline_tools.bill.model import model_from_template
+    from pipeline_tools.bill.pricing import price
+    from pipeline_tools.bill.usage import measure
+
+    directory, name, template = assembly_of(stacks["prod"])
+    workload = Workload.load()
+    usage, _ = measure(directory, name, template, workload, quiet=True)
+    model = model_from_template(template, name)
+    for volume in (1_000_000, 10_000_000):
+        load = workload.at(volume)
+        short = price_batched(model, usage, load, PRICES, Batching(100, 1)).compared
+        assert short > price(model, usage, load, PRICES).compared, volume
