@@ -162,6 +162,18 @@ def queue_pipeline_on_moto(assembly: tuple[Path, str, dict[str, Any]]) -> Iterat
             yield runner
 
 
+def queued_dead_letters(runner: Any) -> list[dict[str, Any]]:
+    """Every message in a queue pipeline's DLQ, with its attributes (received, not deleted)."""
+    found: list[dict[str, Any]] = []
+    while True:
+        answer = runner.sqs.receive_message(
+            QueueUrl=runner.dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        )
+        if not answer.get("Messages"):
+            return found
+        found += answer["Messages"]
+
+
 @pytest.fixture
 def pipeline(dev_assembly):
     """The dev stack's real handler code, on moto, wired as the template wires it."""

@@ -20,6 +20,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore import exceptions as botocore_errors
@@ -174,25 +175,39 @@ def _stand_in(status: int, code: str, message: str) -> Iterator[str]:
         server.server_close()
 
 
-def test_an_endpoint_that_closes_the_connection_unanswered(tmp_path):
+@contextlib.contextmanager
+def _endpoint(answer: Any) -> Iterator[str]:
+    """A local endpoint whose accepted connections ``answer(connection)`` handles."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
+    held: list[socket.socket] = []
 
-    def hang_up() -> None:
+    def serve() -> None:
         for _ in range(3):
             with contextlib.suppress(OSError):
                 connection, _ = listener.accept()
-                connection.recv(65536)
-                connection.close()
+                held.append(connection)
+                answer(connection)
 
-    threading.Thread(target=hang_up, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    env = _shell(tmp_path, **KEYS, AWS_ENDPOINT_URL=endpoint, AWS_MAX_ATTEMPTS="1")
+    threading.Thread(target=serve, daemon=True).start()
     try:
-        _one_line(_run(["dead-letters"], env), "did not answer", "run the command again")
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     finally:
+        for connection in held:
+            connection.close()
         listener.close()
+
+
+def _hang_up(connection: socket.socket) -> None:
+    connection.recv(65536)
+    connection.close()
+
+
+def test_an_endpoint_that_closes_the_connection_unanswered(tmp_path):
+    with _endpoint(_hang_up) as endpoint:
+        env = _shell(tmp_path, **KEYS, AWS_ENDPOINT_URL=endpoint, AWS_MAX_ATTEMPTS="1")
+        _one_line(_run(["dead-letters"], env), "did not answer", "run the command again")
 
 
 def test_an_endpoint_that_never_answers(tmp_path):
@@ -200,25 +215,9 @@ def test_an_endpoint_that_never_answers(tmp_path):
     default 60 s read timeout (https://botocore.amazonaws.com/v1/documentation/api/latest/
     reference/config.html, read_timeout), which no environment variable shortens, so this test
     waits it out once (AWS_MAX_ATTEMPTS=1)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    held: list[socket.socket] = []
-
-    def take_and_stay_silent() -> None:
-        with contextlib.suppress(OSError):
-            connection, _ = listener.accept()
-            held.append(connection)
-
-    threading.Thread(target=take_and_stay_silent, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    env = _shell(tmp_path, **KEYS, AWS_ENDPOINT_URL=endpoint, AWS_MAX_ATTEMPTS="1")
-    try:
+    with _endpoint(lambda connection: None) as endpoint:
+        env = _shell(tmp_path, **KEYS, AWS_ENDPOINT_URL=endpoint, AWS_MAX_ATTEMPTS="1")
         _one_line(_run(["dead-letters"], env), "did not answer in time", "run the command again")
-    finally:
-        for connection in held:
-            connection.close()
-        listener.close()
 
 
 def test_an_assume_role_that_is_denied(tmp_path):

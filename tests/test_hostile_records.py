@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import assembly_of, pipeline_on_moto, sample_record, stored_and_counted
+from tests.conftest import (
+    assembly_of,
+    pipeline_on_moto,
+    queued_dead_letters,
+    sample_record,
+    stored_and_counted,
+)
 
 base = sample_record
 
@@ -190,17 +196,6 @@ def test_a_crash_is_named_and_counted_an_aws_error_is_left_to_lambdas_retry(
         assert '"RecordsRejected"' not in capsys.readouterr().out
 
 
-def _dead_letters(runner: Any) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    while True:
-        answer = runner.sqs.receive_message(
-            QueueUrl=runner.dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-        )
-        if not answer.get("Messages"):
-            return found
-        found += answer["Messages"]
-
-
 #: On the batched path a message body that is a JSON array is a pack of records (the
 #: producer's and the stages' own format, ``pipeline_common/batch.py``): a list holding one valid
 #: record is that record, stored.
@@ -229,7 +224,7 @@ def test_a_hostile_record_on_the_batched_path_is_refused_alone_naming_its_field(
         runner.run()
         client = runner.session.client("dynamodb")
         stored, counters = stored_and_counted(client, runner.table)
-        letters = _dead_letters(runner)
+        letters = queued_dead_letters(runner)
     emitted = capsys.readouterr().out
     ids = sorted(i["id"]["S"] for i in stored)
     if words is None or name in PACKED_ON_THE_BATCHED_PATH:

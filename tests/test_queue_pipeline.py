@@ -19,7 +19,12 @@ import pytest
 from pipeline_tools.runner.event_source import (
     MappingSpec,
 )
-from tests.conftest import queue_pipeline_on_moto, sample_record, stored_and_counted
+from tests.conftest import (
+    queue_pipeline_on_moto,
+    queued_dead_letters,
+    sample_record,
+    stored_and_counted,
+)
 
 
 @pytest.fixture
@@ -47,17 +52,6 @@ def send(runner: Any, bodies: list[Any]) -> None:
         )
 
 
-def dead_letters(runner: Any) -> list[dict[str, Any]]:
-    found = []
-    while True:
-        answer = runner.sqs.receive_message(
-            QueueUrl=runner.dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-        )
-        if not answer.get("Messages"):
-            return found
-        found += answer["Messages"]
-
-
 def test_every_valid_record_is_stored_and_counted_once_and_each_bad_one_dead_lettered(
     queues_pipeline,
 ):
@@ -72,7 +66,7 @@ def test_every_valid_record_is_stored_and_counted_once_and_each_bad_one_dead_let
     assert sorted(i["id"]["S"] for i in stored) == sorted(r["id"] for r in valid)
     day = valid[0]["timestamp"][:10]
     assert counts == {(t, day): n for t, n in Counter(r["type"] for r in valid).items()}
-    letters = dead_letters(runner)
+    letters = queued_dead_letters(runner)
     assert len(letters) == len(bad) + 1  # each bad record alone, and the malformed message
     assert all(m["MessageAttributes"]["FailedStage"]["StringValue"] == "validator" for m in letters)
     # 64 messages at 50 a batch: the validator needs 2 batches; the stages after it get its
@@ -101,7 +95,7 @@ def test_a_record_that_keeps_failing_is_retried_alone_then_dead_lettered(queues_
     runner.run()
     stored, _ = stored_and_counted(runner.session.client("dynamodb"), runner.table)
     assert sorted(i["id"]["S"] for i in stored) == ["r-0", "r-1", "r-3", "r-4"]
-    (letter,) = dead_letters(runner)
+    (letter,) = queued_dead_letters(runner)
     assert json.loads(letter["Body"])["id"] == "r-2"
     assert (
         "ProvisionedThroughputExceededException"
@@ -149,5 +143,5 @@ def test_a_batch_that_fails_whole_returns_and_moves_to_the_dlq_after_max_receive
     tally = runner.run()
     function.handler = original
     assert tally.invocations["validator"] == 5 == tally.failed_batches["validator"]
-    (letter,) = dead_letters(runner)
+    (letter,) = queued_dead_letters(runner)
     assert json.loads(letter["Body"])["id"] == "m-1"

@@ -47,7 +47,9 @@ from pipeline_tools.bill.pricing import (
     _log_items,
     _rollup_item,
     _table_items,
+    capacity_item,
     price,
+    traces_item,
     traces_recorded,
 )
 from pipeline_tools.bill.usage import CodeUsage
@@ -210,11 +212,11 @@ def _lambda_items(
         instance_hours += average * hours
     total = sum(month.invocations.values())
     sizes = ", ".join(f"{s} {b:,.1f}" for s, b in month.records_per_batch.items())
-    traced = sum(
-        traces_recorded(month.invocations[f.stage], prices)
+    traced = {
+        f.stage: traces_recorded(month.invocations[f.stage], prices)
         for f in model.functions
         if f.tracing == "Active"
-    )
+    }
     return (
         LineItem(
             "Lambda requests",
@@ -222,16 +224,8 @@ def _lambda_items(
             f"{total:,.0f} invocations",
         ),
         LineItem("Lambda duration", duration, f"records a batch: {sizes}"),
-        LineItem(
-            "Provisioned concurrency",
-            allocation,
-            f"{instance_hours:,.0f} instance-hours at this load" if instance_hours else "none",
-        ),
-        LineItem(
-            "X-Ray traces",
-            traced / 1e6 * prices["xray"]["traces_recorded_per_million"],
-            f"{traced:,.0f} traces",
-        ),
+        capacity_item(allocation, instance_hours),
+        traces_item(traced, prices),
     )
 
 

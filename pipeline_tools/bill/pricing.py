@@ -171,16 +171,27 @@ def _lambda_items(
             f"{total:,.0f} invocations",
         ),
         LineItem(f"Lambda duration ({architectures})", duration, memory),
-        LineItem(
-            "Provisioned concurrency",
-            allocation,
-            f"{instance_hours:,.0f} instance-hours at this load" if instance_hours else "none",
-        ),
-        LineItem(
-            "X-Ray traces",
-            sum(traced.values()) / 1e6 * prices["xray"]["traces_recorded_per_million"],
-            f"{sum(traced.values()):,.0f} traces ({', '.join(traced) or 'no function'} Active)",
-        ),
+        capacity_item(allocation, instance_hours),
+        traces_item(traced, prices),
+    )
+
+
+def capacity_item(allocation: float, instance_hours: float) -> LineItem:
+    """Provisioned concurrency's allocation, and the instance-hours it is for."""
+    return LineItem(
+        "Provisioned concurrency",
+        allocation,
+        f"{instance_hours:,.0f} instance-hours at this load" if instance_hours else "none",
+    )
+
+
+def traces_item(traced: Mapping[str, float], prices: Mapping[str, Any]) -> LineItem:
+    """The traces X-Ray records a month, by the stages that trace (``Active``)."""
+    total = sum(traced.values())
+    return LineItem(
+        "X-Ray traces",
+        total / 1e6 * prices["xray"]["traces_recorded_per_million"],
+        f"{total:,.0f} traces ({', '.join(traced) or 'no function'} Active)",
     )
 
 
