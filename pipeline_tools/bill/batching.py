@@ -24,6 +24,8 @@ and assumptions (AWS's rule where there is one):
   ``ReceiveMessage`` and ``DeleteMessageBatch`` calls (10 messages each) and one
   ``SendMessageBatch`` of its packed output; and the pollers' empty long polls: five a queue,
   each waiting SQS's longest 20 s (``WaitTimeSeconds``), all month (the bound: as if idle).
+* **Logs.** Each batch invocation logs what a per-record invocation logs, as measured (Lambda's
+  START, END and REPORT lines and one EMF line; a refused record's lines as measured).
 * **Writes.** A valid record's put, as measured; the processor's markers are one per batch
   (``pipeline_common/counts.py``), a write unit per KB of the records it lists.
 """
@@ -36,11 +38,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline_tools import runtime_source
 from pipeline_tools.bill.model import StackModel, model_from_template
 from pipeline_tools.bill.naive import baseline_of
 from pipeline_tools.bill.pricing import (
     DYNAMODB_REQUEST_MS,
     SQS_REQUESTS_PER_FAILURE,
+    SWEEP,
     Bill,
     LineItem,
     _cloudwatch_items,
@@ -60,9 +64,10 @@ from serverless_stack.stages import BY_NAME, STAGE_TABLE, STORING_STAGE
 POLLERS = 5
 #: SQS's longest long poll (``WaitTimeSeconds``).
 LONG_POLL_SECONDS = 20
-#: A message's most bytes, and a batch call's most messages.
-MESSAGE_BYTES = 64 * 1024
-BATCH_MESSAGES = 10
+#: A message's most bytes, and a batch call's most messages: the stages' own format.
+MESSAGES = runtime_source.load("pipeline_common/messages.py")
+MESSAGE_BYTES = MESSAGES.MESSAGE_BYTES
+BATCH_MESSAGES = MESSAGES.BATCH_ENTRIES
 #: The stages' own work a record, besides their DynamoDB requests.
 CPU_MS_PER_RECORD = 1.0
 #: DynamoDB requests a record makes at a stage on the batched path: one per table action the
@@ -231,8 +236,7 @@ def _lambda_items(
 
 # --- the designs weighed (docs/batching.md) ---------------------------------------------------
 
-#: The volumes and the entry stage's batching the designs are priced at.
-VOLUMES = (1_000_000, 10_000_000, 100_000_000)
+#: The entry stage's batching the designs are priced at (at the report's sweep of volumes).
 DESIGN_BATCHING = Batching(batch_size=100, window_seconds=60)
 
 
@@ -246,10 +250,10 @@ def designs(
     batching: Batching = DESIGN_BATCHING,
 ) -> list[tuple[int, float, float, float, float]]:
     """(records a month, naive, per record, a queue per stage, one queue in front) bills,
-    record storage aside, for ``template`` (the per-record stack) at :data:`VOLUMES`."""
+    record storage aside, for ``template`` (the per-record stack) at the sweep (``SWEEP``)."""
     model = model_from_template(template, name)
     rows = []
-    for volume in VOLUMES:
+    for volume in SWEEP:
         load = workload.at(volume)
         naive = price(baseline_of(model), naive_usage, load, prices).compared
         per_record = price(model, usage, load, prices).compared
