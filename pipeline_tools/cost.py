@@ -35,9 +35,9 @@ from pipeline_tools.bill.pricing import (
     Report,
     break_even,
     load_prices,
-    report,
 )
 from pipeline_tools.bill.render import render, render_ages, render_sweep
+from pipeline_tools.bill.report import report
 from pipeline_tools.bill.usage import CodeUsage, measure
 from pipeline_tools.bill.workload import WORKLOAD_FILE, CostInputError, Workload
 from pipeline_tools.template import load_template

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_tools.bill.pricing import load_prices, report
+from pipeline_tools.bill.pricing import load_prices
+from pipeline_tools.bill.report import report
 from pipeline_tools.bill.usage import CodeUsage, measure
 from pipeline_tools.bill.workload import Workload
 from pipeline_tools.template import load_template

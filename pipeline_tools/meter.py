@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from pipeline_tools.dynamodb_meter import DynamoDBMeter, item_bytes
 from pipeline_tools.log_meter import LogMeter
 from pipeline_tools.runner.provision import provision
 from pipeline_tools.runner.runner import AsyncPipeline
-from pipeline_tools.runner.spec import specs_from_template
+from pipeline_tools.runner.spec import FunctionSpec, specs_from_template
 from pipeline_tools.sample_records import SAMPLE_TYPES, sample_records
 from pipeline_tools.template import StackTemplate, asset_dirs
 
@@ -149,6 +149,8 @@ class _MeteredPipeline:
                 },
             )
         specs = specs_from_template(template, asset_dirs(assembly_dir, stack_name), physical)
+        if model.resources("AWS::Lambda::EventSourceMapping"):
+            specs = {name: _record_at_a_time(spec) for name, spec in specs.items()}
         self.pipeline = AsyncPipeline(specs, session.client("sqs"))
         self.dynamo = {stage: DynamoDBMeter(self.reader, key_names) for stage in specs}
         for stage, function in self.pipeline.functions.items():
@@ -174,6 +176,22 @@ class _MeteredPipeline:
             i for i in scan if not i["pk"]["S"].startswith("RECORD#") and i["pk"]["S"] not in seeded
         ]
         return stored, markers
+
+
+def _record_at_a_time(spec: FunctionSpec) -> FunctionSpec:
+    """A stage of the batched path (``ingestion.mode: batched``) run on one record at a time,
+    as the bill prices it (``pipeline_tools/bill/batching.py``): the same code's per-record
+    entry point (``handle``, behind ``lambda_handler``), each stage handing on to its
+    ``NEXT_STAGE``; a refused record tried once and sent to the DLQ, as its batch sends it. The
+    queues' own calls are priced from their count, so no role policy is enforced here."""
+    return replace(
+        spec,
+        handler=spec.handler.replace(".batch_handler", ".lambda_handler"),
+        on_success=spec.environment.get("NEXT_STAGE"),
+        retry_attempts=0,
+        dead_letter_queue_url=spec.environment.get("DEAD_LETTER_QUEUE_URL"),
+        policy=None,
+    )
 
 
 def _run(

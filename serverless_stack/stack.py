@@ -340,7 +340,10 @@ class PipelineStack(Stack):
         )
         self.alarms = {
             name: self.monitoring.monitor_function(
-                BY_NAME[name].construct_id, function, critical=BY_NAME[name].critical
+                BY_NAME[name].construct_id,
+                function,
+                critical=BY_NAME[name].critical,
+                reads_queue=self.batched,
             )
             for name, function in self.stages.items()
         }

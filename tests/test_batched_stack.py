@@ -198,6 +198,38 @@ def test_each_queue_has_an_age_alarm_and_records_enter_by_the_validators_queue(t
     assert ref_id(outputs["IngestQueueUrl"]["Value"]) == entry
 
 
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_a_batch_failed_whole_alarms_on_every_stage_and_no_async_alarm_is_left(templates, env):
+    """An error of a queue-fed function is its mapping's: a batch failed whole, back in the
+    queue after its visibility timeout
+    (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html). Every
+    stage alarms on it, the validator too (its refusals are reported, never raised, on this
+    path); the asynchronous queue's ``DeadLetterErrors`` and ``DestinationDeliveryFailures``
+    never see a queue's event, so no stage has those alarms."""
+    template = templates[env]
+    alarms = [a["Properties"] for a in of_type(template, "AWS::CloudWatch::Alarm").values()]
+    functions = stage_functions(template)
+
+    def on_stages(metric: str) -> dict[str, list[dict[str, Any]]]:
+        """Stage -> its alarms on ``metric`` (a dimension names its function)."""
+        found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for alarm in (a for a in alarms if a.get("MetricName") == metric):
+            for stage, (function_id, _) in functions.items():
+                if function_id in referenced(alarm["Dimensions"]):
+                    found[stage].append(alarm)
+        return found
+
+    errors = on_stages("Errors")
+    assert set(errors) == {s.name for s in STAGE_TABLE}
+    for stage, found in errors.items():
+        assert [a["AlarmDescription"] for a in found] == [
+            f"{BY_NAME[stage].construct_id}Errors: batches failed whole and return to the "
+            "queue: read the stage's log group."
+        ]
+    assert on_stages("DeadLetterErrors") == {}
+    assert on_stages("DestinationDeliveryFailures") == {}
+
+
 def test_a_large_batch_without_a_window_is_refused_naming_the_key():
     from serverless_stack.config import ConfigError, load_config
 

@@ -15,11 +15,11 @@ from pipeline_tools.bill.batching import (
     DESIGN_BATCHING,
     LONG_POLL_SECONDS,
     POLLERS,
-    Batching,
     designs,
     flow,
     render_designs,
 )
+from pipeline_tools.bill.model import QueueBatching
 from pipeline_tools.bill.pricing import load_prices
 from pipeline_tools.bill.workload import SECONDS_PER_MONTH, Workload
 from tests.conftest import assembly_of, docs_text
@@ -39,7 +39,7 @@ def prod_designs(stacks):
 
 def test_the_entry_batch_is_what_five_pollers_gather_in_the_window():
     workload = Workload.load().at(10_000_000)
-    month = flow(workload, Batching(batch_size=100, window_seconds=60))
+    month = flow(workload, QueueBatching(batch_size=100, window_seconds=60, queues=3))
     rate = 10_000_000 / SECONDS_PER_MONTH  # records a second
     entry = rate * 60 / 5  # five pollers share what arrives in the window
     assert month.records_per_batch["validator"] == pytest.approx(entry)
@@ -61,9 +61,14 @@ def test_the_entry_batch_is_what_five_pollers_gather_in_the_window():
 
 
 def test_a_full_batch_caps_at_its_size_and_a_slow_one_holds_one_record():
-    busy = flow(Workload.load().at(1_000_000_000), Batching(batch_size=100, window_seconds=60))
+    busy = flow(
+        Workload.load().at(1_000_000_000),
+        QueueBatching(batch_size=100, window_seconds=60, queues=3),
+    )
     assert busy.records_per_batch["validator"] == 100
-    quiet = flow(Workload.load().at(1_000), Batching(batch_size=100, window_seconds=1))
+    quiet = flow(
+        Workload.load().at(1_000), QueueBatching(batch_size=100, window_seconds=1, queues=3)
+    )
     assert quiet.records_per_batch["validator"] == 1
 
 
@@ -94,7 +99,7 @@ def test_the_batching_pages_table_is_a_fresh_run(prod_designs):
 def test_a_one_second_window_costs_more_than_the_per_record_path(stacks):
     """docs/configuration.md: a window too short for batches to form (one record a batch at
     1 M and 10 M a month) adds the queues' requests to the same invocations."""
-    from pipeline_tools.bill.batching import price_batched
+    from pipeline_tools.bill.batching import as_batched, price_batched
     from pipeline_tools.bill.model import model_from_template
     from pipeline_tools.bill.pricing import price
     from pipeline_tools.bill.usage import measure
@@ -105,5 +110,7 @@ def test_a_one_second_window_costs_more_than_the_per_record_path(stacks):
     model = model_from_template(template, name)
     for volume in (1_000_000, 10_000_000):
         load = workload.at(volume)
-        short = price_batched(model, usage, load, PRICES, Batching(100, 1)).compared
+        short = price_batched(
+            as_batched(model, QueueBatching(100, 1, 3)), usage, load, PRICES
+        ).compared
         assert short > price(model, usage, load, PRICES).compared, volume

@@ -18,9 +18,9 @@ from pipeline_tools.bill.pricing import (
     COUNT_STORAGE,
     LineItem,
     load_prices,
-    report,
     traces_recorded,
 )
+from pipeline_tools.bill.report import report
 from pipeline_tools.bill.usage import CodeUsage
 from pipeline_tools.bill.workload import SECONDS_PER_MONTH, CostInputError, Workload
 from pipeline_tools.cost import main

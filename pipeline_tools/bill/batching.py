@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_tools import runtime_source
-from pipeline_tools.bill.model import StackModel, model_from_template
+from pipeline_tools.bill.model import QueueBatching, StackModel, model_from_template
 from pipeline_tools.bill.naive import baseline_of
 from pipeline_tools.bill.pricing import (
     DYNAMODB_REQUEST_MS,
@@ -78,14 +78,6 @@ MARKER_BASE_BYTES, MARKER_BYTES_PER_ID = 120, 48
 
 
 @dataclass(frozen=True)
-class Batching:
-    """The entry stage's event source: messages a batch, and its window in seconds."""
-
-    batch_size: int = 100
-    window_seconds: float = 1.0
-
-
-@dataclass(frozen=True)
 class Flow:
     """A month on the batched path: invocations and records a batch, per stage; SQS requests."""
 
@@ -95,10 +87,11 @@ class Flow:
     idle_polls: float
 
 
-def flow(workload: Workload, batching: Batching, queues: int = len(STAGE_TABLE)) -> Flow:
+def flow(workload: Workload, batching: QueueBatching) -> Flow:
     """Invocations, batch sizes and SQS requests of ``workload`` (module docstring); with
-    ``queues=1``, the design weighed beside it: one queue in front of the entry stage, the
-    batch carried on by asynchronous invocations (no queue, so no SQS requests, after it)."""
+    one queue (``batching.queues``), the design weighed beside it: a queue in front of the
+    entry stage, the batch carried on by asynchronous invocations (no SQS requests after it)."""
+    queues = batching.queues
     records = workload.records_per_month
     valid = records * (1 - workload.failed_record_ratio)
     rate = records / SECONDS_PER_MONTH
@@ -152,34 +145,30 @@ def batched_usage(usage: CodeUsage, flow_: Flow, workload: Workload) -> tuple[Co
 
 
 def price_batched(
-    model: StackModel,
-    usage: CodeUsage,
-    workload: Workload,
-    prices: Mapping[str, Any],
-    batching: Batching,
-    queues: int = len(STAGE_TABLE),
+    model: StackModel, usage: CodeUsage, workload: Workload, prices: Mapping[str, Any]
 ) -> Bill:
-    """The monthly line items of ``model`` on the batched path (module docstring); ``queues``
-    as for :func:`flow`."""
-    month = flow(workload, batching, queues)
+    """The monthly line items of ``model``, a stack on the batched path (``model.batching``),
+    running code that consumes ``usage`` a record (module docstring)."""
+    if model.batching is None:
+        raise ValueError(f"{model.name}: its stages read no queues")
+    month = flow(workload, model.batching)
     table_usage, rollup_usage = batched_usage(usage, month, workload)
-    batched_model = replace(model, alarm_metrics=model.alarm_metrics + queues)
     failed = workload.records_per_month * workload.failed_record_ratio
     sqs = month.sqs_requests + month.idle_polls + failed * SQS_REQUESTS_PER_FAILURE
     items = (
-        *_lambda_items(batched_model, workload, prices, month),
-        *_table_items(batched_model, table_usage, workload, prices),
-        _rollup_item(batched_model, rollup_usage, workload, prices),
+        *_lambda_items(model, workload, prices, month),
+        *_table_items(model, table_usage, workload, prices),
+        _rollup_item(model, rollup_usage, workload, prices),
         LineItem(
             "SQS requests (stage queues and DLQ)",
             sqs / 1e6 * prices["sqs"]["requests_per_million"],
             f"{sqs:,.0f} requests: {month.sqs_requests:,.0f} sends, receives and deletes, "
             f"{month.idle_polls:,.0f} empty long polls",
         ),
-        *_log_items(batched_model, usage, workload, prices, month.invocations),
-        *_cloudwatch_items(batched_model, usage, prices),
+        *_log_items(model, usage, workload, prices, month.invocations),
+        *_cloudwatch_items(model, usage, prices),
     )
-    return Bill(batched_model, items)
+    return Bill(model, items)
 
 
 def per_record_ms(stage: str, lookups: float = 1.0) -> float:
@@ -237,7 +226,13 @@ def _lambda_items(
 # --- the designs weighed (docs/batching.md) ---------------------------------------------------
 
 #: The entry stage's batching the designs are priced at (at the report's sweep of volumes).
-DESIGN_BATCHING = Batching(batch_size=100, window_seconds=60)
+DESIGN_BATCHING = QueueBatching(batch_size=100, window_seconds=60, queues=len(STAGE_TABLE))
+
+
+def as_batched(model: StackModel, batching: QueueBatching = DESIGN_BATCHING) -> StackModel:
+    """``model``, a per-record stack, with its stages reading ``batching.queues`` queues in
+    batches: the same functions and settings, and an age alarm on each queue."""
+    return replace(model, batching=batching, alarm_metrics=model.alarm_metrics + batching.queues)
 
 
 def designs(
@@ -247,7 +242,7 @@ def designs(
     prices: Mapping[str, Any],
     usage: CodeUsage,
     naive_usage: CodeUsage,
-    batching: Batching = DESIGN_BATCHING,
+    batching: QueueBatching = DESIGN_BATCHING,
 ) -> list[tuple[int, float, float, float, float]]:
     """(records a month, naive, per record, a queue per stage, one queue in front) bills,
     record storage aside, for ``template`` (the per-record stack) at the sweep (``SWEEP``)."""
@@ -257,8 +252,9 @@ def designs(
         load = workload.at(volume)
         naive = price(baseline_of(model), naive_usage, load, prices).compared
         per_record = price(model, usage, load, prices).compared
-        every = price_batched(model, usage, load, prices, batching).compared
-        front = price_batched(model, usage, load, prices, batching, queues=1).compared
+        every = price_batched(as_batched(model, batching), usage, load, prices).compared
+        one = as_batched(model, replace(batching, queues=1))
+        front = price_batched(one, usage, load, prices).compared
         rows.append((volume, naive, per_record, every, front))
     return rows
 

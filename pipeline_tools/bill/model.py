@@ -11,7 +11,7 @@ from typing import Any
 
 from constructs_lib import cron
 from pipeline_tools.bill.workload import SECONDS_PER_MONTH, CostInputError
-from pipeline_tools.template import StackTemplate, Stage, ref_id, resources
+from pipeline_tools.template import StackTemplate, Stage, ref_id, referenced, resources
 from serverless_stack.stages import SUPPORT_METADATA_KEY
 
 MINUTES_PER_WEEK = cron.MINUTES_PER_WEEK
@@ -76,6 +76,16 @@ class RollupModel:
 
 
 @dataclass(frozen=True)
+class QueueBatching:
+    """The batched path (``ingestion.mode: batched``): the entry stage's event source mapping
+    (messages a batch, its window in seconds) and how many stage queues there are."""
+
+    batch_size: int
+    window_seconds: float
+    queues: int
+
+
+@dataclass(frozen=True)
 class StackModel:
     name: str
     functions: tuple[FunctionModel, ...]
@@ -92,6 +102,8 @@ class StackModel:
     record_retention_days: int | None = None
     naive: bool = False
     rollup: RollupModel | None = None
+    #: How the stages read their queues; None: the per-record path (asynchronous invokes).
+    batching: QueueBatching | None = None
 
 
 def _function_model(stack: StackTemplate, stage: Stage) -> FunctionModel:
@@ -158,6 +170,30 @@ def model_from_template(template: Mapping[str, Any], name: str = "stack") -> Sta
         dashboards=len(resources(template, "AWS::CloudWatch::Dashboard")),
         record_retention_days=_retention_days_of(stack),
         rollup=_rollup_model(stack),
+        batching=_batching_of(stack),
+    )
+
+
+def _batching_of(stack: StackTemplate) -> QueueBatching | None:
+    """The entry stage's SQS event source mapping, if the stages read queues: the stage no
+    other stage hands on to (``NEXT_STAGE``)."""
+    mappings = stack.resources("AWS::Lambda::EventSourceMapping")
+    if not mappings:
+        return None
+    following = {
+        s.properties.get("Environment", {}).get("Variables", {}).get("NEXT_STAGE")
+        for s in stack.stages.values()
+    }
+    (entry,) = [s for name, s in stack.stages.items() if name not in following]
+    (mapping,) = [
+        m["Properties"]
+        for m in mappings.values()
+        if entry.alias_id in referenced(m["Properties"]["FunctionName"])
+    ]
+    return QueueBatching(
+        batch_size=int(mapping.get("BatchSize", 10)),
+        window_seconds=float(mapping.get("MaximumBatchingWindowInSeconds", 0)),
+        queues=len(mappings),
     )
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline_tools.bill.model import StackModel, model_from_template
-from pipeline_tools.bill.naive import BASELINE_TABLE_CAPACITY, BASELINE_UTILIZATION, baseline_of
+from pipeline_tools.bill.model import StackModel
+from pipeline_tools.bill.naive import BASELINE_TABLE_CAPACITY, BASELINE_UTILIZATION
 from pipeline_tools.bill.usage import CodeUsage
 from pipeline_tools.bill.workload import (
     DATA,
@@ -454,23 +454,6 @@ def _provisioned_units(units_per_month: float) -> int:
     """Capacity units that carry ``units_per_month`` at 70 % utilisation, at least 5."""
     per_second = units_per_month / SECONDS_PER_MONTH
     return max(BASELINE_TABLE_CAPACITY, math.ceil(per_second / BASELINE_UTILIZATION))
-
-
-def report(
-    template: Mapping[str, Any],
-    name: str,
-    workload: Workload,
-    prices: Mapping[str, Any],
-    usage: CodeUsage,
-    naive_usage: CodeUsage,
-) -> Report:
-    model = model_from_template(template, name)
-    return Report(
-        price(model, usage, workload, prices),
-        price(baseline_of(model), naive_usage, workload, prices),
-        workload,
-        prices,
-    )
 
 
 def break_even(

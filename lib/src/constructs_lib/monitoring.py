@@ -34,18 +34,15 @@ from constructs import Construct
 
 from constructs_lib.alarm_thresholds import AlarmThresholds
 from constructs_lib.optimized_function import OptimizedFunction
+from constructs_lib.version_alarms import REGRESSIONS_METRIC, VERSION_DIMENSION, version_checks
 
-#: The EMF metric each stage publishes for an error its code did not expect, with the version
-#: that ran (``lambda_src/pipeline_common/regressions.py`` emits it; a test holds the two equal).
-REGRESSIONS_METRIC = "Regressions"
-VERSION_DIMENSION = "FunctionVersion"
-
-__all__ = ["AlarmThresholds", "PipelineMonitoring"]
+__all__ = ["REGRESSIONS_METRIC", "VERSION_DIMENSION", "AlarmThresholds", "PipelineMonitoring"]
 
 GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
 #: Actions an alarm may have per state (PutMetricAlarm, AlarmActions: "Maximum number of 5
 #: items", https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html).
 MAX_ALARM_ACTIONS = 5
+BATCH_FAILED = "batches failed whole and return to the queue: read the stage's log group"
 
 
 class PipelineMonitoring(Construct):
@@ -96,7 +93,12 @@ class PipelineMonitoring(Construct):
             )
 
     def monitor_function(
-        self, label: str, target: OptimizedFunction | lambda_.IFunction, *, critical: bool = False
+        self,
+        label: str,
+        target: OptimizedFunction | lambda_.IFunction,
+        *,
+        critical: bool = False,
+        reads_queue: bool = False,
     ) -> list[cloudwatch.Alarm]:
         """Alarm on one function; return the alarms made.
 
@@ -109,15 +111,25 @@ class PipelineMonitoring(Construct):
 
         :param critical: alarm on provisioned-concurrency spillover even where none is
             configured yet (a function with provisioned concurrency always gets it).
+        :param reads_queue: an SQS event source mapping invokes it (``StageQueue``): an error
+            is a batch failed whole, back in the queue after its visibility timeout
+            (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html), so
+            ``Errors`` alarms; no ``DeadLetterErrors`` (no event of its arrives asynchronously).
         """
         invoked, function = _invoked_and_function(target)
         timeout_ms = (
             _timeout(function).to_milliseconds() * self.thresholds.duration_p99_timeout_ratio
         )
-        checks = self._function_checks(invoked, function, timeout_ms)
+        checks = [
+            (name, metric, threshold, BATCH_FAILED if reads_queue and name == "Errors" else text)
+            for name, metric, threshold, text in self._function_checks(
+                invoked, function, timeout_ms
+            )
+        ]
         if isinstance(target, OptimizedFunction):
             skipped = {
-                "Errors": target.retry_attempts == 0,
+                "Errors": target.retry_attempts == 0 and not reads_queue,
+                "DeadLetterErrors": reads_queue,
                 "DestinationDeliveryFailures": target.on_success is None,
                 "ProvisionedConcurrencySpillover": not (
                     critical or target.has_provisioned_concurrency
@@ -229,7 +241,9 @@ class PipelineMonitoring(Construct):
         require replacement) and it starts with no state: an alarm the previous version left
         in ALARM cannot stop the next deployment.
         """
-        checks = self._version_checks(target, metrics_namespace, service)
+        checks = version_checks(
+            target, metrics_namespace, service, period=self.period, thresholds=self.thresholds
+        )
         unknown = [s for s in signals if s not in checks]
         if unknown:
             raise ValueError(f"signals: {unknown} are not version alarms; use {list(checks)}")
@@ -242,44 +256,6 @@ class PipelineMonitoring(Construct):
                 alarm_name=f"{stack_name}-{label}{checks[signal][0]}-v{version}",
             )
             for signal in signals
-        }
-
-    def _version_checks(
-        self, target: OptimizedFunction, metrics_namespace: str, service: str
-    ) -> dict[str, tuple[str, cloudwatch.IMetric, float, str]]:
-        function, alias, version = target.function, target.alias, target.version.version
-        executed = {
-            "FunctionName": function.function_name,
-            "Resource": f"{function.function_name}:{alias.alias_name}",
-            "ExecutedVersion": version,
-        }
-        timeout_ms = _timeout(function).to_milliseconds()
-        return {
-            "errors": (
-                "NewVersionRegressions",
-                cloudwatch.Metric(
-                    namespace=metrics_namespace,
-                    metric_name=REGRESSIONS_METRIC,
-                    dimensions_map={"service": service, VERSION_DIMENSION: version},
-                    period=self.period,
-                    statistic="Sum",
-                ),
-                self.thresholds.errors,
-                "the new version failed in a way its code did not expect (a crash, an AWS error "
-                "other than throttling, a response that is not JSON): the deployment rolls back",
-            ),
-            "duration": (
-                "NewVersionDurationP99",
-                cloudwatch.Metric(
-                    namespace="AWS/Lambda",
-                    metric_name="Duration",
-                    dimensions_map=executed,
-                    period=self.period,
-                    statistic="p99",
-                ),
-                timeout_ms * self.thresholds.duration_p99_timeout_ratio,
-                "the new version runs near its timeout: the deployment rolls back",
-            ),
         }
 
     def alarm(self, name: str) -> cloudwatch.Alarm:
