@@ -66,11 +66,11 @@ synth: install
 synth-toolchain: install
 	@$(call cdk_synth,-c synth=toolchain)  # its echo is on stderr: make cost's stdout is the bill
 
-## synth-all: the dev, staging and prod templates in cdk.out, and prod on the batched path in
-## cdk.out/batched (cdk-nag runs on each; checkov reads them all)
+## synth-all: the dev, staging and prod templates in cdk.out, and prod on the per-record path
+## in cdk.out/per-record (cdk-nag runs on each; checkov reads them all)
 synth-all: install
 	@$(foreach env,dev staging prod,$(call cdk_synth,-c environment=$(env)))
-	@$(call cdk_synth,-c environment=prod -c ingestion=batched -o cdk.out/batched)
+	@$(call cdk_synth,-c environment=prod -c ingestion=per_record -o cdk.out/per-record)
 
 ## synth-example: the example app of docs/constructs.md, synthesized in examples/orders/cdk.out
 synth-example: install
@@ -89,13 +89,16 @@ cost: synth-all synth-toolchain
 	@python -m pipeline_tools.cost --sweep $(if $(WORKLOAD),--workload $(WORKLOAD)) \
 	  $(if $(RECORDS),--records-per-month $(RECORDS))
 	@echo
-	@python -m pipeline_tools.bill.batching cdk.out/DataPipeline-prod.template.json
+	@python -m pipeline_tools.bill.batching
 	@echo
 	@python -m pipeline_tools.toolchain_cost $(if $(MARKDOWN),--markdown)
 
-## cost-chart: the README's chart of prod's bill against volume (docs/cost-prod.png)
+## cost-chart: the README's chart of prod's bill against volume, beside the per-record design's
+## and the naive stack's (docs/cost-prod.png)
 cost-chart: synth-all
-	@python -m pipeline_tools.cost --chart docs/cost-prod.png cdk.out/DataPipeline-prod.template.json
+	@python -m pipeline_tools.cost --chart docs/cost-prod.png \
+	  --against cdk.out/per-record/DataPipeline-prod.template.json \
+	  cdk.out/DataPipeline-prod.template.json
 
 ## rightsize: memory recommendations from REPORT log lines (LOGS="file ..."; default: samples)
 rightsize: install

@@ -32,6 +32,7 @@ from pipeline_tools.bill.pricing import (
     COST_TARGETS,
     PRICES_FILE,
     SWEEP,
+    Bill,
     Report,
     break_even,
     load_prices,
@@ -62,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         "--sweep", action="store_true", help=f"also price {', '.join(f'{v:,}' for v in SWEEP)}"
     )
     parser.add_argument("--chart", type=Path, help="write a PNG chart of the last template")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="with --chart: also chart this template's bill (another design of the same stack, "
+        "e.g. cdk.out/per-record/DataPipeline-prod.template.json)",
+    )
     parser.add_argument("--prices", type=Path, default=PRICES_FILE, help="price file")
     parser.add_argument(
         "--markdown",
@@ -133,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.chart,
                     break_even(first_month),
                     workload.months[0],
+                    against=_bills(args.against, workload, prices) if args.against else (),
                 )
                 print(f"chart: {args.chart}", file=sys.stderr)
     except (CostInputError, FileNotFoundError, json.JSONDecodeError) as error:
@@ -140,6 +148,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print("\n\n".join(outputs))
     return 0
+
+
+def _bills(path: Path, workload: Workload, prices: Mapping[str, Any]) -> list[Bill]:
+    """The bills of the template at ``path`` at the chart's volumes (``COST_TARGETS``)."""
+    name = path.name.removesuffix(".template.json")
+    template = load_template(path)
+    usage, naive = measure(path.parent, name, template, workload, quiet=True)
+    return [
+        report(template, name, workload.at(v), prices, usage, naive).stack for v in COST_TARGETS
+    ]
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 
 Usage::
 
-    python -m pipeline_tools.cost_levers [--markdown] [TEMPLATE]   (default: the prod template)
+    python -m pipeline_tools.cost_levers [--markdown] [TEMPLATE]
+    (default: cdk.out/per-record/DataPipeline-prod.template.json, prod on the per-record path)
 
 Each lever is undone in a copy of the synthesized template (the code still comes from the
 assembly's assets), the code is metered again where the lever changes what it consumes, and
 both are priced by the cost report at 1 M and 10 M records a month. The README's table of levers
-is this command's output.
+is this command's output. The levers are the per-record design's: on the batched path a record
+is a fraction of an invocation, so what a lever saves an invocation weighs less.
 """
 
 from __future__ import annotations
@@ -198,7 +200,11 @@ def render(found: Sequence[Saving], markdown: bool) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline_tools.cost_levers")
     parser.add_argument(
-        "template", nargs="?", type=Path, default=Path("cdk.out/DataPipeline-prod.template.json")
+        "template",
+        nargs="?",
+        type=Path,
+        default=Path("cdk.out/per-record/DataPipeline-prod.template.json"),
+        help="a per-record template (default: prod's, as make synth-all writes it)",
     )
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)

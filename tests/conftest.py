@@ -122,6 +122,25 @@ def pipeline_on_moto(assembly: tuple[Path, str, dict[str, Any]]) -> Iterator[Any
 
 
 @pytest.fixture(scope="session")
+def per_record_prod() -> cdk.Stack:
+    """prod on the per-record path (``-c ingestion=per_record``), as ``make synth-all`` writes
+    it to cdk.out/per-record: today's design, priced beside the batched one."""
+    return synth_app("prod", {"ingestion": "per_record"})
+
+
+@pytest.fixture(scope="session")
+def per_record_stacks(stacks: dict[str, cdk.Stack], per_record_prod: cdk.Stack) -> dict[str, Any]:
+    """Every environment on the per-record path: the tests of its wiring (asynchronous
+    invokes, destinations, the runner's ``AsyncPipeline``) run on these."""
+    return {**stacks, "prod": per_record_prod}
+
+
+@pytest.fixture(scope="session")
+def per_record_json(per_record_stacks: dict[str, cdk.Stack]) -> dict[str, dict[str, Any]]:
+    return {name: Template.from_stack(s).to_json() for name, s in per_record_stacks.items()}
+
+
+@pytest.fixture(scope="session")
 def batched_assembly() -> tuple[Path, str, dict[str, Any]]:
     """dev on the batched path (``ingestion.mode: batched``, 50 a batch, a 5 s window)."""
     import copy

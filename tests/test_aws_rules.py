@@ -145,7 +145,7 @@ def test_every_alarm_period_is_a_whole_number_of_minutes(template_json, env_name
             assert period * alarm["EvaluationPeriods"] <= limit, logical_id
 
 
-def test_async_queue_alarms_watch_the_dimension_lambda_documents(template_json, env_name):
+def test_async_queue_alarms_watch_the_dimension_lambda_documents(per_record_json, env_name):
     """Lambda documents the FunctionName dimension, for every metric, as the aggregate of all
     versions and aliases ("By Function Name",
     https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics.html); it does not document
@@ -154,7 +154,7 @@ def test_async_queue_alarms_watch_the_dimension_lambda_documents(template_json, 
     configure a DLQ or OnFailure destination, events are sent there before being dropped",
     https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html), so it is not
     alarmed beside the DLQ-depth alarm."""
-    template = template_json[env_name]
+    template = per_record_json[env_name]
     by_metric: dict[str, list[dict[str, Any]]] = {}
     for alarm in alarms(template).values():
         by_metric.setdefault(alarm.get("MetricName", ""), []).append(alarm)
@@ -188,14 +188,14 @@ def replay_window_seconds(template: dict[str, Any]) -> int:
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
-def test_the_ttl_attribute_is_written_by_the_runtime_where_items_expire(stacks, env):
+def test_the_ttl_attribute_is_written_by_the_runtime_where_items_expire(per_record_stacks, env):
     """DynamoDB deletes an item only when its TTL attribute holds epoch seconds in the past
     (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/time-to-live-ttl-before-you-start.html):
     a TTL nobody writes deletes nothing. TTL is always on, for the count markers; the
     processor's deployed code, run with the template's own environment, must write the table's
     TTL attribute on each marker, 7 days out, and on the record only with a retention; and
     records must outlive the replay window, or a late redrive would store one twice."""
-    assembly = assembly_of(stacks[env])
+    assembly = assembly_of(per_record_stacks[env])  # the batched markers: tests/test_counts.py
     template = assembly[2]
     _, table = single(of_type(template, "AWS::DynamoDB::Table"))
     ttl = props(table)["TimeToLiveSpecification"]

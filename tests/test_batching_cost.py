@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from aws_cdk.assertions import Template
 
 from pipeline_tools.bill.batching import (
     DESIGN_BATCHING,
@@ -17,6 +18,7 @@ from pipeline_tools.bill.batching import (
     POLLERS,
     designs,
     flow,
+    priced,
     render_designs,
 )
 from pipeline_tools.bill.model import QueueBatching
@@ -27,14 +29,16 @@ from tests.conftest import assembly_of, docs_text
 PRICES = load_prices()
 
 
-@pytest.fixture(scope="module")
-def prod_designs(stacks):
-    from pipeline_tools.bill.usage import measure
+def priced_stack(stack):
+    directory, name, _ = assembly_of(stack)
+    return priced(directory / f"{name}.template.json", Workload.load())
 
-    directory, name, template = assembly_of(stacks["prod"])
-    workload = Workload.load()
-    usage, naive = measure(directory, name, template, workload, quiet=True)
-    return name, designs(template, name, workload, PRICES, usage, naive)
+
+@pytest.fixture(scope="module")
+def prod_designs(stacks, per_record_prod):
+    batched = priced_stack(stacks["prod"])
+    rows = designs(priced_stack(per_record_prod), batched, Workload.load(), PRICES)
+    return batched.model, rows
 
 
 def test_the_entry_batch_is_what_five_pollers_gather_in_the_window():
@@ -87,16 +91,28 @@ def test_the_batching_pages_table_is_a_fresh_run(prod_designs):
     """docs/batching.md's table is what ``python -m pipeline_tools.bill.batching`` prints."""
     from tests.test_cost import _same_figures
 
-    name, rows = prod_designs
-    table = render_designs(rows, name).splitlines()
+    model, rows = prod_designs
+    table = render_designs(rows, model.name, model.batching).splitlines()
     page = docs_text("batching")
     assert table[0] in page, table[0]
     written = page[page.index(table[0]) :].splitlines()[: len(table)]
     assert all(_same_figures(a, b) for a, b in zip(table, written, strict=True)), written
-    assert DESIGN_BATCHING.window_seconds == 60
+    assert model.batching == DESIGN_BATCHING  # prod takes ingestion's defaults
 
 
-def test_a_one_second_window_costs_more_than_the_per_record_path(stacks):
+def test_the_bill_reads_each_stacks_batching_from_its_template(stacks, batched_assembly):
+    """The entry stage's mapping gives the batch and window; the mappings, the queues."""
+    from pipeline_tools.bill.model import model_from_template
+
+    *_, dev_batched = batched_assembly  # 50 a batch, a 5 s window (conftest)
+    assert model_from_template(dev_batched).batching == QueueBatching(50, 5, 3)
+    prod = Template.from_stack(stacks["prod"]).to_json()
+    assert model_from_template(prod).batching == QueueBatching(100, 60, 3)
+    dev = Template.from_stack(stacks["dev"]).to_json()
+    assert model_from_template(dev).batching is None
+
+
+def test_a_one_second_window_costs_more_than_the_per_record_path(per_record_prod):
     """docs/configuration.md: a window too short for batches to form (one record a batch at
     1 M and 10 M a month) adds the queues' requests to the same invocations."""
     from pipeline_tools.bill.batching import as_batched, price_batched
@@ -104,7 +120,7 @@ def test_a_one_second_window_costs_more_than_the_per_record_path(stacks):
     from pipeline_tools.bill.pricing import price
     from pipeline_tools.bill.usage import measure
 
-    directory, name, template = assembly_of(stacks["prod"])
+    directory, name, template = assembly_of(per_record_prod)
     workload = Workload.load()
     usage, _ = measure(directory, name, template, workload, quiet=True)
     model = model_from_template(template, name)

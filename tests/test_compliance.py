@@ -109,6 +109,8 @@ def test_removing_any_one_acknowledgment_reports_its_finding(tmp_path, ack, stac
     expected_scope = {"dlq": "DeadLetterQueue", "count": "CountRollup"}.get(
         stage, stage.capitalize()
     )
+    if "mapping" in ack.name:  # the stage queue's event source mapping
+        expected_scope += "Queue"
     if "scaling-pause" in ack.name or "release-hook" in ack.name:
         pauses = stage in stacks[environment].scaling_pauses
         expected_scope += "ScalingPause" if pauses else "ReleaseProbe"

@@ -26,8 +26,9 @@ def by_stage(results):
     return {r.stage: r for r in results}
 
 
-def test_code_and_grants_match_for_every_stage(template_json, env_name):
-    results = by_stage(check(template_json[env_name], LAMBDA_SRC))
+def test_code_and_grants_match_for_every_stage(per_record_json, env_name):
+    """The per-record path (the batched path's: tests/test_batched_stack.py)."""
+    results = by_stage(check(per_record_json[env_name], LAMBDA_SRC))
     assert {s: r.ok for s, r in results.items()} == {
         "validator": True,
         "enricher": True,

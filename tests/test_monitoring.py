@@ -97,9 +97,10 @@ def test_function_alarm_on_the_live_alias(
     [(*alarm[:4], stage) for alarm in FUNCTION_ALARMS for stage in alarm[4]],
 )
 def test_async_queue_alarm_on_the_function(
-    template_json, env_name, stage, metric, field, statistic, threshold
+    per_record_json, env_name, stage, metric, field, statistic, threshold
 ):
-    template = template_json[env_name]
+    """On the per-record path (a queue-fed stage has none: tests/test_batched_stack.py)."""
+    template = per_record_json[env_name]
     alarm = alias_alarm(template, stage, metric, on_alias=False)
     assert alarm["Namespace"] == "AWS/Lambda"
     assert alarm[field] == statistic
@@ -124,8 +125,12 @@ def test_processor_provisioned_concurrency_alarms(
 )
 def test_dead_letter_queue_alarms(template_json, env_name, metric, threshold):
     template = template_json[env_name]
-    queue_id, _ = single(of_type(template, "AWS::SQS::Queue"))
-    (alarm,) = [a for a in alarms(template) if a.get("MetricName") == metric]
+    (queue_id,) = [q for q in of_type(template, "AWS::SQS::Queue") if q.startswith("DeadLetter")]
+    (alarm,) = [
+        a
+        for a in alarms(template)
+        if a.get("MetricName") == metric and queue_id in json.dumps(a["Dimensions"])
+    ]
     assert alarm["Namespace"] == "AWS/SQS"
     assert alarm["Dimensions"] == [
         {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}
@@ -163,7 +168,7 @@ def test_table_alarms_sum_every_operation_the_code_calls(template_json, env_name
     assert_common(template, alarm)
 
 
-def test_alarm_count_is_what_the_readme_lists(template_json):
+def test_alarm_count_is_what_the_readme_lists(template_json, per_record_json):
     for env in ("dev", "prod"):
         # Throttles, p99 duration and DLQ writes on each of 3 stages; Errors on the 2 that
         # retry; delivery failures on the 2 with a destination; the processor's spillover;
@@ -173,13 +178,18 @@ def test_alarm_count_is_what_the_readme_lists(template_json):
         # destination), and missed runs.
         rollback = 3 * 2 if env == "prod" else 0
         rollup = 5
-        assert len(alarms(template_json[env])) == 3 * 3 + 2 + 2 + 1 + 2 + 2 + rollback + rollup
+        expected = 3 * 3 + 2 + 2 + 1 + 2 + 2 + rollback + rollup
+        assert len(alarms(per_record_json[env])) == expected
+    # prod on the batched path: throttles, p99 duration and Errors (a batch failed whole) on
+    # each of 3 stages, no async-queue alarm; the spillover; 2 DLQ; 2 table; the 6 rollback
+    # alarms; the roll-up's 5; and an age alarm on each of the 3 stage queues.
+    assert len(alarms(template_json["prod"])) == 3 * 3 + 1 + 2 + 2 + 3 * 2 + 5 + 3
 
 
-def test_no_duplicate_alarms(template_json):
+def test_no_duplicate_alarms(per_record_json):
     """One failure, one notification: the validator never retries, so each of its errors is a
     DLQ message (``DeadLetterQueueNotEmpty``), and the processor has no destination to fail."""
-    template = template_json["prod"]
+    template = per_record_json["prod"]
     notifying = [a for a in alarms(template) if a.get("AlarmActions")]
     by_stage = {
         stage: {a["MetricName"] for a in notifying if fn_id in json.dumps(a)}
@@ -236,8 +246,17 @@ def test_thresholds_from_config_change_the_alarms():
     assert {(a["EvaluationPeriods"], a["DatapointsToAlarm"]) for a in throttles} == {(5, 3)}
 
 
-def test_monitoring_returns_each_stages_alarms_and_leaves_the_function_alone(stacks):
-    stack = stacks["prod"]
+def test_monitoring_returns_each_stages_alarms_and_leaves_the_function_alone(
+    per_record_stacks, stacks
+):
+    # On the batched path: Errors, throttles and p99 duration on each, the processor's
+    # spillover too.
+    assert {name: len(alarms) for name, alarms in stacks["prod"].alarms.items()} == {
+        "validator": 3,
+        "enricher": 3,
+        "processor": 4,
+    }
+    stack = per_record_stacks["prod"]
     assert {name: len(alarms) for name, alarms in stack.alarms.items()} == {
         "validator": 4,
         "enricher": 5,

@@ -50,7 +50,8 @@ COVERED = {
     "make synth ENV=prod": "make synth, here, with the environment's default",
     "make synth-all": "make test (before checkov)",
     "npx cdk synth -c environment=prod -c ingestion=batched": (
-        "make synth-all (its recipe, into cdk.out/batched), tests/test_settings_cli.py (the CLI)"
+        "make synth-all (its recipe's -c ingestion=per_record into cdk.out/per-record), "
+        "tests/test_settings_cli.py (the CLI)"
     ),
     "make checkov": "make test",
     "make bench": "pipeline_tools/bench (writes BENCHMARKS.md; minutes, not a test)",

@@ -72,8 +72,9 @@ def test_what_counts_as_a_regression(error, regression):
 
 
 @pytest.fixture(scope="module")
-def prod_assembly(stacks):
-    return assembly_of(stacks["prod"])
+def prod_assembly(per_record_prod):
+    """prod on the per-record path (on the batched path: tests/test_batch_entry.py)."""
+    return assembly_of(per_record_prod)
 
 
 @contextlib.contextmanager

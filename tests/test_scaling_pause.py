@@ -83,7 +83,7 @@ def test_the_hook_runs_before_traffic_moves_and_at_every_end_of_a_deployment(tem
         if props(v)["FunctionName"] == {"Ref": hook_id}
     )
     assert target["Arn"] == {"Ref": hook_alias}
-    (queue_id,) = of_type(template, "AWS::SQS::Queue")
+    (queue_id,) = [q for q in of_type(template, "AWS::SQS::Queue") if q.startswith("DeadLetter")]
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue_id, "Arn"]}}
     environment = hook["Environment"]["Variables"]
     processor = function_ids(template)["processor"]
@@ -139,7 +139,7 @@ def test_the_hooks_role_holds_exactly_what_it_calls(template_json):
         ]["DeploymentGroupName"]
     )
     log_group = ref_id(hook["LoggingConfig"]["LogGroup"])
-    (queue_id,) = of_type(template, "AWS::SQS::Queue")
+    (queue_id,) = [q for q in of_type(template, "AWS::SQS::Queue") if q.startswith("DeadLetter")]
     by_action = {action for action, _ in pairs}
     assert by_action == {
         "application-autoscaling:RegisterScalableTarget",

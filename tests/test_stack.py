@@ -54,6 +54,13 @@ def template(env_name: str, template_json: dict[str, dict[str, Any]]) -> dict[st
     return template_json[env_name]
 
 
+@pytest.fixture
+def per_record(env_name: str, per_record_json: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The environment on the per-record path (prod takes the batched one: its wiring is
+    tests/test_batched_stack.py's)."""
+    return per_record_json[env_name]
+
+
 def test_each_stage_has_its_right_sized_memory_and_none_exceeds_1024_mb(template):
     functions = function_ids(template)
     assert sorted(functions) == sorted(STAGES)
@@ -138,14 +145,16 @@ def test_prod_processor_provisioned_concurrency_auto_scales_on_its_alias(templat
     assert not of_type(template_json["dev"], "AWS::ApplicationAutoScaling::ScalableTarget")
 
 
-def test_every_function_sends_failed_async_events_to_the_shared_dlq(template):
+def test_every_function_sends_failed_async_events_to_the_shared_dlq(per_record):
+    template = per_record
     queue_id, queue = single(of_type(template, "AWS::SQS::Queue"))
     assert props(queue)["MessageRetentionPeriod"] == 14 * 24 * 3600
     for fn in of_type(template, "AWS::Lambda::Function").values():
         assert ref_id(props(fn)["DeadLetterConfig"]["TargetArn"]) == queue_id
 
 
-def test_each_alias_async_config_has_retries_event_age_and_next_alias_as_destination(template):
+def test_each_alias_async_config_has_retries_event_age_and_next_alias_as_destination(per_record):
+    template = per_record
     aliases = alias_ids(template)
     functions = {v: k for k, v in function_ids(template).items()}
     configs = {
@@ -169,7 +178,8 @@ def test_each_alias_async_config_has_retries_event_age_and_next_alias_as_destina
             assert destination == {"Ref": aliases[nxt]}, "destinations must be the next alias"
 
 
-def test_invoke_permissions_between_stages_name_the_next_alias_only(template):
+def test_invoke_permissions_between_stages_name_the_next_alias_only(per_record):
+    template = per_record
     aliases = alias_ids(template)
     for stage, nxt in NEXT_STAGE.items():
         invokes = [
@@ -256,9 +266,10 @@ def test_dynamodb_actions_of_each_role_are_exactly_what_its_code_calls(template)
     assert {name: stage.table_actions for name, stage in BY_NAME.items()} == TABLE_ACTIONS
 
 
-def test_each_role_holds_exactly_the_pairs_its_code_and_lambda_need(template):
+def test_each_role_holds_exactly_the_pairs_its_code_and_lambda_need(per_record):
     """The complete set of (action, resource) pairs per role: nothing extra, nothing missing.
     Written out here from what each stage does, not read from the stack's own constants."""
+    template = per_record
     from pipeline_tools.template import StackTemplate
 
     model = StackTemplate.of(template)
@@ -332,7 +343,8 @@ def test_dlq_alarm_fires_on_any_visible_message_and_notifies_the_topic(templates
     )
 
 
-def test_outputs_name_the_table_queue_topic_and_the_live_aliases(template):
+def test_outputs_name_the_table_queue_topic_and_the_live_aliases(per_record):
+    template = per_record
     outputs = template["Outputs"]
     aliases = alias_ids(template)
     table_id, _ = single(of_type(template, "AWS::DynamoDB::Table"))

@@ -11,8 +11,8 @@ from serverless_stack.stages import STAGE_METADATA_KEY, STAGES
 from tests.helpers import of_type, props, ref_id
 
 
-def test_every_stage_is_found_by_its_label_with_its_wiring(template_json, env_name):
-    template = template_json[env_name]
+def test_every_stage_is_found_by_its_label_with_its_wiring(per_record_json, env_name):
+    template = per_record_json[env_name]  # the batched wiring: tests/test_batched_stack.py
     model = StackTemplate.of(template)
     assert sorted(model.stages) == sorted(STAGES)
     chain = {name: stage.on_success for name, stage in model.stages.items()}

@@ -57,7 +57,7 @@ from pipeline_tools.bill.pricing import (
     traces_recorded,
 )
 from pipeline_tools.bill.usage import CodeUsage
-from pipeline_tools.bill.workload import SECONDS_PER_MONTH, Workload
+from pipeline_tools.bill.workload import SECONDS_PER_MONTH, CostInputError, Workload
 from serverless_stack.stages import BY_NAME, STAGE_TABLE, STORING_STAGE
 
 #: Concurrent batches of a queue while traffic is low.
@@ -225,8 +225,21 @@ def _lambda_items(
 
 # --- the designs weighed (docs/batching.md) ---------------------------------------------------
 
-#: The entry stage's batching the designs are priced at (at the report's sweep of volumes).
+#: The defaults the designs are priced at: ``ingestion``'s batch size and window.
 DESIGN_BATCHING = QueueBatching(batch_size=100, window_seconds=60, queues=len(STAGE_TABLE))
+#: Where ``make synth-all`` writes them: prod on the per-record path, and prod as configured.
+PER_RECORD_TEMPLATE = Path("cdk.out/per-record/DataPipeline-prod.template.json")
+BATCHED_TEMPLATE = Path("cdk.out/DataPipeline-prod.template.json")
+
+
+@dataclass(frozen=True)
+class Priced:
+    """A stack to price: its model, and its code's usage as deployed and as the naive stack
+    would run it (``pipeline_tools.bill.usage.measure``)."""
+
+    model: StackModel
+    usage: CodeUsage
+    naive_usage: CodeUsage
 
 
 def as_batched(model: StackModel, batching: QueueBatching = DESIGN_BATCHING) -> StackModel:
@@ -236,38 +249,39 @@ def as_batched(model: StackModel, batching: QueueBatching = DESIGN_BATCHING) -> 
 
 
 def designs(
-    template: Mapping[str, Any],
-    name: str,
-    workload: Workload,
-    prices: Mapping[str, Any],
-    usage: CodeUsage,
-    naive_usage: CodeUsage,
-    batching: QueueBatching = DESIGN_BATCHING,
+    per_record: Priced, batched: Priced, workload: Workload, prices: Mapping[str, Any]
 ) -> list[tuple[int, float, float, float, float]]:
     """(records a month, naive, per record, a queue per stage, one queue in front) bills,
-    record storage aside, for ``template`` (the per-record stack) at the sweep (``SWEEP``)."""
-    model = model_from_template(template, name)
+    record storage aside, at the sweep (``SWEEP``): the naive stack and the per-record one
+    from ``per_record``'s template, a queue per stage from ``batched``'s (the stack as it is
+    synthesized), and one queue in front as ``per_record`` with the same entry batching."""
+    entry = batched.model.batching
+    if per_record.model.batching is not None or entry is None:
+        raise CostInputError(
+            f"designs: {per_record.model.name} must take the per-record path and "
+            f"{batched.model.name} the batched one"
+        )
+    front = as_batched(per_record.model, replace(entry, queues=1))
     rows = []
     for volume in SWEEP:
         load = workload.at(volume)
-        naive = price(baseline_of(model), naive_usage, load, prices).compared
-        per_record = price(model, usage, load, prices).compared
-        every = price_batched(as_batched(model, batching), usage, load, prices).compared
-        one = as_batched(model, replace(batching, queues=1))
-        front = price_batched(one, usage, load, prices).compared
-        rows.append((volume, naive, per_record, every, front))
+        naive = price(baseline_of(per_record.model), per_record.naive_usage, load, prices)
+        today = price(per_record.model, per_record.usage, load, prices)
+        every = price_batched(batched.model, batched.usage, load, prices)
+        one = price_batched(front, per_record.usage, load, prices)
+        rows.append((volume, naive.compared, today.compared, every.compared, one.compared))
     return rows
 
 
-def render_designs(rows: list[tuple[int, float, float, float, float]], name: str) -> str:
+def render_designs(
+    rows: list[tuple[int, float, float, float, float]], name: str, batching: QueueBatching
+) -> str:
     """The designs' bills as a Markdown table, each with its share of the naive stack's."""
-    window = f"{DESIGN_BATCHING.window_seconds:g} s"
     lines = [
         f"**{name}: the designs' monthly bills, record storage aside (entry batches of up to "
-        f"{DESIGN_BATCHING.batch_size} messages, a {window} window)**",
+        f"{batching.batch_size} messages, a {batching.window_seconds:g} s window)**",
         "",
-        "| records a month | naive stack | per record (today) | a queue per stage | "
-        "one queue in front |",
+        "| records a month | naive stack | per record | a queue per stage | one queue in front |",
         "| ---: | ---: | ---: | ---: | ---: |",
     ]
     for volume, naive, *bills in rows:
@@ -276,27 +290,39 @@ def render_designs(rows: list[tuple[int, float, float, float, float]], name: str
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline_tools.bill.batching [TEMPLATE]``: the designs weighed for prod."""
-    import sys
-
-    from pipeline_tools.bill.pricing import load_prices
+def priced(path: Path, workload: Workload) -> Priced:
+    """The stack of the template at ``path``, its code metered (quietly: ``make cost`` has
+    said it meters prod)."""
     from pipeline_tools.bill.usage import measure
     from pipeline_tools.template import load_template
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    path = Path(args[0] if args else "cdk.out/DataPipeline-prod.template.json")
     name = path.name.removesuffix(".template.json")
-    try:
-        template = load_template(path)
-    except (OSError, ValueError) as error:
-        print(f"batched bill: {path}: {error}", file=sys.stderr)
-        return 1
-    workload = Workload.load()
-    # quiet: `make cost` has said it meters prod (one line a stack)
+    template = load_template(path)
     usage, naive_usage = measure(path.parent, name, template, workload, quiet=True)
-    rows = designs(template, name, workload, load_prices(), usage, naive_usage)
-    print(render_designs(rows, name))
+    return Priced(model_from_template(template, name), usage, naive_usage)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pipeline_tools.bill.batching [PER_RECORD_TEMPLATE BATCHED_TEMPLATE]``: the
+    designs weighed for prod (default: what ``make synth-all`` writes)."""
+    import sys
+
+    from pipeline_tools.bill.pricing import load_prices
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) not in (0, 2):
+        print("batched bill: give both templates (per record, batched) or neither", file=sys.stderr)
+        return 2
+    paths = [Path(a) for a in args] or [PER_RECORD_TEMPLATE, BATCHED_TEMPLATE]
+    workload = Workload.load()
+    try:
+        per_record, batched = (priced(path, workload) for path in paths)
+        rows = designs(per_record, batched, workload, load_prices())
+    except (OSError, ValueError, CostInputError) as error:
+        print(f"batched bill: {error}", file=sys.stderr)
+        return 1
+    assert batched.model.batching is not None  # designs() checked it
+    print(render_designs(rows, batched.model.name, batched.model.batching))
     return 0
 
 
