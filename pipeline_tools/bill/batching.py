@@ -16,8 +16,8 @@ and assumptions (AWS's rule where there is one):
   alone, so the next stage is invoked once per such message.
 * **Duration.** An invocation of ``b`` records takes the seed's single-record duration
   (``duration_ms``) plus ``per_record_ms`` for each further record: 1 ms of the stage's own
-  work (the bench times it, ``make bench``) and 10 ms for each DynamoDB request it makes a
-  record (DynamoDB answers in single-digit milliseconds, https://aws.amazon.com/dynamodb/features/;
+  work (assumed: ``make bench`` does not measure it yet) and 10 ms for each DynamoDB request it
+  makes a record (DynamoDB answers in single-digit milliseconds, https://aws.amazon.com/dynamodb/features/;
   ``DYNAMODB_REQUEST_MS``).
 * **SQS requests** (a request per 64 KB chunk of a call, https://aws.amazon.com/sqs/pricing/):
   the producer's ``SendMessageBatch`` calls (10 messages each); per stage batch, its
