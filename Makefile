@@ -105,9 +105,10 @@ rightsize: install
 	python -m pipeline_tools.rightsize $(or $(LOGS),tests/data/*-report.log)
 
 ## deploy-local: the real `cdk deploy` into a local emulator, then records through the code
-## (results printed; the emulator stops after, KEEP=1 leaves it running)
+## (results printed; the emulator stops after, KEEP=1 leaves it running; INGESTION=batched
+## deploys the batched path)
 deploy-local: install
-	python -m pipeline_tools.local up $(if $(KEEP),--keep)
+	python -m pipeline_tools.local up $(if $(KEEP),--keep) $(if $(INGESTION),--ingestion $(INGESTION))
 
 ## destroy-local: destroy the stack in a kept emulator and stop it
 destroy-local: install

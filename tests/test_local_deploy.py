@@ -298,6 +298,106 @@ def test_destroy_leaves_nothing_of_the_stack(emulator, session):
     assert not [r for r in roles if r.startswith(STACK)]
 
 
+# --- the batched path (ingestion.mode: batched), deployed into the same emulator ------------
+# after the destroy above: one CDK CLI at a time writes the local target's output.
+
+
+@pytest.fixture(scope="module")
+def batched(emulator):
+    """dev on the batched path (``make deploy-local INGESTION=batched``), in the emulator the
+    per-record stack has left."""
+    deploy(aws_environment(emulator), "dev", ingestion="batched")
+    return emulator
+
+
+def test_the_batched_path_deploys_a_mapped_queue_in_front_of_each_stage(batched, session):
+    stack = DeployedStack.read(session, STACK)
+    assert "IngestQueueUrl" in stack.outputs and "IngestFunctionArn" not in stack.outputs
+    _, unknown = split_gaps(find_gaps(session, stack))
+    assert unknown == [], [g.describe() for g in unknown]
+    aliases = {
+        alias["AliasArn"]: stage
+        for stage in ("validator", "enricher", "processor")
+        for alias in session.client("lambda").list_aliases(
+            FunctionName=stack.physical[
+                next(
+                    k for k in stack.of_type("AWS::Lambda::Function") if k.lower().startswith(stage)
+                )
+            ]
+        )["Aliases"]
+    }
+    mappings = session.client("lambda").list_event_source_mappings()["EventSourceMappings"]
+    # Each stage's live alias reads one queue; the entry's batches of up to 100 (the default).
+    # moto reports the version the alias pointed at, where Lambda keeps the alias's ARN.
+    by_function = {arn.split(":")[6]: stage for arn, stage in aliases.items()}
+    sizes = {by_function[m["FunctionArn"].split(":")[6]]: m["BatchSize"] for m in mappings}
+    assert sizes == {"validator": 100, "enricher": 10, "processor": 10}
+    queues = {m["EventSourceArn"] for m in mappings}
+    assert len(queues) == 3
+    assert stack.outputs["IngestQueueUrl"].rsplit("/", 1)[1] in {
+        q.rsplit(":", 1)[1] for q in queues
+    }
+
+
+def test_records_flow_through_the_deployed_batched_code(batched):
+    """The samples as on the per-record path: the duplicate stored once, each bad record in
+    the DLQ alone with its reason, one batch a stage."""
+    records = json.loads(SAMPLE_RECORDS.read_text())
+    result = drive(batched, "dev", records)
+    assert sorted(i["id"] for i in result.stored) == ["order-0001", "order-0002", "signup-0001"]
+    assert {i["id"]: i["category"] for i in result.stored} == {
+        "order-0001": "sales",
+        "order-0002": "sales",
+        "signup-0001": "uncategorized",
+    }
+    assert result.counters == {("order", "2026-11-29"): 2, ("signup", "2026-11-29"): 1}
+    reasons = {letter.event["id"]: letter.error for letter in result.dead_letters}
+    assert set(reasons) == {"bad id", "order-0003"}
+    assert "id: must be 1-128 characters" in reasons["bad id"]
+    assert "timestamp: not an ISO-8601" in reasons["order-0003"]
+    assert result.batches == {"validator": 1, "enricher": 1, "processor": 1}
+
+
+def test_the_local_ingestion_modes_are_the_settings_own_and_make_passes_them_on():
+    from pipeline_tools.local.__main__ import INGESTION_MODES as LOCAL
+    from serverless_stack.config import INGESTION_MODES
+
+    assert LOCAL == INGESTION_MODES
+    typed = _as_typed(["make", "--no-print-directory", "-n", "deploy-local", "INGESTION=batched"])
+    assert typed.stdout.splitlines()[-1].split() == [
+        "python",
+        "-m",
+        "pipeline_tools.local",
+        "up",
+        "--ingestion",
+        "batched",
+    ]
+    wrong = _as_typed([str(ROOT / ".venv" / "bin" / "pipeline"), "local", "up", "--ingestion", "x"])
+    assert wrong.returncode == 2 and wrong.stdout == ""
+    (line,) = wrong.stderr.strip().splitlines()
+    assert "--ingestion: invalid choice: 'x' (choose from 'per_record', 'batched')" in line
+
+
+def test_smoke_and_redrive_on_the_batched_path(batched, capsys):
+    """The smoke step passes through the stages' queues and cleans up; a redriven rejection
+    goes back to the queue of the stage that failed it, and is refused there again."""
+    from pipeline_tools.local.__main__ import main
+
+    assert main(["smoke", "--timeout", "30"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"smoke [0-9a-f]{12}: 3/3 valid records stored, 2/2 rejections in the DLQ", line
+    ), line
+    assert main(["dead-letters"]) == 0
+    listed = capsys.readouterr().out
+    assert "2 messages in the DLQ (left there)" in listed  # the drive's, not the smoke's
+    assert "validator  bad id" in listed and "validator  order-0003" in listed
+    assert main(["redrive", "--include-rejected", "--max", "1"]) == 0
+    assert "redrove 1; left in the queue: 1 beyond --max" in capsys.readouterr().out
+    assert main(["dead-letters"]) == 0  # refused again by the validator: back in the DLQ
+    assert "2 messages in the DLQ (left there)" in capsys.readouterr().out
+
+
 def test_a_second_destroy_local_has_nothing_to_do_and_says_so(monkeypatch, capsys):
     from pipeline_tools.local import __main__ as cli
 

@@ -97,6 +97,27 @@ def test_a_defaulted_ssm_parameter_survives_a_stack_update():
         assert output["OutputValue"].startswith("arn:aws:lambda:us-east-1:017000801446:layer:")
 
 
+def test_a_message_sent_to_a_mapped_queue_waits_there_for_the_runners_pollers():
+    """Lambda's event source mapping polls the queue in batches
+    (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html); unpatched moto
+    instead receives each message as it is sent and runs the mapped function in Docker, so the
+    message is gone (in flight, or its send fails) before the runner could poll it."""
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        name = make_function(session)
+        sqs = session.client("sqs")
+        url = sqs.create_queue(QueueName="stage")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        session.client("lambda").create_event_source_mapping(
+            EventSourceArn=arn, FunctionName=f"{name}:live", BatchSize=10
+        )
+        sqs.send_message(QueueUrl=url, MessageBody='{"id": "r1"}')
+        (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+        assert message["Body"] == '{"id": "r1"}'
+
+
 def test_a_changed_moto_function_stops_the_emulator_with_its_name(monkeypatch):
     """If the pinned moto changes or drops a patched function, the patch refuses, loudly."""
     from moto.cloudformation.models import CloudFormationBackend

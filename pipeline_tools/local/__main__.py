@@ -2,7 +2,8 @@
 
 ``up``     start the emulator (moto on 127.0.0.1), bootstrap it, ``cdk deploy`` the dev stack,
            report what the emulator did not create, drive the sample records through the
-           deployed code, print the results, and stop the emulator (``--keep`` leaves it up).
+           deployed code, print the results, and stop the emulator (``--keep`` leaves it up;
+           ``--ingestion batched`` deploys the batched path, whose queues the runner polls).
 ``drive``  send records (default: the samples) through a kept emulator's stack, and print what
            became of them (the DLQ is read, not consumed).
 ``send``, ``dead-letters``, ``redrive``: the operator commands of ``pipeline_tools.operate``,
@@ -39,11 +40,17 @@ from pipeline_tools.local.local import (
 from pipeline_tools.operate import add_commands
 from pipeline_tools.records_file import records_argument
 
+#: ``serverless_stack.config.INGESTION_MODES`` (a test holds them equal): importing the settings
+#: would load aws-cdk-lib, and with it jsii's Node process, into every local command.
+INGESTION_MODES = ("per_record", "batched")
+
 #: The environment the local emulator deploys.
 ENVIRONMENT = "dev"
 
 
-def up(environment: str, port: int, keep: bool, records: list[Any]) -> int:
+def up(
+    environment: str, port: int, keep: bool, records: list[Any], ingestion: str | None = None
+) -> int:
     emulator = Emulator(port)
     print(f"Starting the emulator on {emulator.endpoint} ...", flush=True)
     emulator.start()
@@ -51,8 +58,9 @@ def up(environment: str, port: int, keep: bool, records: list[Any]) -> int:
         env = aws_environment(emulator)
         print("Bootstrapping ...", flush=True)
         bootstrap(env)
-        print(f"cdk deploy {stack_name(environment)} --method=direct ...", flush=True)
-        deploy(env, environment)
+        mode = f" -c ingestion={ingestion}" if ingestion else ""
+        print(f"cdk deploy {stack_name(environment)}{mode} --method=direct ...", flush=True)
+        deploy(env, environment, ingestion=ingestion)
         import boto3
 
         with aws_pointed_at(emulator):
@@ -88,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     up_parser = commands.add_parser("up", help="start, bootstrap, deploy, drive the samples")
     up_parser.add_argument("--keep", action="store_true", help="leave the emulator running")
     up_parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    up_parser.add_argument(
+        "--ingestion",
+        choices=INGESTION_MODES,
+        help="the path records take (default: the environment's in cdk.json)",
+    )
     drive_parser = commands.add_parser("drive", help="drive records through a kept emulator")
     for sub in (up_parser, drive_parser):
         sub.add_argument(
@@ -116,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         if running:
             print("An emulator is already running: `make destroy-local` first.", file=sys.stderr)
             return 1
-        return up(ENVIRONMENT, args.port or free_port(), args.keep, args.records)
+        return up(ENVIRONMENT, args.port or free_port(), args.keep, args.records, args.ingestion)
     except LocalDeployError as error:
         print(f"local deploy: {error}", file=sys.stderr)
         return 1

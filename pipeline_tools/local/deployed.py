@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline_tools.runner.event_source import MappingSpec, mappings_from_template
 from pipeline_tools.runner.iam import RolePolicy
 from pipeline_tools.runner.spec import FunctionSpec
 from pipeline_tools.template import StackTemplate, Stage, resolve, resources
@@ -106,6 +107,14 @@ def specs_from_deployment(
             f"on success -> {on_success or 'end'}"
         )
     return specs, notes
+
+
+def queue_mappings(session: Any, stack: DeployedStack) -> list[MappingSpec]:
+    """The deployed stack's SQS event source mappings (the batched path), each with its
+    queue's URL and ARN in the emulator."""
+    account = session.client("sts").get_caller_identity()["Account"]
+    physical = _arns(stack, StackTemplate.of(stack.template), account, session.region_name)
+    return mappings_from_template(stack.template, physical)
 
 
 def _dead_letter_queue_url(

@@ -20,17 +20,21 @@ from typing import Any
 
 from pipeline_tools.counts import daily_counts, print_counts
 from pipeline_tools.dead_letters import DeadLetter, peek
-from pipeline_tools.local.deployed import DeployedStack, specs_from_deployment
+from pipeline_tools.local.deployed import DeployedStack, queue_mappings, specs_from_deployment
 from pipeline_tools.operate import run_command
-from pipeline_tools.pipeline import RunnerInvoker, runner_pipeline
+from pipeline_tools.pipeline import Pipeline, RunnerInvoker, runner_pipeline
+from pipeline_tools.runner.event_source import QueuePipeline, WallClock
 from pipeline_tools.runner.runner import AsyncPipeline, Outcome
 from pipeline_tools.runner.runtime import environment_variables
+from pipeline_tools.stage_queues import QueueInvoker, is_batched, queue_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = ROOT / ".local"
 STATE_FILE = STATE_DIR / "emulator.json"
 SAMPLE_RECORDS = Path(__file__).resolve().parent / "sample_records.json"
 ACCOUNT, REGION = "123456789012", "us-east-1"
+#: The longest the batched path's pollers run in the emulator before giving up on a queue.
+QUEUE_SECONDS = 900.0
 #: The reference item the drive seeds, so that one record type has a category.
 SEED_CATEGORIES = {"order": "sales"}
 
@@ -164,8 +168,11 @@ def stack_name(environment: str) -> str:
     return f"DataPipeline-{environment}"
 
 
-def context_args(environment: str) -> list[str]:
-    return ["-c", f"environment={environment}", "-c", "local_emulator=true"]
+def context_args(environment: str, ingestion: str | None = None) -> list[str]:
+    """The deploy's context: the environment, the emulator's settings and, if given, the
+    path records take (``-c ingestion=MODE``, over ``cdk.json``)."""
+    mode = ["-c", f"ingestion={ingestion}"] if ingestion else []
+    return ["-c", f"environment={environment}", "-c", "local_emulator=true", *mode]
 
 
 def bootstrap(env: Mapping[str, str]) -> None:
@@ -174,11 +181,16 @@ def bootstrap(env: Mapping[str, str]) -> None:
     cdk(["bootstrap", f"aws://{ACCOUNT}/{REGION}", "--output", str(_output_dir(ROOT))], env)
 
 
-def deploy(env: Mapping[str, str], environment: str = "dev", project: Path = ROOT) -> str:
-    """``cdk deploy --method=direct`` (change sets lose the outputs on moto, and updates fail)."""
-    return _stack_command(
-        "deploy", ["--method=direct", "--require-approval", "never"], env, environment, project
-    )
+def deploy(
+    env: Mapping[str, str],
+    environment: str = "dev",
+    project: Path = ROOT,
+    ingestion: str | None = None,
+) -> str:
+    """``cdk deploy --method=direct`` (change sets lose the outputs on moto, and updates fail);
+    ``ingestion``: the path records take, over ``cdk.json`` (``per_record`` or ``batched``)."""
+    flags = ["--method=direct", "--require-approval", "never"]
+    return _stack_command("deploy", flags, env, environment, project, ingestion)
 
 
 def destroy(env: Mapping[str, str], environment: str = "dev", project: Path = ROOT) -> str:
@@ -186,14 +198,19 @@ def destroy(env: Mapping[str, str], environment: str = "dev", project: Path = RO
 
 
 def _stack_command(
-    command: str, flags: list[str], env: Mapping[str, str], environment: str, project: Path
+    command: str,
+    flags: list[str],
+    env: Mapping[str, str],
+    environment: str,
+    project: Path,
+    ingestion: str | None = None,
 ) -> str:
     """``cdk <command> <stack>`` for the local target, its output kept out of the project's."""
     return cdk(
         [
             command,
             stack_name(environment),
-            *context_args(environment),
+            *context_args(environment, ingestion),
             *flags,
             "--output",
             str(_output_dir(project)),
@@ -224,12 +241,14 @@ class DriveResult:
     counters: dict[tuple[str, str], int]
     dead_letters: list[DeadLetter]
     notes: list[str]
+    #: The batched path: batches each stage ran (its event source mapping's invocations).
+    batches: dict[str, int] | None = None
 
 
 @contextmanager
 def deployed_runner(
     emulator: Emulator, environment: str
-) -> Iterator[tuple[Any, Any, AsyncPipeline, list[str]]]:
+) -> Iterator[tuple[Any, DeployedStack, AsyncPipeline | QueuePipeline, list[str]]]:
     """The runner over the code deployed in the emulator: ``(session, stack, runner, notes)``.
 
     The handlers' own output (Powertools JSON logs, EMF metrics) goes to ``.local/handlers.log``,
@@ -252,9 +271,48 @@ def deployed_runner(
             )
         STATE_DIR.mkdir(exist_ok=True)
         with (STATE_DIR / "handlers.log").open("a") as log, redirect_stdout(log):
-            runner = AsyncPipeline(specs, session.client("sqs"))
+            runner = _runner(session, stack, specs, notes)
             notes.append(f"handler logs and metrics: {STATE_DIR / 'handlers.log'}")
             yield session, stack, runner, notes
+
+
+def _runner(
+    session: Any, stack: DeployedStack, specs: Mapping[str, Any], notes: list[str]
+) -> AsyncPipeline | QueuePipeline:
+    """The runner of the deployed stack's path: Lambda's asynchronous invokes, or its SQS
+    event source mappings polling the stages' queues in the emulator."""
+    if not is_batched(stack.template):
+        return AsyncPipeline(specs, session.client("sqs"))
+    runner = QueuePipeline(
+        specs, session.client("sqs"), queue_mappings(session, stack), WallClock()
+    )
+    # Every record is in its queue before the pollers start: waiting out a window adds nothing.
+    runner.gathered = True
+    notes.append("the stages read their queues: the runner polls them as their mappings do")
+    return runner
+
+
+class RunnerQueueInvoker(QueueInvoker):
+    """The batched path's invoker in the emulator: records go into the stages' queues, and
+    ``finish`` runs the mappings' pollers until every queue is empty (retries wait in real
+    time, for at most :data:`QUEUE_SECONDS`)."""
+
+    def __init__(self, sqs: Any, queue_urls: Mapping[str, str], runner: QueuePipeline) -> None:
+        super().__init__(sqs, queue_urls)
+        self.runner = runner
+
+    def finish(self) -> None:
+        self.runner.run(max_seconds=QUEUE_SECONDS)
+
+
+def pipeline_and_invoker(
+    session: Any, stack: DeployedStack, runner: AsyncPipeline | QueuePipeline
+) -> tuple[Pipeline, Any]:
+    """The deployed stack's pipeline, and the invoker that feeds the runner its records."""
+    if isinstance(runner, QueuePipeline):
+        pipeline, urls = queue_pipeline(stack.template, stack.physical, stack.outputs["DlqUrl"])
+        return pipeline, RunnerQueueInvoker(session.client("sqs"), urls, runner)
+    return runner_pipeline(runner), RunnerInvoker(runner)
 
 
 def drive(emulator: Emulator, environment: str, records: list[Any]) -> DriveResult:
@@ -263,7 +321,16 @@ def drive(emulator: Emulator, environment: str, records: list[Any]) -> DriveResu
     The DLQ is read, not consumed: its messages stay for ``dead-letters`` and ``redrive``.
     """
     with deployed_runner(emulator, environment) as (session, stack, runner, notes):
-        outcomes = runner.run(records)
+        batches = None
+        if isinstance(runner, QueuePipeline):
+            pipeline, invoker = pipeline_and_invoker(session, stack, runner)
+            refused = invoker.invoke_many(pipeline.entry, records)
+            notes += [f"record {i} refused by SQS: {why}" for i, why in refused]
+            invoker.finish()
+            outcomes: list[Outcome] = []
+            batches = dict(runner.tally.invocations)
+        else:
+            outcomes = runner.run(records)
         ddb = session.client("dynamodb")
         table = stack.outputs["TableName"]
         items = [
@@ -281,7 +348,7 @@ def drive(emulator: Emulator, environment: str, records: list[Any]) -> DriveResu
             for record_type, n in daily_counts(ddb, table, day).items()
         }
         letters = peek(session.client("sqs"), stack.outputs["DlqUrl"])
-        return DriveResult(outcomes, stored, counters, letters, notes)
+        return DriveResult(outcomes, stored, counters, letters, notes, batches)
 
 
 def operate(emulator: Emulator, environment: str, args: Any) -> int:
@@ -292,6 +359,7 @@ def operate(emulator: Emulator, environment: str, args: Any) -> int:
         if args.command == "counts":
             table = stack.outputs["TableName"]
             return print_counts(session.client("dynamodb"), table, args.day, out=out)
+        pipeline, invoker = pipeline_and_invoker(session, stack, runner)
         if args.command == "smoke":
             from pipeline_tools.smoke import run_smoke
 
@@ -300,17 +368,16 @@ def operate(emulator: Emulator, environment: str, args: Any) -> int:
                 session.client("sqs"),
                 session.client("dynamodb"),
                 stack.outputs["TableName"],
-                runner_pipeline(runner),
-                RunnerInvoker(runner),
+                pipeline,
+                invoker,
                 out=out,
             )
-        return run_command(
-            args, session.client("sqs"), runner_pipeline(runner), RunnerInvoker(runner), out=out
-        )
+        return run_command(args, session.client("sqs"), pipeline, invoker, out=out)
 
 
 def render_drive(result: DriveResult, sent: int) -> str:
-    lines = [f"Sent {sent} records to validator:live.", "How the deployed functions were read:"]
+    entry = "the validator's queue" if result.batches is not None else "validator:live"
+    lines = [f"Sent {sent} records to {entry}.", "How the deployed functions were read:"]
     lines += [f"  {n}" for n in result.notes]
     lines.append(f"Stored ({len(result.stored)}):")
     for item in sorted(result.stored, key=lambda i: i["id"]):
@@ -326,7 +393,11 @@ def render_drive(result: DriveResult, sent: int) -> str:
         for o in result.outcomes
         if isinstance(o.result, dict) and o.result.get("status") == "duplicate"
     )
-    lines.append(f"Duplicates recognised (stored nothing): {duplicates}")
+    if result.batches is None:
+        lines.append(f"Duplicates recognised (stored nothing): {duplicates}")
+    else:
+        ran = ", ".join(f"{stage} {n}" for stage, n in sorted(result.batches.items()))
+        lines.append(f"Batches each stage ran: {ran}")
     lines.append(f"Dead-letter queue ({len(result.dead_letters)}):")
     for letter in result.dead_letters:
         lines.append(f"  {letter.record_id!r}: {letter.error}")

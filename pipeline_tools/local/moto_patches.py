@@ -13,6 +13,11 @@ raises :class:`MotoChanged` naming the patch, instead of silently doing somethin
 3. Async invoke configs per qualifier: moto keeps one config per function whatever the
    ``Qualifier``; Lambda keeps one per version or alias, and this stack configures ``live``.
 4. AWS's public Powertools parameters (``public_parameters.py``).
+5. SQS event source mappings left to the runner: moto's ``Queue.add_message`` receives each new
+   message for every mapping on its queue and runs the mapped function in Docker, at once.
+   There is no Docker here, and Lambda polls in batches with a window; the in-process runner
+   plays the mapping (``pipeline_tools/runner/event_source.py``), so the queue only keeps the
+   message, as SQS does.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ def _target(owner: Any, name: str, parameters: tuple[str, ...]) -> Callable[...,
 def apply() -> None:
     """Apply every patch (once; applying again changes nothing)."""
     import moto.awslambda.models as lambda_models
+    import moto.sqs.models as sqs_models
     from moto.awslambda.responses import LambdaResponse
     from moto.cloudformation.models import CloudFormationBackend
 
@@ -53,8 +59,23 @@ def apply() -> None:
     _skip_layers_of_other_accounts(lambda_models.LambdaFunction)
     _defaulted_parameters_keep_their_default(CloudFormationBackend)
     _event_invoke_configs_per_qualifier(lambda_models, LambdaResponse)
+    _sqs_mappings_left_to_the_runner(sqs_models.Queue)
     public_parameters.install()
     CloudFormationBackend._pipeline_patched = True  # type: ignore[attr-defined]
+
+
+def _sqs_mappings_left_to_the_runner(queue_class: Any) -> None:
+    """A message sent to a mapped queue stays in it, for the runner's pollers (patch 5)."""
+    original = _target(queue_class, "add_message", ("message",))
+
+    def add_message(self: Any, message: Any) -> None:
+        mappings, self.lambda_event_source_mappings = self.lambda_event_source_mappings, {}
+        try:
+            original(self, message)
+        finally:
+            self.lambda_event_source_mappings = mappings
+
+    queue_class.add_message = add_message
 
 
 def _skip_layers_of_other_accounts(function_class: Any) -> None:

@@ -76,6 +76,18 @@ class VirtualClock:
             models.unix_time, models.unix_time_millis = saved
 
 
+class WallClock(VirtualClock):
+    """Real time, for queues in another process (the local emulator's moto server), which no
+    virtual clock can move: moving it waits."""
+
+    def advance(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    @contextmanager
+    def driving_moto(self) -> Iterator[None]:
+        yield
+
+
 @dataclass(frozen=True)
 class MappingSpec:
     """One event source mapping: the stage it invokes and the queue it reads."""
