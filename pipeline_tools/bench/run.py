@@ -1,6 +1,7 @@
 """Benchmarks: synth, handler import (cold start), asset size, the storage designs under the
-conflict rule and the test suite, each against its floor or baseline in the same run, with
-interleaved repetitions; writes BENCHMARKS.md.
+conflict rule, the batched path's work a record (``batch_work.py``) and the test suite, each
+against its floor or baseline in the same run, with interleaved repetitions; writes
+BENCHMARKS.md (and ``data/batch_work.json``, the figures the batched bill takes).
 
 Usage: ``make bench`` (or ``python -m pipeline_tools.bench.run [--repeat N] [--skip-suite]``).
 Each process is timed by pyperf (``pipeline_tools/bench/timing.py``).
@@ -22,7 +23,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from pipeline_tools.bench import conflicts
+from pipeline_tools.bench import batch_work, conflicts
 from pipeline_tools.bench.designs import DESIGNS
 from pipeline_tools.bench.timing import Command, interleaved, summary
 from pipeline_tools.template import asset_dirs
@@ -159,6 +160,9 @@ def main() -> int:
         environments, tracing = stage_settings(work / "prod", "DataPipeline-prod")
         print("imports ...", flush=True)
         imports = import_benchmark(args.repeat * 3, code_dirs, environments, work / "imports.json")
+        print("the batched path's work a record ...", flush=True)
+        stage_work = batch_work.measure(work / "prod", "DataPipeline-prod")
+        batch_work.save(stage_work)
         print("storage designs under the conflict rule ...", flush=True)
         storage = conflicts.ladder(
             list(DESIGNS),
@@ -183,7 +187,7 @@ def main() -> int:
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report = render(versions(), synth, imports, tracing, sizes, storage, suite)
+    report = render(versions(), synth, imports, tracing, sizes, storage, suite, stage_work)
     args.output.write_text(report)
     print(report)
     return 0
@@ -282,6 +286,7 @@ def render(
     sizes: dict[str, int],
     storage: list[conflicts.StorageRun],
     suite: dict[str, list[float]],
+    stage_work: dict[str, dict[str, float]],
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -319,6 +324,8 @@ def render(
         "roll-up's read units are one roll-up's.",
         "",
         *conflicts.render(storage),
+        "",
+        *batch_work.render(stage_work),
     ]
     notes = (Path(__file__).resolve().parent / "NOTES.md").read_text()
     return "\n".join(lines) + "\n\n" + notes

@@ -15,9 +15,12 @@ and assumptions (AWS's rule where there is one):
   (``lambda_src/pipeline_common/messages.py``); at these rates each reaches the next stage
   alone, so the next stage is invoked once per such message.
 * **Duration.** An invocation of ``b`` records takes the seed's single-record duration
-  (``duration_ms``) plus ``per_record_ms`` for each further record: 1 ms of the stage's own
-  work (assumed: ``make bench`` does not measure it yet) and 10 ms for each DynamoDB request it
-  makes a record (DynamoDB answers in single-digit milliseconds, https://aws.amazon.com/dynamodb/features/;
+  (``duration_ms``) plus ``per_record_ms`` for each further record: the stage's own work, as
+  ``make bench`` measures it from the real batch handlers on one core
+  (``pipeline_tools/bench/batch_work.py``, kept in ``data/batch_work.json``) and scaled to the
+  function's memory (Lambda gives one vCPU at 1,769 MB, less in proportion below it,
+  https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html), and 10 ms for each
+  DynamoDB request it makes a record (DynamoDB answers in single-digit milliseconds, https://aws.amazon.com/dynamodb/features/;
   ``DYNAMODB_REQUEST_MS``).
 * **SQS requests** (a request per 64 KB chunk of a call, https://aws.amazon.com/sqs/pricing/):
   the producer's ``SendMessageBatch`` calls (10 messages each); per stage batch, its
@@ -32,6 +35,7 @@ and assumptions (AWS's rule where there is one):
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -68,8 +72,26 @@ LONG_POLL_SECONDS = 20
 MESSAGES = runtime_source.load("pipeline_common/messages.py")
 MESSAGE_BYTES = MESSAGES.MESSAGE_BYTES
 BATCH_MESSAGES = MESSAGES.BATCH_ENTRIES
-#: The stages' own work a record, besides their DynamoDB requests.
-CPU_MS_PER_RECORD = 1.0
+#: Each stage's own work a record on one core, besides its DynamoDB requests, as ``make bench``
+#: measured it (``pipeline_tools/bench/batch_work.py``).
+WORK_FILE = Path(__file__).resolve().parents[1] / "data" / "batch_work.json"
+#: Lambda's memory for one vCPU.
+ONE_VCPU_MB = 1769
+
+
+def at_memory(core_ms: float, memory_mb: int) -> float:
+    """``core_ms`` of work on a full core, as a function of ``memory_mb`` runs it."""
+    return core_ms * max(1.0, ONE_VCPU_MB / memory_mb)
+
+
+def stage_work_ms(stage: str, memory_mb: int) -> float:
+    """The measured work a record adds to ``stage``'s batch, at ``memory_mb``."""
+    work = json.loads(WORK_FILE.read_text())
+    if stage not in work:
+        raise CostInputError(f"{WORK_FILE}: no figure for {stage}: run make bench")
+    return at_memory(float(work[stage]["core_ms"]), memory_mb)
+
+
 #: DynamoDB requests a record makes at a stage on the batched path: one per table action the
 #: stage calls (the enricher's GetItem of its category, the processor's conditional put; the
 #: processor's markers are its batch's).
@@ -171,13 +193,13 @@ def price_batched(
     return Bill(model, items)
 
 
-def per_record_ms(stage: str, lookups: float = 1.0) -> float:
-    """What each record after the first adds to an invocation (module docstring): a request
-    per table action the stage calls; a read (the enricher's category) only ``lookups`` of one
-    a record."""
+def per_record_ms(stage: str, memory_mb: int, lookups: float = 1.0) -> float:
+    """What each record after the first adds to an invocation (module docstring): the stage's
+    measured work at ``memory_mb``, and a request per table action the stage calls; a read (the
+    enricher's category) only ``lookups`` of one a record."""
     actions = BY_NAME[stage].table_actions
     requests = sum(lookups if action == "dynamodb:GetItem" else 1.0 for action in actions)
-    return CPU_MS_PER_RECORD + DYNAMODB_REQUEST_MS * requests
+    return stage_work_ms(stage, memory_mb) + DYNAMODB_REQUEST_MS * requests
 
 
 def _lambda_items(
@@ -188,7 +210,8 @@ def _lambda_items(
     duration = allocation = instance_hours = 0.0
     for f in model.functions:
         b = month.records_per_batch[f.stage]
-        extra = per_record_ms(f.stage, lookups_per_record(workload, b)) * max(0.0, b - 1)
+        lookups = lookups_per_record(workload, b)
+        extra = per_record_ms(f.stage, f.memory_mb, lookups) * max(0.0, b - 1)
         ms = workload.duration_ms[f.stage] + extra
         seconds, gb = ms / 1000, f.memory_mb / 1024
         invocations = month.invocations[f.stage]
