@@ -42,11 +42,15 @@ def is_batched(template: Mapping[str, Any]) -> bool:
 
 
 def queue_pipeline(
-    template: Mapping[str, Any], queue_urls: Mapping[str, str], dlq_url: str
+    template: Mapping[str, Any], physical_ids: Mapping[str, str], dlq_url: str
 ) -> tuple[Pipeline, dict[str, str]]:
     """The pipeline of a batched stack, and each stage's queue URL, from the stages'
-    ``NEXT_STAGE`` and ``STAGE_QUEUE_URL`` variables and ``queue_urls`` (a queue's logical ID
-    -> its URL: what CloudFormation reports as its physical ID)."""
+    ``NEXT_STAGE`` and ``STAGE_QUEUE_URL`` variables and ``physical_ids`` (a logical ID -> what
+    CloudFormation reports as its physical ID: a queue's URL, a function's name).
+
+    The stages' function names, where given, tell a letter of the per-record path (an
+    asynchronous invocation record, left in the DLQ from before an environment switched over)
+    which stage it was on its way to, so ``redrive`` sends it to that stage's queue."""
     stages = StackTemplate.of(template).stages
     variables = {
         name: stage.properties.get("Environment", {}).get("Variables", {})
@@ -54,9 +58,17 @@ def queue_pipeline(
     }
     following = {name: v.get("NEXT_STAGE") for name, v in variables.items()}
     (entry,) = [name for name in stages if name not in set(following.values())]
-    urls = {name: queue_urls[str(ref_id(v["STAGE_QUEUE_URL"]))] for name, v in variables.items()}
+    urls = {name: physical_ids[str(ref_id(v["STAGE_QUEUE_URL"]))] for name, v in variables.items()}
+    functions = {
+        physical_ids[s.function_id]: name
+        for name, s in stages.items()
+        if s.function_id in physical_ids
+    }
     pipeline = Pipeline(
-        entry=entry, next_stage=following, stage_of_function={}, dead_letter_queue_url=dlq_url
+        entry=entry,
+        next_stage=following,
+        stage_of_function=functions,
+        dead_letter_queue_url=dlq_url,
     )
     return pipeline, urls
 

@@ -312,3 +312,33 @@ def test_every_stage_queue_is_encrypted_and_refuses_requests_without_tls(templat
             and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
         ]
         assert denies, f"{queue_id} must refuse requests without TLS"
+
+
+def test_a_letter_from_before_the_switch_redrives_to_the_stage_it_was_going_to(templates):
+    """An environment that switches to the batched path may hold letters of the per-record
+    path in its DLQ: an asynchronous invocation record, whose ``requestContext.functionArn`` is
+    the stage that succeeded (Lambda's destination record,
+    https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html). Its
+    redrive goes to the queue of the stage after that one; a bare record to the entry's."""
+    from pipeline_tools.stage_queues import queue_pipeline
+
+    template = templates["prod"]
+    functions = stage_functions(template)
+    physical = {
+        **{queue_of(template, s.name): f"https://sqs/{s.name}" for s in STAGE_TABLE},
+        **{i: f"DataPipeline-prod-{stage}-fn" for stage, (i, _) in functions.items()},
+    }
+    pipeline, urls = queue_pipeline(template, physical, "https://sqs/dlq")
+    assert urls == {s.name: f"https://sqs/{s.name}" for s in STAGE_TABLE}
+    record = {"id": "r1", "type": "order"}
+    letter = {
+        "requestContext": {
+            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:"
+            "DataPipeline-prod-validator-fn:live",
+            "condition": "Success",
+        },
+        "requestPayload": record,
+        "responsePayload": record,
+    }
+    assert pipeline.failed_stage(letter) == "enricher"
+    assert pipeline.failed_stage(record) == "validator"
