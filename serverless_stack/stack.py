@@ -236,7 +236,7 @@ class PipelineStack(Stack):
         queues = {
             name: StageQueue(
                 self,
-                f"{BY_NAME[name].construct_id}Queue",
+                BY_NAME[name].queue_id,
                 alias=function.alias,
                 role=function.role,
                 timeout=function.function.timeout or Duration.seconds(3),

@@ -36,6 +36,12 @@ class Stage:
     def construct_id(self) -> str:
         return self.name.capitalize()
 
+    @property
+    def queue_id(self) -> str:
+        """The construct ID of the stage's queue on the batched path (CloudFormation names the
+        queue ``<stack>-<this><hash>-<suffix>``)."""
+        return f"{self.construct_id}Queue"
+
 
 #: The right-sizing rule (p99 of Max Memory Used plus 20 % headroom, rounded up to 64 MB)
 #: applied to the illustrative sample logs in tests/data gives the default memories: 512 MB,

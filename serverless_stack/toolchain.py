@@ -38,6 +38,7 @@ from serverless_stack.control_tower import (
     control_tower_rules_for,
     resource_types,
 )
+from serverless_stack.stages import ENTRY_STAGE
 from serverless_stack.toolchain_compliance import (
     TOOLCHAIN_EXEMPTIONS,
     acknowledge_toolchain,
@@ -137,8 +138,10 @@ class DeploymentStage(cdk.Stage):
 
 
 class SmokeTestAccess(cdk.Stack):
-    """The role the smoke step assumes in the smoke-tested account: invoke the entry alias,
-    read and delete DLQ messages, read the table, describe the stack; nothing else."""
+    """The role the smoke step assumes in the smoke-tested account: send records in at the
+    entry (invoke its alias on the per-record path, send to its queue on the batched one, so
+    the role holds across a switch of ``ingestion.mode``), read and delete DLQ messages, read
+    the table, describe the stack; nothing else."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, toolchain_account: str, **kwargs: Any
@@ -161,6 +164,8 @@ class SmokeTestAccess(cdk.Stack):
         grants = {
             ("lambda:GetFunction",): arn("lambda", f"function:{name}-*"),
             ("lambda:InvokeFunction",): arn("lambda", f"function:{name}-*:live"),
+            # SendMessageBatch is authorized as sqs:SendMessage (the runner's SQS_BATCH_ACTIONS).
+            ("sqs:SendMessage",): arn("sqs", f"{name}-{ENTRY_STAGE.queue_id}*"),
             ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"): arn(
                 "sqs", f"{name}-*"
             ),

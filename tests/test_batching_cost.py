@@ -130,3 +130,23 @@ def test_a_one_second_window_costs_more_than_the_per_record_path(per_record_prod
             as_batched(model, QueueBatching(100, 1, 3)), usage, load, PRICES
         ).compared
         assert short > price(model, usage, load, PRICES).compared, volume
+
+
+def test_a_batched_stack_is_metered_on_the_same_code_a_record_at_a_time(stacks, per_record_prod):
+    """The meter runs a batched template's stages one record at a time (its handlers' per-record
+    entry, chained by NEXT_STAGE): what a record writes, reads, stores and logs is what the
+    same code does on the per-record path, as the bill's model of a batch assumes."""
+    from pipeline_tools.bill.usage import measure
+
+    found = {}
+    for label, stack in (("batched", stacks["prod"]), ("per record", per_record_prod)):
+        directory, name, template = assembly_of(stack)
+        found[label] = measure(directory, name, template, Workload.load(), quiet=True)[0]
+    batched, per_record = found["batched"], found["per record"]
+    assert batched.write_units == pytest.approx(per_record.write_units)
+    assert batched.read_units == pytest.approx(per_record.read_units)
+    assert batched.item_bytes == pytest.approx(per_record.item_bytes, abs=2)
+    assert batched.marker_items == per_record.marker_items == 1.0
+    assert batched.log_bytes == per_record.log_bytes
+    # A refused record is tried once on either path (the validator does not retry).
+    assert batched.failed_log_bytes == pytest.approx(per_record.failed_log_bytes, rel=0.05)

@@ -407,13 +407,32 @@ def test_cli_names_bad_input(tmp_path, capsys):
     assert "--records-per-month = 0" in capsys.readouterr().err
 
 
-def test_cli_draws_the_chart(stacks, tmp_path):
+def test_cli_draws_the_chart(stacks, per_record_prod, tmp_path, monkeypatch):
+    """make cost-chart's command: prod's bill beside the per-record design's (--against) and
+    the naive stack's, one panel a volume, three bars each."""
+    from pipeline_tools.bill import chart as chart_module
     from tests.conftest import assembly_of
 
     directory, name, _ = assembly_of(stacks["prod"])
+    twin_directory, twin_name, _ = assembly_of(per_record_prod)
+    drawn = []
+    draw = chart_module.chart
+
+    def spy(results, path, even=None, even_month=1, against=()):
+        drawn.append(([r.stack.compared for r in results], [b.compared for b in against]))
+        return draw(results, path, even, even_month, against)
+
+    monkeypatch.setattr(chart_module, "chart", spy)
     chart = tmp_path / "cost.png"
-    assert main([str(directory / f"{name}.template.json"), "--chart", str(chart)]) == 0
+    twin = str(twin_directory / f"{twin_name}.template.json")
+    template = str(directory / f"{name}.template.json")
+    assert main([template, "--chart", str(chart), "--against", twin]) == 0
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 10_000
+    ((batched, per_record),) = drawn
+    # At each volume charted the batched bill is below the per-record one (docs/batching.md).
+    assert len(batched) == len(per_record) == 3
+    assert all(b < p for b, p in zip(batched, per_record, strict=True))
+    assert main([template, "--chart", str(chart)]) == 0  # without --against: two bars
 
 
 def test_every_lever_saves_money_in_prod(per_record_prod, capsys):

@@ -216,12 +216,23 @@ def test_the_smoke_roles_grants_cover_every_call_the_aws_side_smoke_command_make
     emulator runs no Lambda code, so the records never land and the command exits 1; the
     calls it makes on the way are the ones it makes on AWS. (IAM names Lambda's Invoke
     operation lambda:InvokeFunction, as the service authorization reference lists it.)"""
+    needed, granted = smoke_calls_and_grants(emulator, monkeypatch, capsys)
+    assert {"cloudformation:DescribeStackResources", "sqs:ReceiveMessage"} <= needed
+    assert "lambda:InvokeFunction" in needed
+    assert needed - granted == set()
+
+
+def smoke_calls_and_grants(emulator, monkeypatch, capsys) -> tuple[set[str], set[str]]:
+    """The IAM actions the AWS-side smoke command calls against the emulator's stack, and the
+    actions the smoke role grants. SQS authorizes its batch calls as the single ones
+    (``SendMessageBatch`` as ``sqs:SendMessage``: the runner's ``SQS_BATCH_ACTIONS``)."""
     import aws_cdk as cdk
     import botocore.client
     from aws_cdk.assertions import Template
 
     from pipeline_tools import smoke
     from pipeline_tools.operate import main as operate_main
+    from pipeline_tools.runner.iam import SQS_BATCH_ACTIONS
     from serverless_stack.toolchain import SmokeTestAccess
     from tests.helpers import as_list, of_type, props
 
@@ -229,7 +240,9 @@ def test_the_smoke_roles_grants_cover_every_call_the_aws_side_smoke_command_make
     make_call = botocore.client.BaseClient._make_api_call
 
     def recorded(client, operation, params):
-        calls.add(f"{client.meta.service_model.signing_name}:{operation}")
+        service = client.meta.service_model.signing_name
+        action = SQS_BATCH_ACTIONS.get(operation, operation) if service == "sqs" else operation
+        calls.add(f"{service}:{'InvokeFunction' if action == 'Invoke' else action}")
         return make_call(client, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recorded)
@@ -237,14 +250,12 @@ def test_the_smoke_roles_grants_cover_every_call_the_aws_side_smoke_command_make
     with aws_pointed_at(emulator):
         operate_main(["--stack", STACK, "smoke", "--timeout", "1"])
     capsys.readouterr()
-    needed = {"lambda:InvokeFunction" if c == "lambda:Invoke" else c for c in calls}
     access = SmokeTestAccess(cdk.App(), "Access", toolchain_account="111111111111")
     (policy,) = of_type(Template.from_stack(access).to_json(), "AWS::IAM::Policy").values()
     granted = {
         a for s in props(policy)["PolicyDocument"]["Statement"] for a in as_list(s["Action"])
     }
-    assert {"cloudformation:DescribeStackResources", "sqs:ReceiveMessage"} <= needed
-    assert needed - granted == set()
+    return calls, granted
 
 
 def test_the_smoke_test_fails_naming_what_did_not_land(emulator, capsys, monkeypatch):
@@ -396,6 +407,15 @@ def test_smoke_and_redrive_on_the_batched_path(batched, capsys):
     assert "redrove 1; left in the queue: 1 beyond --max" in capsys.readouterr().out
     assert main(["dead-letters"]) == 0  # refused again by the validator: back in the DLQ
     assert "2 messages in the DLQ (left there)" in capsys.readouterr().out
+
+
+def test_the_smoke_role_covers_the_batched_path_too(batched, monkeypatch, capsys):
+    """staging takes the batched path: the smoke command sends to the validator's queue
+    (SendMessageBatch, authorized as sqs:SendMessage), and the role grants that too. (Last of
+    the batched tests: its records stay in the queue, as nothing polls it on the AWS side.)"""
+    needed, granted = smoke_calls_and_grants(batched, monkeypatch, capsys)
+    assert "sqs:SendMessage" in needed and "lambda:InvokeFunction" not in needed
+    assert needed - granted == set()
 
 
 def test_a_second_destroy_local_has_nothing_to_do_and_says_so(monkeypatch, capsys):
