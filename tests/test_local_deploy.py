@@ -199,13 +199,19 @@ def test_the_pipelines_smoke_test_passes_on_the_emulator_and_cleans_up(emulator,
 
     assert main(["dead-letters"]) == 0
     before = capsys.readouterr().out.splitlines()[-1]
+    smoke_passes(main, capsys)
+    assert main(["dead-letters"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == before
+
+
+def smoke_passes(main, capsys) -> None:
+    """``pipeline local smoke`` passes: its three valid records stored, its two rejections in
+    the DLQ (then deleted)."""
     assert main(["smoke", "--timeout", "30"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.fullmatch(
         r"smoke [0-9a-f]{12}: 3/3 valid records stored, 2/2 rejections in the DLQ", line
     ), line
-    assert main(["dead-letters"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == before
 
 
 def test_the_smoke_roles_grants_cover_every_call_the_aws_side_smoke_command_makes(
@@ -394,11 +400,7 @@ def test_smoke_and_redrive_on_the_batched_path(batched, capsys):
     goes back to the queue of the stage that failed it, and is refused there again."""
     from pipeline_tools.local.__main__ import main
 
-    assert main(["smoke", "--timeout", "30"]) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert re.fullmatch(
-        r"smoke [0-9a-f]{12}: 3/3 valid records stored, 2/2 rejections in the DLQ", line
-    ), line
+    smoke_passes(main, capsys)
     assert main(["dead-letters"]) == 0
     listed = capsys.readouterr().out
     assert "2 messages in the DLQ (left there)" in listed  # the drive's, not the smoke's
