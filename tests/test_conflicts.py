@@ -8,6 +8,7 @@ TransactionConflict for that item
 from __future__ import annotations
 
 import threading
+import time
 
 import boto3
 import pytest
@@ -30,8 +31,13 @@ def put(pk: str):
 
 @pytest.fixture
 def clients():
+    """The rule, and two clients under it. A transaction stays in flight until the test calls
+    ``rule.land()``: a timed window can close before a slow machine sends the second request."""
     with mock_aws():
-        rule = TransactionConflicts(window_seconds=0.3)
+        gate = threading.Event()
+        rule = TransactionConflicts(in_flight=lambda: gate.wait(timeout=30))
+        rule.land = gate.set  # type: ignore[attr-defined]
+        rule.threads = []  # type: ignore[attr-defined]
         made = []
         for _ in range(2):
             client = boto3.client("dynamodb", region_name="us-east-1")
@@ -39,14 +45,18 @@ def clients():
             made.append(client)
         create_table(made[0], TABLE)
         yield rule, made
+        # A test that failed before landing its transaction: land it inside the mock, or its
+        # thread would send the request to AWS's endpoint once the mock is gone.
+        gate.set()
+        for thread in rule.threads:
+            thread.join()
 
 
 def in_flight(rule, client, items):
     """Start a transaction in another thread; return once it holds its items."""
-    import time
-
     thread = threading.Thread(target=client.transact_write_items, kwargs={"TransactItems": items})
     thread.start()
+    rule.threads.append(thread)
     deadline = time.monotonic() + 5
     while not rule.held() and time.monotonic() < deadline:
         time.sleep(0.001)
@@ -61,6 +71,7 @@ def test_a_single_item_write_of_a_held_item_fails_with_transaction_conflict(clie
         second.put_item(TableName=TABLE, Item=item("hot"))
     assert raised.value.response["Error"]["Code"] == "TransactionConflictException"
     second.put_item(TableName=TABLE, Item=item("other"))  # an item no one holds
+    rule.land()
     thread.join()
     second.put_item(TableName=TABLE, Item=item("hot", n={"N": "2"}))  # released
     assert rule.counts["single writes rejected"] == 1
@@ -74,6 +85,7 @@ def test_a_transaction_that_includes_a_held_item_is_cancelled_naming_it(clients)
     response = raised.value.response
     assert response["Error"]["Code"] == "TransactionCanceledException"
     assert [r["Code"] for r in response["CancellationReasons"]] == ["None", "TransactionConflict"]
+    rule.land()
     thread.join()
     stored = second.scan(TableName=TABLE)["Items"]
     assert [i["pk"]["S"] for i in stored] == ["hot"], "the cancelled transaction wrote nothing"
@@ -84,6 +96,7 @@ def test_reads_and_sequential_requests_never_conflict(clients):
     rule, (first, second) = clients
     thread = in_flight(rule, first, [put("hot")])
     second.get_item(TableName=TABLE, Key=item("hot"))  # a read is not a conflicting request
+    rule.land()
     thread.join()
     for _ in range(3):
         first.transact_write_items(TransactItems=[put("hot")])

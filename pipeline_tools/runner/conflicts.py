@@ -24,7 +24,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -37,12 +37,19 @@ class TransactionConflicts:
 
     :param window_seconds: how long a transaction holds its items before it is applied.
     :param key_attributes: the table's key attribute names (this stack's: ``pk`` and ``sk``).
+    :param in_flight: what a transaction does while it holds its items, in place of sleeping
+        ``window_seconds``: a test passes a gate's wait, so that the overlap it checks lasts
+        until it has made its request however slow the machine is.
     """
 
     def __init__(
-        self, window_seconds: float = 0.02, key_attributes: tuple[str, ...] = ("pk", "sk")
+        self,
+        window_seconds: float = 0.02,
+        key_attributes: tuple[str, ...] = ("pk", "sk"),
+        in_flight: Callable[[], object] | None = None,
     ) -> None:
         self.window_seconds = window_seconds
+        self._in_flight = in_flight or (lambda: time.sleep(self.window_seconds))
         self.key_attributes = key_attributes
         self.counts: Counter[str] = Counter()
         self._held: Counter[tuple[str, str]] = Counter()
@@ -97,7 +104,7 @@ class TransactionConflicts:
             self._held.update(keys)
         self._local.held = keys
         self.counts["transactions"] += 1
-        time.sleep(self.window_seconds)  # in flight: its items stay held
+        self._in_flight()  # its items stay held meanwhile
 
     def _single_item_write(self, operation: str, params: Mapping[str, Any]) -> None:
         key = self._key(params)
