@@ -46,7 +46,7 @@ from constructs_lib.alarm_thresholds import AlarmThresholds
 from constructs_lib.deployment_settings import DeploymentSettings
 from constructs_lib.limits import LimitError
 from constructs_lib.scaling import ProvisionedConcurrencyScaling
-from constructs_lib.stage_queue import BATCH_SIZE, BATCHING_WINDOW_SECONDS, MAX_CONCURRENCY
+from serverless_stack.ingestion import IngestionSettings, mappings_within_reserved
 from serverless_stack.settings_errors import ConfigError, config_error
 from serverless_stack.stages import CRITICAL_STAGE, STAGE_TABLE
 
@@ -197,46 +197,6 @@ class TableSettings(_Settings):
     deletion_protection: bool = False
 
 
-class IngestionSettings(_Settings):
-    """How records enter the pipeline: one asynchronous invocation a record and stage, or
-    batches through an SQS queue in front of each stage (``docs/batching.md``)."""
-
-    mode: Literal["per_record", "batched"] = Field(
-        default="per_record",
-        description="per_record: async invokes of validator:live chained by destinations; "
-        "batched: an SQS queue in front of each stage, read in batches",
-    )
-    batch_size: Annotated[int, Ge(BATCH_SIZE[0]), Le(BATCH_SIZE[1])] = Field(
-        default=100,
-        description="Messages per batch of the entry stage (batched mode); over 10 needs a "
-        "batching window; later stages take packed messages, 10 a batch",
-    )
-    batching_window_seconds: Annotated[
-        int, Ge(BATCHING_WINDOW_SECONDS[0]), Le(BATCHING_WINDOW_SECONDS[1])
-    ] = Field(
-        default=60,
-        description="How long the entry stage's event source gathers a batch, in seconds "
-        "(the latency a record pays once; later stages take what arrives at once)",
-    )
-    max_concurrency: Annotated[int, Ge(MAX_CONCURRENCY[0]), Le(MAX_CONCURRENCY[1])] | None = Field(
-        default=None,
-        description="The most batches a stage runs at once; null: Lambda's own scaling",
-    )
-    oldest_message_alarm_seconds: Annotated[int, Ge(60), Le(1_209_600)] = Field(
-        default=300, description="Alarm when a stage's queue holds a message older than this"
-    )
-
-    @model_validator(mode="after")
-    def _window_for_large_batches(self) -> IngestionSettings:
-        if self.batch_size > 10 and self.batching_window_seconds < 1:
-            raise LimitError(
-                "batching_window_seconds",
-                self.batching_window_seconds,
-                "must be at least 1 for a batch_size over 10 (Lambda's SQS event source rule)",
-            )
-        return self
-
-
 class EnvironmentSettings(_Settings):
     """The validated settings of one environment (the block under ``pipeline.<environment>``)."""
 
@@ -307,6 +267,11 @@ class EnvironmentSettings(_Settings):
         if len(set(addresses)) != len(addresses):
             raise ValueError("must not list an address twice")
         return addresses
+
+    @model_validator(mode="after")
+    def _mappings_within_reserved(self) -> EnvironmentSettings:
+        mappings_within_reserved(self.ingestion, self.functions)
+        return self
 
     @property
     def alarm_subscribers(self) -> int:

@@ -38,7 +38,12 @@ def batched(environment: str, **ingestion: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def templates() -> dict[str, dict[str, Any]]:
-    return {env: batched(env) for env in ("dev", "prod")}
+    # prod with a cap on each mapping's concurrent batches, as a user with reserved
+    # concurrency sets it; dev on Lambda's own scaling.
+    return {"dev": batched("dev"), "prod": batched("prod", max_concurrency=PROD_MAX_CONCURRENCY)}
+
+
+PROD_MAX_CONCURRENCY = 20
 
 
 def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -86,6 +91,9 @@ def test_each_stage_reads_its_own_queue_in_batches_with_partial_responses(templa
             assert p["BatchSize"] == 10 and "MaximumBatchingWindowInSeconds" not in p
     queues = {stage.name: queue_of(template, stage.name) for stage in STAGE_TABLE}
     assert len(set(queues.values())) == len(STAGE_TABLE)  # one queue per stage
+    caps = [m["Properties"].get("ScalingConfig") for m in mappings.values()]
+    cap = {"MaximumConcurrency": PROD_MAX_CONCURRENCY} if env == "prod" else None
+    assert caps == [cap] * len(STAGE_TABLE)  # ingestion.max_concurrency caps every mapping
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])

@@ -394,3 +394,32 @@ def test_cost_levers_refuse_what_they_cannot_do(path, value, expected):
         load_config("prod", settings)
     message = str(raised.value)
     assert f"pipeline.prod.{path} = {value!r}" in message and expected in message
+
+
+def test_a_batched_stage_with_reserved_concurrency_needs_a_mapping_capped_at_it():
+    """AWS: "Don't configure the maximum concurrency to be more than the function's reserved
+    concurrency": a queue's event source mapping does not stop at reserved concurrency, and
+    Lambda throttles the batches past it
+    (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html). prod is batched."""
+    assert settings()["prod"]["ingestion"]["mode"] == "batched"  # the premise
+    data = with_value("prod", "functions.enricher.reserved_concurrency", 40)
+    with pytest.raises(ConfigError) as caught:
+        load_config("prod", data)
+    assert str(caught.value).startswith(
+        "invalid setting pipeline.prod.ingestion.max_concurrency = None: must be set, from 2 "
+        "to 40 (functions.enricher.reserved_concurrency)"
+    )
+    above = copy.deepcopy(data)
+    above["prod"]["ingestion"]["max_concurrency"] = 41
+    with pytest.raises(ConfigError, match=r"max_concurrency = 41: must be set, from 2 to 40"):
+        load_config("prod", above)
+    within = copy.deepcopy(data)
+    within["prod"]["ingestion"]["max_concurrency"] = 40
+    assert load_config("prod", within).settings.ingestion.max_concurrency == 40
+    one = with_value("prod", "functions.enricher.reserved_concurrency", 1)
+    with pytest.raises(ConfigError, match=r"enricher.reserved_concurrency = 1: must be at least 2"):
+        load_config("prod", one)
+    # The per-record path has no mapping to cap.
+    per_record = copy.deepcopy(data)
+    per_record["prod"]["ingestion"]["mode"] = "per_record"
+    assert load_config("prod", per_record).settings.functions.enricher.reserved_concurrency == 40

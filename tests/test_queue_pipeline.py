@@ -9,6 +9,7 @@ responses, maxReceiveCount, the batching window) are tested against AWS's docume
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +18,10 @@ from typing import Any
 import pytest
 
 from pipeline_tools.runner.event_source import (
+    BatchScaling,
     MappingSpec,
+    QueuePipeline,
+    mappings_from_template,
 )
 from tests.conftest import (
     queue_pipeline_on_moto,
@@ -145,3 +149,109 @@ def test_a_batch_that_fails_whole_returns_and_moves_to_the_dlq_after_max_receive
     assert tally.invocations["validator"] == 5 == tally.failed_batches["validator"]
     (letter,) = queued_dead_letters(runner)
     assert json.loads(letter["Body"])["id"] == "m-1"
+
+
+def test_the_scaling_of_a_mapping_follows_lambdas_documented_rates():
+    """AWS: five batches at a time when messages are available, up to 300 more a minute while
+    messages remain, at most 1,000 batches at once, back to five when traffic is low; the
+    mapping's maximum concurrency caps it
+    (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html)."""
+    scaling = BatchScaling()
+    assert scaling.batches(0) == 5
+    scaling.observe(100, backlog=True)
+    assert [scaling.batches(100 + t) for t in (0, 30, 60, 120)] == [5, 5 + 150, 5 + 300, 5 + 600]
+    assert scaling.batches(100 + 600) == 1000  # 5 + 3,000 capped
+    scaling.observe(130, backlog=True)  # the backlog goes on: its start stays
+    assert scaling.batches(160) == 5 + 300
+    scaling.observe(170, backlog=False)
+    assert scaling.batches(170) == 5 == scaling.batches(10_000)
+    capped = BatchScaling(max_concurrency=40)
+    capped.observe(0, backlog=True)
+    assert capped.batches(3600) == 40
+    assert BatchScaling(max_concurrency=3).batches(0) == 3
+
+
+def _absorb(runner: Any, stage: str) -> None:
+    """``stage`` takes every batch and hands nothing on: the test watches its mapping alone."""
+    runner.functions[stage].handler = lambda event, context: {"batchItemFailures": []}
+
+
+def test_a_backlog_scales_the_batches_up_by_the_minute_and_a_drained_queue_back(
+    queues_pipeline,
+):
+    """600 messages wait at 50 a batch (12 batches): the first round runs five; a minute
+    later Lambda may run 305, so the second takes the seven left and finds the queue drained."""
+    runner = queues_pipeline
+    _absorb(runner, "validator")
+    send(runner, [{"n": i} for i in range(600)])
+    assert runner.round("validator") == 5
+    runner.clock.advance(60)
+    assert runner.scaling["validator"].batches(runner.clock.seconds()) >= 5 + 300
+    assert runner.round("validator") == 600 // 50 - 5
+    assert runner.scaling["validator"].batches(runner.clock.seconds()) == 5
+    assert runner.tally.invocations["validator"] == 12
+    assert runner.tally.peak_batches["validator"] == 7
+
+
+def test_the_template_maximum_concurrency_caps_the_batches_of_a_round(
+    batched_assembly, queues_pipeline
+):
+    """``ScalingConfig.MaximumConcurrency`` limits the concurrent instances the SQS event
+    source invokes (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html)."""
+    runner = queues_pipeline
+    template = copy.deepcopy(batched_assembly[2])
+    for mapping in template["Resources"].values():
+        if mapping["Type"] == "AWS::Lambda::EventSourceMapping":
+            mapping["Properties"]["ScalingConfig"] = {"MaximumConcurrency": 3}
+    mappings = mappings_from_template(template, runner.physical)
+    assert {m.max_concurrency for m in mappings} == {3}
+    capped = QueuePipeline(
+        {stage: f.spec for stage, f in runner.functions.items()}, runner.sqs, mappings, runner.clock
+    )
+    _absorb(capped, "validator")
+    send(capped, [{"n": i} for i in range(600)])
+    rounds = []
+    for _ in range(5):  # a minute apart: uncapped, the second round would take all the rest
+        rounds.append(capped.round("validator"))
+        runner.clock.advance(60)
+    assert rounds == [3, 3, 3, 3, 0]
+    assert capped.tally.invocations["validator"] == 600 // 50
+
+
+def test_batches_past_the_reserved_concurrency_are_throttled_and_return(queues_pipeline):
+    """Event source mappings don't account for reserved concurrency: Lambda throttles the
+    batches past it, and their messages return after the visibility timeout
+    (https://repost.aws/knowledge-center/lambda-sqs-scaling)."""
+    from dataclasses import replace
+
+    runner = queues_pipeline
+    validator = runner.functions["validator"]
+    validator.spec = replace(validator.spec, reserved_concurrency=2)
+    _absorb(runner, "validator")
+    send(runner, [{"n": i} for i in range(600)])
+    assert runner.round("validator") == 5
+    assert runner.tally.invocations["validator"] == 2
+    assert runner.tally.throttled_batches["validator"] == 3
+    attributes = runner.sqs.get_queue_attributes(
+        QueueUrl=runner.mappings["validator"].queue_url, AttributeNames=["All"]
+    )["Attributes"]
+    assert int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 3 * 50
+    assert int(attributes["ApproximateNumberOfMessages"]) == 600 - 5 * 50
+
+
+def test_the_runner_reads_a_functions_reserved_concurrency_as_lambda_spells_it():
+    from pipeline_tools.runner.spec import FunctionSpec
+
+    def spec(**function: Any) -> FunctionSpec:
+        return FunctionSpec.build(
+            name="s",
+            code_dir="code",
+            function={"Handler": "m.h", **function},
+            async_config={},
+            on_success=None,
+            dead_letter_queue=None,
+            arn="arn",
+        )
+
+    assert spec(ReservedConcurrentExecutions=7).reserved_concurrency == 7
+    assert spec().reserved_concurrency is None

@@ -62,10 +62,11 @@ from pipeline_tools.bill.pricing import (
 )
 from pipeline_tools.bill.usage import CodeUsage
 from pipeline_tools.bill.workload import SECONDS_PER_MONTH, CostInputError, Workload
+from pipeline_tools.runner.event_source import START_BATCHES
 from serverless_stack.stages import BY_NAME, STAGE_TABLE, STORING_STAGE
 
-#: Concurrent batches of a queue while traffic is low.
-POLLERS = 5
+#: Concurrent batches of a queue while traffic is low: the emulator's own rule.
+POLLERS = START_BATCHES
 #: SQS's longest long poll (``WaitTimeSeconds``).
 LONG_POLL_SECONDS = 20
 #: A message's most bytes, and a batch call's most messages: the stages' own format.

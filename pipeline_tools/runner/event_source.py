@@ -17,9 +17,17 @@ The rules it follows, each AWS's:
   conditions").
 * **maxReceiveCount.** A message received more often than its queue's redrive policy allows
   moves to the dead-letter queue: moto's SQS applies the policy on receive, as SQS does.
-* **Scaling.** Up to five batches of a stage run at once when messages wait
-  (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html): each round here
-  polls up to :data:`POLLERS` batches per stage, then runs them one after another.
+* **Scaling.** When messages are available, Lambda processes five batches of a mapping at a
+  time; while messages remain, it adds up to 300 more a minute, to at most 1,000 batches at
+  once, and when traffic is low it scales back to five
+  (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html). The mapping's
+  ``ScalingConfig.MaximumConcurrency`` caps it (same page, "Configuring maximum concurrency").
+  :class:`BatchScaling` follows these rules on the virtual clock: each round here polls as many
+  batches as it allows, then runs them one after another.
+* **Reserved concurrency.** "Event source mappings don't account for reserved concurrency": a
+  round's batches beyond the function's ``ReservedConcurrentExecutions`` are throttled, and
+  their messages return after the visibility timeout like a failed batch's
+  (https://repost.aws/knowledge-center/lambda-sqs-scaling).
 
 Time is virtual. moto's SQS reads :class:`VirtualClock`, which the runner moves to when the next
 message becomes visible (a retry's delay, a visibility timeout) once nothing else can run: a
@@ -40,8 +48,12 @@ from pipeline_tools.runner.runtime import LoadedFunction
 from pipeline_tools.runner.spec import FunctionSpec
 from pipeline_tools.template import Physical, StackTemplate, ref_id, referenced
 
-#: Batches of a stage run at once when messages wait (Lambda starts with five).
-POLLERS = 5
+#: Batches of a mapping Lambda runs at once when messages arrive, and when traffic is low.
+START_BATCHES = 5
+#: Batches Lambda adds a minute while messages remain.
+SCALE_UP_PER_MINUTE = 300
+#: The most batches one mapping runs at once.
+MAX_BATCHES = 1000
 #: Lambda's synchronous invocation payload limit, which a batch's event must fit.
 SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 #: ``ReceiveMessage`` returns at most 10 messages.
@@ -98,6 +110,8 @@ class MappingSpec:
     batch_size: int
     window_seconds: float
     report_item_failures: bool
+    #: ``ScalingConfig.MaximumConcurrency`` (``None``: Lambda's own ceiling).
+    max_concurrency: int | None = None
 
 
 def mappings_from_template(template: Mapping[str, Any], physical: Physical) -> list[MappingSpec]:
@@ -119,18 +133,56 @@ def mappings_from_template(template: Mapping[str, Any], physical: Physical) -> l
                 window_seconds=float(p.get("MaximumBatchingWindowInSeconds", 0)),
                 report_item_failures="ReportBatchItemFailures"
                 in p.get("FunctionResponseTypes", []),
+                max_concurrency=_max_concurrency(p.get("ScalingConfig", {})),
             )
         )
     return found
 
 
+def _max_concurrency(scaling: Mapping[str, Any]) -> int | None:
+    value = scaling.get("MaximumConcurrency")
+    return None if value is None else int(value)
+
+
+class BatchScaling:
+    """How many batches of one mapping Lambda runs at once, at a time on the virtual clock.
+
+    :data:`START_BATCHES` while the queue keeps up; while messages remain after every batch
+    has taken its share (a backlog), :data:`SCALE_UP_PER_MINUTE` more for each minute the
+    backlog has lasted; never more than :data:`MAX_BATCHES` or the mapping's maximum
+    concurrency; back to the start once a round finds the queue drained.
+    """
+
+    def __init__(self, max_concurrency: int | None = None) -> None:
+        self.ceiling = min(MAX_BATCHES, max_concurrency or MAX_BATCHES)
+        self.backlog_since: float | None = None
+
+    def batches(self, now: float) -> int:
+        """How many batches a round may run at ``now``."""
+        grown = 0
+        if self.backlog_since is not None:
+            grown = int(SCALE_UP_PER_MINUTE * (now - self.backlog_since) / 60)
+        return min(self.ceiling, START_BATCHES + grown)
+
+    def observe(self, now: float, *, backlog: bool) -> None:
+        """What a round found: a backlog (every batch it may run took messages, so more may
+        wait) keeps the scaling up; a drained queue sends it back to the start."""
+        if not backlog:
+            self.backlog_since = None
+        elif self.backlog_since is None:
+            self.backlog_since = now
+
+
 @dataclass
 class Tally:
-    """What the run did: invocations and messages per stage, batches that failed whole."""
+    """What the run did: invocations and messages per stage, batches that failed whole, batches
+    throttled by the function's reserved concurrency, and the most batches of a round."""
 
     invocations: Counter[str] = field(default_factory=Counter)
     messages: Counter[str] = field(default_factory=Counter)
     failed_batches: Counter[str] = field(default_factory=Counter)
+    throttled_batches: Counter[str] = field(default_factory=Counter)
+    peak_batches: Counter[str] = field(default_factory=Counter)
 
 
 class QueuePipeline:
@@ -145,6 +197,7 @@ class QueuePipeline:
     ) -> None:
         self.sqs = sqs_client
         self.mappings = {m.stage: m for m in mappings}
+        self.scaling = {m.stage: BatchScaling(m.max_concurrency) for m in mappings}
         self.functions = {name: LoadedFunction(spec) for name, spec in specs.items()}
         self.clock = clock or VirtualClock()
         self.tally = Tally()
@@ -164,7 +217,7 @@ class QueuePipeline:
 
     def run_arriving(self, bodies: list[str], rate: float, entry: str) -> list[float]:
         """Messages arriving at ``rate`` a second, in virtual time, gathered by the entry
-        stage's pollers as Lambda gathers them: :data:`POLLERS` share the arrivals, and a
+        stage's pollers as Lambda gathers them: :data:`START_BATCHES` share the arrivals, and a
         batch opens at its first message and is invoked when it holds ``BatchSize`` messages or
         its window has passed. Each batch then runs through the whole chain. Returns each
         message's wait from its arrival to its batch's invocation (the stages after the entry
@@ -173,8 +226,8 @@ class QueuePipeline:
         start = self.clock.seconds()
         arrivals = [start + i / rate for i in range(len(bodies))]
         batches: list[tuple[float, list[int]]] = []
-        for poller in range(POLLERS):
-            mine = list(range(poller, len(bodies), POLLERS))
+        for poller in range(START_BATCHES):
+            mine = list(range(poller, len(bodies), START_BATCHES))
             while mine:
                 opened = arrivals[mine[0]]
                 taken = [
@@ -212,19 +265,34 @@ class QueuePipeline:
         started = self.clock.seconds()
         with self.clock.driving_moto():
             while True:
-                if any(self._round(stage) for stage in self.mappings):
+                if any(self.round(stage) for stage in self.mappings):
                     continue
                 if not self._pending() or self.clock.seconds() - started > max_seconds:
                     return self.tally
                 self.clock.advance(1.0)
 
-    def _round(self, stage: str) -> bool:
-        """Up to :data:`POLLERS` batches of ``stage``; whether any message was delivered."""
-        batches = [self._poll(self.mappings[stage]) for _ in range(POLLERS)]
-        batches = [b for b in batches if b]
-        for batch in batches:
-            self._deliver(stage, batch)
-        return bool(batches)
+    def round(self, stage: str) -> int:
+        """As many batches of ``stage`` as its scaling allows now; returns how many were polled.
+
+        The batches past the function's reserved concurrency are throttled: not invoked, their
+        messages left to return after the visibility timeout."""
+        scaling = self.scaling[stage]
+        allowed = scaling.batches(self.clock.seconds())
+        batches = []
+        for _ in range(allowed):
+            batch = self._poll(self.mappings[stage])
+            if not batch:
+                break
+            batches.append(batch)
+        scaling.observe(self.clock.seconds(), backlog=len(batches) == allowed)
+        self.tally.peak_batches[stage] = max(self.tally.peak_batches[stage], len(batches))
+        reserved = self.functions[stage].spec.reserved_concurrency
+        for index, batch in enumerate(batches):
+            if reserved is not None and index >= reserved:
+                self.tally.throttled_batches[stage] += 1
+            else:
+                self._deliver(stage, batch)
+        return len(batches)
 
     def _poll(self, mapping: MappingSpec) -> list[dict[str, Any]]:
         batch: list[dict[str, Any]] = []

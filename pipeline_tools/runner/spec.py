@@ -55,6 +55,8 @@ class FunctionSpec:
     dead_letter_queue_arn: str | None = None
     #: The version the ``live`` alias runs (what Lambda reports as the executed version).
     version: str = "1"
+    #: The function's ``ReservedConcurrentExecutions`` (``None``: none reserved).
+    reserved_concurrency: int | None = None
 
     @classmethod
     def build(
@@ -92,7 +94,12 @@ class FunctionSpec:
             arn=arn,
             policy=policy,
             dead_letter_queue_arn=queue.get("Arn"),
+            reserved_concurrency=_int_or_none(function.get("ReservedConcurrentExecutions")),
         )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def logging_environment(logging_config: Mapping[str, Any]) -> dict[str, str]:
