@@ -45,6 +45,12 @@ class IngestionSettings(BaseModel):
     oldest_message_alarm_seconds: Annotated[int, Ge(60), Le(1_209_600)] = Field(
         default=300, description="Alarm when a stage's queue holds a message older than this"
     )
+    mapping_metrics: bool = Field(
+        default=False,
+        description="batched: each queue's event source mapping sends its event counts "
+        "(MetricsConfig EventCount, five metrics a mapping, priced as CloudWatch metrics), "
+        "and each stage alarms on its mapping's FailedInvokeEventCount",
+    )
 
     @model_validator(mode="after")
     def _window_for_large_batches(self) -> IngestionSettings:

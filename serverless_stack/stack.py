@@ -231,8 +231,13 @@ class PipelineStack(Stack):
             batch_size=ingestion.batch_size,
             batching_window=Duration.seconds(ingestion.batching_window_seconds),
             max_concurrency=ingestion.max_concurrency,
+            mapping_metrics=ingestion.mapping_metrics,
         )
-        packed = Batching(batch_size=10, max_concurrency=ingestion.max_concurrency)
+        packed = Batching(
+            batch_size=10,
+            max_concurrency=ingestion.max_concurrency,
+            mapping_metrics=ingestion.mapping_metrics,
+        )
         queues = {
             name: StageQueue(
                 self,
@@ -372,6 +377,9 @@ class PipelineStack(Stack):
                 BY_NAME[name].construct_id,
                 stage_queue.queue,
                 oldest_seconds=self.settings.ingestion.oldest_message_alarm_seconds,
+                failed_invokes=stage_queue.metric_failed_invoke_events(self.monitoring.period)
+                if stage_queue.mapping_metrics
+                else None,
             )
         self.monitoring.monitor_table(self.table, operations=TABLE_OPERATIONS)
 

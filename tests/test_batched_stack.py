@@ -39,8 +39,12 @@ def batched(environment: str, **ingestion: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def templates() -> dict[str, dict[str, Any]]:
     # prod with a cap on each mapping's concurrent batches, as a user with reserved
-    # concurrency sets it; dev on Lambda's own scaling.
-    return {"dev": batched("dev"), "prod": batched("prod", max_concurrency=PROD_MAX_CONCURRENCY)}
+    # concurrency sets it, and the mappings' own metrics on; dev on Lambda's own scaling and
+    # without them (the default).
+    return {
+        "dev": batched("dev"),
+        "prod": batched("prod", max_concurrency=PROD_MAX_CONCURRENCY, mapping_metrics=True),
+    }
 
 
 PROD_MAX_CONCURRENCY = 20
@@ -236,6 +240,64 @@ def test_a_batch_failed_whole_alarms_on_every_stage_and_no_async_alarm_is_left(t
         ]
     assert on_stages("DeadLetterErrors") == {}
     assert on_stages("DestinationDeliveryFailures") == {}
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_with_mapping_metrics_each_mapping_alarms_on_its_own_failed_invokes(templates, env):
+    """``ingestion.mapping_metrics`` (on in this module's prod, off in dev as by default): each
+    mapping's ``MetricsConfig`` names ``EventCount``, without which Lambda sends no
+    ``FailedInvokeEventCount``, and one alarm per mapping watches that metric on the mapping's
+    own ``EventSourceMappingUUID`` (``Ref`` of a mapping is its UUID,
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-lambda-eventsourcemapping.html#aws-resource-lambda-eventsourcemapping-return-values)."""
+    template = templates[env]
+    on = env == "prod"
+    mappings = of_type(template, "AWS::Lambda::EventSourceMapping")
+    configs = [m["Properties"].get("MetricsConfig") for m in mappings.values()]
+    assert configs == [{"Metrics": ["EventCount"]} if on else None] * len(STAGE_TABLE)
+    failed = [
+        a["Properties"]
+        for a in of_type(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "FailedInvokeEventCount"
+    ]
+    watched = sorted(str(ref_id(d["Value"])) for a in failed for d in a["Dimensions"])
+    assert watched == (sorted(mappings) if on else [])
+    for alarm in failed:
+        assert [d["Name"] for d in alarm["Dimensions"]] == ["EventSourceMappingUUID"]
+        assert (alarm["Namespace"], alarm["Statistic"], alarm["Threshold"]) == (
+            "AWS/Lambda",
+            "Sum",
+            0,
+        )
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["AlarmActions"], "the alarm notifies the alarm topic"
+
+
+def test_the_failed_invoke_metric_needs_the_mappings_metrics():
+    stack = cdk.Stack(cdk.App())
+    function = lambda_.Function(
+        stack,
+        "F",
+        code=lambda_.Code.from_inline("def h(e, c): pass"),
+        handler="index.h",
+        runtime=lambda_.Runtime.PYTHON_3_14,
+    )
+    queue = StageQueue(
+        stack,
+        "Q",
+        alias=function,
+        role=function.role or iam.Role(stack, "R", assumed_by=iam.AnyPrincipal()),
+        timeout=cdk.Duration.seconds(30),
+        dead_letter_queue=sqs.Queue(stack, "D"),
+    )
+    with pytest.raises(ValueError, match="mapping_metrics=True"):
+        queue.metric_failed_invoke_events(cdk.Duration.minutes(1))
+
+
+def test_the_bill_counts_the_metrics_the_construct_turns_on():
+    from constructs_lib.stage_queue import EVENT_COUNT_METRICS
+    from pipeline_tools.bill.model import SQS_EVENT_COUNT_METRICS
+
+    assert len(EVENT_COUNT_METRICS) == SQS_EVENT_COUNT_METRICS
 
 
 def test_a_large_batch_without_a_window_is_refused_naming_the_key():

@@ -112,6 +112,47 @@ def test_the_bill_reads_each_stacks_batching_from_its_template(stacks, batched_a
     assert model_from_template(dev).batching is None
 
 
+def test_the_mappings_own_metrics_are_read_from_the_template_and_priced(stacks, prod_designs):
+    """``ingestion.mapping_metrics`` turns on five metrics a mapping (an SQS source's event
+    counts); the bill reads them from each mapping's ``MetricsConfig`` and prices each as a
+    CloudWatch metric a month, on top of the code's own. The docs' price is this arithmetic,
+    and so is their reason to leave it off: at 1 M records a month prod's batched bill would
+    pass the per-record one's."""
+    import copy
+
+    from pipeline_tools.bill.batching import price_batched
+    from pipeline_tools.bill.model import model_from_template
+
+    base = priced_stack(stacks["prod"])
+    template = copy.deepcopy(Template.from_stack(stacks["prod"]).to_json())
+    mappings = [
+        r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
+    ]
+    for mapping in mappings:
+        mapping["Properties"]["MetricsConfig"] = {"Metrics": ["EventCount"]}
+    with_metrics = model_from_template(template)
+    assert base.model.event_source_metrics == 0
+    assert with_metrics.event_source_metrics == 5 * len(mappings) == 15
+
+    workload = Workload.load().at(10_000_000)
+
+    def metrics_item(model):
+        bill = price_batched(model, base.usage, workload, PRICES)
+        (item,) = [i for i in bill.items if i.name == "CloudWatch custom metrics"]
+        return item
+
+    monthly = 15 * PRICES["cloudwatch"]["custom_metric_month"]
+    before, after = metrics_item(base.model), metrics_item(with_metrics)
+    assert after.usd - before.usd == pytest.approx(monthly)
+    assert after.detail.endswith(", 15 event source mapping metrics")
+    assert "event source" not in before.detail
+    for page in ("batching", "configuration"):
+        assert f"${monthly:.2f} a month" in " ".join(docs_text(page).split()), page
+    _, rows = prod_designs
+    (_, _, per_record, batched, _) = next(r for r in rows if r[0] == 1_000_000)
+    assert batched <= per_record < batched + monthly
+
+
 def test_a_one_second_window_costs_more_than_the_per_record_path(per_record_prod):
     """docs/configuration.md: a window too short for batches to form (one record a batch at
     1 M and 10 M a month) adds the queues' requests to the same invocations."""

@@ -104,6 +104,9 @@ class StackModel:
     rollup: RollupModel | None = None
     #: How the stages read their queues; None: the per-record path (asynchronous invokes).
     batching: QueueBatching | None = None
+    #: Metrics the event source mappings send because their ``MetricsConfig`` names
+    #: ``EventCount`` (``ingestion.mapping_metrics``).
+    event_source_metrics: int = 0
 
 
 def _function_model(stack: StackTemplate, stage: Stage) -> FunctionModel:
@@ -171,6 +174,27 @@ def model_from_template(template: Mapping[str, Any], name: str = "stack") -> Sta
         record_retention_days=_retention_days_of(stack),
         rollup=_rollup_model(stack),
         batching=_batching_of(stack),
+        event_source_metrics=_event_source_metrics(stack),
+    )
+
+
+#: What an SQS event source mapping sends when its ``MetricsConfig`` names ``EventCount``:
+#: PolledEventCount, InvokedEventCount, FilteredOutEventCount, FailedInvokeEventCount and
+#: DeletedEventCount, one of each per mapping (its ``EventSourceMappingUUID``), PolledEventCount
+#: even on an empty poll; the group's other metrics are the stream and Kafka sources' (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html#event-source-mapping-metrics;
+#: the construct's ``EVENT_COUNT_METRICS``, held equal by a test). Lambda's metrics page calls
+#: the metrics it sends by itself free and says nothing of these opt-in ones
+#: (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics.html), so the bill takes
+#: the dearer reading: each is priced as a CloudWatch metric, all month.
+SQS_EVENT_COUNT_METRICS = 5
+
+
+def _event_source_metrics(stack: StackTemplate) -> int:
+    """The metrics the stack's event source mappings send by their ``MetricsConfig``."""
+    return sum(
+        SQS_EVENT_COUNT_METRICS
+        for m in stack.resources("AWS::Lambda::EventSourceMapping").values()
+        if "EventCount" in m["Properties"].get("MetricsConfig", {}).get("Metrics", [])
     )
 
 

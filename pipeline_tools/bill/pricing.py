@@ -424,6 +424,10 @@ def _cloudwatch_items(
     """Custom metrics, alarms (standard, high-resolution, composite) and dashboards."""
     cw = prices["cloudwatch"]
     metrics = 0 if model.naive else usage.custom_metrics
+    metrics_described = f"{metrics} EMF metrics (measured)"
+    if model.event_source_metrics:
+        metrics += model.event_source_metrics
+        metrics_described += f", {model.event_source_metrics} event source mapping metrics"
     described = f"{model.alarm_metrics} alarm metrics"
     if model.high_resolution_alarm_metrics:
         described += f", {model.high_resolution_alarm_metrics} high-resolution"
@@ -433,7 +437,7 @@ def _cloudwatch_items(
         LineItem(
             "CloudWatch custom metrics",
             metrics * cw["custom_metric_month"],
-            f"{metrics} EMF metrics (measured)",
+            metrics_described,
         ),
         LineItem(
             "CloudWatch alarms",

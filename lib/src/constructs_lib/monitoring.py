@@ -291,13 +291,37 @@ class PipelineMonitoring(Construct):
             self._graph("DLQ: age of oldest message (s)", [oldest], width=12),
         )
 
-    def monitor_stage_queue(self, name: str, queue: sqs.IQueue, *, oldest_seconds: float) -> None:
-        """The age of a stage queue's oldest message: the stage falls behind, or is stopped."""
+    def monitor_stage_queue(
+        self,
+        name: str,
+        queue: sqs.IQueue,
+        *,
+        oldest_seconds: float,
+        failed_invokes: cloudwatch.IMetric | None = None,
+    ) -> None:
+        """The age of a stage queue's oldest message: the stage falls behind, or is stopped.
+
+        :param failed_invokes: the queue's mapping's ``FailedInvokeEventCount``
+            (``StageQueue.metric_failed_invoke_events``), where the mapping sends its event
+            counts: it alarms above the ``errors`` threshold. :default: none; the function's
+            ``Errors`` and ``Throttles`` alarms and this age alarm cover the mapping's failures
+        """
         oldest = queue.metric_approximate_age_of_oldest_message(
             period=self.period, statistic="Maximum"
         )
         self._alarm(f"{name}QueueOldMessage", oldest, oldest_seconds, f"records wait for {name}")
-        self._widgets(self._graph(f"{name} queue: age of oldest message (s)", [oldest], width=12))
+        graphs = [self._graph(f"{name} queue: age of oldest message (s)", [oldest], width=12)]
+        if failed_invokes is not None:
+            self._alarm(
+                f"{name}MappingFailedInvokes",
+                failed_invokes,
+                self.thresholds.errors,
+                f"{name}'s event source mapping could not invoke the function with messages, "
+                "or the function reported them failed: read the mapping's state and the "
+                "stage's log group",
+            )
+            graphs.append(self._graph(f"{name} mapping: failed invoke events", [failed_invokes]))
+        self._widgets(*graphs)
 
     def monitor_table(
         self, table: dynamodb.ITable, *, operations: Sequence[dynamodb.Operation]

@@ -12,6 +12,14 @@ The rules it follows are AWS's:
   (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-parameters.html);
 * maximum concurrency is 2 to 1,000 (``ScalingConfig``,
   https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-lambda-eventsourcemapping-scalingconfig.html);
+* the mapping's own metrics (``PolledEventCount``, ``InvokedEventCount``,
+  ``FilteredOutEventCount``, ``FailedInvokeEventCount``, ``DeletedEventCount`` for an SQS
+  source, dimensioned by ``EventSourceMappingUUID``) are sent only when its ``MetricsConfig``
+  names ``EventCount`` (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-lambda-eventsourcemapping-metricsconfig.html;
+  the metrics: https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html#event-source-mapping-metrics).
+  ``FailedInvokeEventCount`` counts the messages Lambda failed to invoke the function with
+  (network configuration, a missing permission, a deleted function, version or alias) and,
+  with partial batch responses, those the function reported failed;
 * reading the queue takes ``sqs:ReceiveMessage``, ``sqs:DeleteMessage`` and
   ``sqs:GetQueueAttributes`` on the function's execution role, and nothing more
   (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html, "Execution role
@@ -27,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
@@ -42,6 +51,16 @@ MAX_CONCURRENCY = (2, 1000)
 MAX_RECEIVE_COUNT = (1, 1000)
 #: The queue's visibility timeout, in timeouts of the function.
 VISIBILITY_TIMEOUTS = 6
+#: The metrics an SQS event source mapping sends when ``MetricsConfig`` names ``EventCount``
+#: (the group's other metrics are the stream and Kafka sources'). ``PolledEventCount`` is sent
+#: even for an empty poll, so the metrics exist for as long as the mapping polls.
+EVENT_COUNT_METRICS = (
+    "PolledEventCount",
+    "InvokedEventCount",
+    "FilteredOutEventCount",
+    "FailedInvokeEventCount",
+    "DeletedEventCount",
+)
 
 
 @dataclass(frozen=True)
@@ -53,12 +72,17 @@ class Batching:
         for a batch of more than 10). :default: 0 s
     :param max_concurrency: the most batches at once, 2 to 1,000. :default: Lambda's scaling
     :param max_receive_count: deliveries of a message before it moves to the DLQ. :default: 5
+    :param mapping_metrics: the mapping sends its event counts (:data:`EVENT_COUNT_METRICS`),
+        so :meth:`StageQueue.metric_failed_invoke_events` has data. Lambda's metrics page calls
+        its function metrics free and says nothing of these opt-in ones; price each as a
+        CloudWatch metric a month. :default: False
     """
 
     batch_size: int = 10
     batching_window: Duration | None = None
     max_concurrency: int | None = None
     max_receive_count: int = 5
+    mapping_metrics: bool = False
 
     @property
     def window_seconds(self) -> float:
@@ -130,6 +154,32 @@ class StageQueue(Construct):
             max_batching_window=batching.batching_window if window else None,
             report_batch_item_failures=True,
             max_concurrency=batching.max_concurrency,
+            metrics_config=(
+                lambda_.MetricsConfig(metrics=[lambda_.MetricType.EVENT_COUNT])
+                if batching.mapping_metrics
+                else None
+            ),
         )
+        #: Whether the mapping sends its event counts (``Batching.mapping_metrics``).
+        self.mapping_metrics = batching.mapping_metrics
         # Lambda checks the role's permissions when it creates the mapping: the grant first.
         grant.apply_before(self.mapping)
+
+    def metric_failed_invoke_events(self, period: Duration) -> cloudwatch.Metric:
+        """Messages of this queue that the mapping failed to invoke the function with, or that
+        the function reported failed (``FailedInvokeEventCount``, the sum over ``period``).
+
+        :raises ValueError: the mapping sends no event counts (``Batching.mapping_metrics``).
+        """
+        if not self.mapping_metrics:
+            raise ValueError(
+                "metric_failed_invoke_events: the mapping sends no event counts; "
+                "set Batching(mapping_metrics=True)"
+            )
+        return cloudwatch.Metric(
+            namespace="AWS/Lambda",
+            metric_name="FailedInvokeEventCount",
+            dimensions_map={"EventSourceMappingUUID": self.mapping.event_source_mapping_id},
+            statistic="Sum",
+            period=period,
+        )
