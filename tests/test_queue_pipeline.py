@@ -151,6 +151,30 @@ def test_a_batch_that_fails_whole_returns_and_moves_to_the_dlq_after_max_receive
     assert json.loads(letter["Body"])["id"] == "m-1"
 
 
+def test_a_message_whose_delay_ends_during_the_check_still_counts_as_queued(queues_pipeline):
+    """The run ends when no stage queue holds a message. moto computes a queue's counts
+    (visible, delayed, in flight) one after another, each reading the clock: on a clock that
+    moves between readings, a message whose delay ends between two of them is in none, and the
+    run would end with a retry still queued (a record neither stored nor dead-lettered). Here
+    every reading moves the clock a second, so a 60 s delay ends inside some check."""
+    from pipeline_tools.runner.event_source import VirtualClock
+
+    class Ticking(VirtualClock):
+        def seconds(self) -> float:
+            if self._pinned is None:
+                self.offset += 1.0
+            return super().seconds()
+
+    runner = queues_pipeline
+    runner.clock = Ticking()
+    with runner.clock.driving_moto():
+        runner.sqs.send_message(
+            QueueUrl=runner.mappings["processor"].queue_url, MessageBody="{}", DelaySeconds=60
+        )
+        checks = [runner._pending() for _ in range(40)]  # past the delay, never received
+    assert all(checks), checks.index(False)
+
+
 def test_the_scaling_of_a_mapping_follows_lambdas_documented_rates():
     """AWS: five batches at a time when messages are available, up to 300 more a minute while
     messages remain, at most 1,000 batches at once, back to five when traffic is low; the

@@ -194,6 +194,14 @@ def price_batched(
     return Bill(model, items)
 
 
+def invocation_ms(workload: Workload, stage: str, memory_mb: int, records: float) -> float:
+    """An invocation of ``stage`` with ``records`` records (module docstring, "Duration"): the
+    seed's single-record duration, and what each further record adds."""
+    lookups = lookups_per_record(workload, records)
+    extra = per_record_ms(stage, memory_mb, lookups) * max(0.0, records - 1)
+    return workload.duration_ms[stage] + extra
+
+
 def per_record_ms(stage: str, memory_mb: int, lookups: float = 1.0) -> float:
     """What each record after the first adds to an invocation (module docstring): the stage's
     measured work at ``memory_mb``, and a request per table action the stage calls; a read (the
@@ -210,10 +218,7 @@ def _lambda_items(
     lam, hours = prices["lambda"], prices["hours_per_month"]
     duration = allocation = instance_hours = 0.0
     for f in model.functions:
-        b = month.records_per_batch[f.stage]
-        lookups = lookups_per_record(workload, b)
-        extra = per_record_ms(f.stage, f.memory_mb, lookups) * max(0.0, b - 1)
-        ms = workload.duration_ms[f.stage] + extra
+        ms = invocation_ms(workload, f.stage, f.memory_mb, month.records_per_batch[f.stage])
         seconds, gb = ms / 1000, f.memory_mb / 1024
         invocations = month.invocations[f.stage]
         average, share = f.capacity.instances(invocations / SECONDS_PER_MONTH * seconds)

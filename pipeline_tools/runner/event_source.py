@@ -65,15 +65,27 @@ class VirtualClock:
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self._pinned: float | None = None
 
     def seconds(self) -> float:
-        return time.time() + self.offset
+        return time.time() + self.offset if self._pinned is None else self._pinned
 
     def millis(self) -> float:
         return self.seconds() * 1000
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """One instant for everything read inside: moto computes a queue's counts one after
+        another, each at its own reading of the clock, so a message whose delay or visibility
+        timeout ends between two readings would be in none of them."""
+        self._pinned = self.seconds()
+        try:
+            yield
+        finally:
+            self._pinned = None
 
     @contextmanager
     def driving_moto(self) -> Iterator[None]:
@@ -94,6 +106,10 @@ class WallClock(VirtualClock):
 
     def advance(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        yield  # another process's clock: see QueuePipeline._pending
 
     @contextmanager
     def driving_moto(self) -> Iterator[None]:
@@ -215,13 +231,13 @@ class QueuePipeline:
     def module(self, stage: str) -> Any:
         return self.functions[stage].module
 
-    def run_arriving(self, bodies: list[str], rate: float, entry: str) -> list[float]:
+    def run_arriving(self, bodies: list[str], rate: float, entry: str) -> list[tuple[float, int]]:
         """Messages arriving at ``rate`` a second, in virtual time, gathered by the entry
         stage's pollers as Lambda gathers them: :data:`START_BATCHES` share the arrivals, and a
         batch opens at its first message and is invoked when it holds ``BatchSize`` messages or
-        its window has passed. Each batch then runs through the whole chain. Returns each
-        message's wait from its arrival to its batch's invocation (the stages after the entry
-        take packed messages at once)."""
+        its window has passed. Each batch then runs through the whole chain. Returns, for each
+        message, its wait from its arrival to its batch's invocation (the stages after the
+        entry take packed messages at once) and the number of messages in that batch."""
         mapping = self.mappings[entry]
         start = self.clock.seconds()
         arrivals = [start + i / rate for i in range(len(bodies))]
@@ -240,7 +256,7 @@ class QueuePipeline:
                     (arrivals[taken[-1]] if full else opened + mapping.window_seconds, taken)
                 )
                 mine = mine[len(taken) :]
-        waits = [0.0] * len(bodies)
+        waits = [(0.0, 0)] * len(bodies)
         self.gathered = True
         try:
             with self.clock.driving_moto():
@@ -253,7 +269,7 @@ class QueuePipeline:
                             Entries=[{"Id": str(i), "MessageBody": bodies[i]} for i in chunk],
                         )
                     for i in taken:
-                        waits[i] = invoked - arrivals[i]
+                        waits[i] = (invoked - arrivals[i], len(taken))
                     self.run()
         finally:
             self.gathered = False
@@ -342,7 +358,17 @@ class QueuePipeline:
             )
 
     def _pending(self) -> bool:
-        """Whether any stage queue still holds a message (visible, in flight or delayed)."""
+        """Whether any stage queue still holds a message (visible, in flight or delayed).
+
+        moto computes a queue's three counts one after another, each at its own reading of the
+        clock: a message whose delay or visibility timeout ends between two readings is in none
+        of them, and the run would end with it still queued. The virtual clock is pinned for the
+        check; a server's clock cannot be, so a second check counts a message the first missed
+        (a message crosses that boundary once)."""
+        with self.clock.pinned():
+            return self._holds_messages() or self._holds_messages()
+
+    def _holds_messages(self) -> bool:
         names = [
             "ApproximateNumberOfMessages",
             "ApproximateNumberOfMessagesNotVisible",
