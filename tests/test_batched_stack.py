@@ -272,7 +272,8 @@ def test_with_mapping_metrics_each_mapping_alarms_on_its_own_failed_invokes(temp
         assert alarm["AlarmActions"], "the alarm notifies the alarm topic"
 
 
-def test_the_failed_invoke_metric_needs_the_mappings_metrics():
+def stage_queue(batching: Batching | None = None) -> StageQueue:
+    """A ``StageQueue`` in front of a bare function, in a stack of its own."""
     stack = cdk.Stack(cdk.App())
     function = lambda_.Function(
         stack,
@@ -281,16 +282,20 @@ def test_the_failed_invoke_metric_needs_the_mappings_metrics():
         handler="index.h",
         runtime=lambda_.Runtime.PYTHON_3_14,
     )
-    queue = StageQueue(
+    return StageQueue(
         stack,
         "Q",
         alias=function,
         role=function.role or iam.Role(stack, "R", assumed_by=iam.AnyPrincipal()),
         timeout=cdk.Duration.seconds(30),
         dead_letter_queue=sqs.Queue(stack, "D"),
+        batching=batching,
     )
+
+
+def test_the_failed_invoke_metric_needs_the_mappings_metrics():
     with pytest.raises(ValueError, match="mapping_metrics=True"):
-        queue.metric_failed_invoke_events(cdk.Duration.minutes(1))
+        stage_queue().metric_failed_invoke_events(cdk.Duration.minutes(1))
 
 
 def test_the_bill_counts_the_metrics_the_construct_turns_on():
@@ -329,24 +334,8 @@ def test_a_large_batch_without_a_window_is_refused_naming_the_key():
     ],
 )
 def test_the_construct_refuses_what_lambda_and_sqs_refuse(batching, argument):
-    stack = cdk.Stack(cdk.App())
-    function = lambda_.Function(
-        stack,
-        "F",
-        code=lambda_.Code.from_inline("def h(e, c): pass"),
-        handler="index.h",
-        runtime=lambda_.Runtime.PYTHON_3_14,
-    )
     with pytest.raises(LimitError) as caught:
-        StageQueue(
-            stack,
-            "Q",
-            alias=function,
-            role=function.role or iam.Role(stack, "R", assumed_by=iam.AnyPrincipal()),
-            timeout=cdk.Duration.seconds(30),
-            dead_letter_queue=sqs.Queue(stack, "D"),
-            batching=batching,
-        )
+        stage_queue(batching)
     assert caught.value.argument == argument
 
 
