@@ -166,3 +166,30 @@ def test_ingestion_on_the_command_line_takes_the_batched_path_for_one_synth(proj
     assert refused.returncode != 0
     (line,) = [x for x in refused.stderr.splitlines() if x.startswith("Configuration error")]
     assert "invalid setting ingestion (-c) = 'fast': must be one of per_record, batched" in line
+
+
+def test_the_mappings_metrics_set_in_cdk_json_reach_the_template(project):
+    """``ingestion.mapping_metrics`` as a user sets it in cdk.json, through the CLI: each
+    mapping's ``MetricsConfig`` and a ``FailedInvokeEventCount`` alarm on each; a ``null``
+    there (which the CLI drops) is one line naming the key."""
+    result = synth_with(project, ["ingestion"], {"mode": "batched", "mapping_metrics": True})
+    assert result.returncode == 0, result.stderr[-2000:]
+    template = json.loads((project / "out" / "DataPipeline-dev.template.json").read_text())
+    resources = template["Resources"].values()
+    configs = [
+        r["Properties"].get("MetricsConfig")
+        for r in resources
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+    ]
+    assert configs == [{"Metrics": ["EventCount"]}] * 3
+    alarms = [
+        r
+        for r in resources
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and r["Properties"].get("MetricName") == "FailedInvokeEventCount"
+    ]
+    assert len(alarms) == 3
+    refused = synth_with(project, ["ingestion"], {"mode": "batched", "mapping_metrics": None})
+    assert refused.returncode != 0
+    (line,) = [x for x in refused.stderr.splitlines() if x.startswith("Configuration error")]
+    assert "invalid setting pipeline.dev.ingestion.mapping_metrics = None" in line
